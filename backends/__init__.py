@@ -1,0 +1,1 @@
+"""fedc's backends: ``reference`` (the oracle interpreter) and ``tf``."""

@@ -1,0 +1,93 @@
+"""Errors a user can cause, and source locations to report them at.
+
+Every error that bad input can trigger is a :class:`FedcError`. The message
+names the place (``file:line:col`` with the source line and a caret for text;
+the node for IR) and the types involved in TFF notation. The CLI prints these
+without a traceback and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+__all__ = [
+    "FedcError",
+    "FedcTypeError",
+    "ParseError",
+    "SerializationError",
+    "SourceLocation",
+    "UnsupportedError",
+    "VerificationError",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceLocation:
+    """A point in a source file: 1-based line and column."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+def excerpt(source: str, line: int, column: int) -> str:
+    """Returns the source line at ``line`` and a caret under ``column``."""
+    lines = source.splitlines()
+    if not 1 <= line <= len(lines):
+        return ""
+    text = lines[line - 1].expandtabs(1)
+    caret = " " * max(column - 1, 0) + "^"
+    return f"  {text}\n  {caret}"
+
+
+class FedcError(Exception):
+    """Base class of every error that a user of fedc can cause.
+
+    ``location`` (a :class:`SourceLocation`) and ``source`` (the text the
+    location points into) are optional; when both are given the message shows
+    the offending line with a caret.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        location: SourceLocation | None = None,
+        source: str | None = None,
+    ):
+        self.message = message
+        self.location = location
+        self.source = source
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        if self.location is None:
+            return self.message
+        text = f"{self.location}: {self.message}"
+        if self.source is not None:
+            shown = excerpt(self.source, self.location.line, self.location.column)
+            if shown:
+                text = f"{text}\n{shown}"
+        return text
+
+
+class FedcTypeError(FedcError, TypeError):
+    """A value, argument or building block does not have the type required."""
+
+
+class ParseError(FedcError, ValueError):
+    """Text (a type, textual IR, a ``.fed`` file) could not be parsed."""
+
+
+class VerificationError(FedcError):
+    """The IR breaks one of its invariants (scoping, SSA, types, placements)."""
+
+
+class SerializationError(FedcError):
+    """Serialized bytes are malformed, truncated, too large or hostile."""
+
+
+class UnsupportedError(FedcError):
+    """A backend or tool does not implement something a computation uses."""

@@ -1,0 +1,57 @@
+"""fedc's IR: building blocks, the intrinsic registry, modules, the verifier,
+the textual form and protobuf serialization."""
+
+from fedc.ir.building_blocks import (
+    Block,
+    Call,
+    Compiled,
+    Data,
+    Intrinsic,
+    Lambda,
+    Literal,
+    Node,
+    Placement,
+    Reference,
+    Selection,
+    Struct,
+    SymbolRef,
+    equal,
+)
+from fedc.ir.intrinsics import IntrinsicDef, IntrinsicKind, all_definitions, lookup
+from fedc.ir.intrinsics import call as intrinsic_call
+from fedc.ir.module import Module
+
+
+def verify(target, module=None):
+    """Checks every invariant of a module or node; raises VerificationError."""
+    from fedc.ir.verifier import verify as _verify
+
+    return _verify(target, module)
+
+
+def print_module(module, **options) -> str:
+    """The textual IR of a module."""
+    from fedc.ir.text import print_module as _print
+
+    return _print(module, **options)
+
+
+def parse_module(text: str, filename: str = "<ir>"):
+    """Parses textual IR into a module."""
+    from fedc.ir.text import parse_module as _parse
+
+    return _parse(text, filename)
+
+
+def serialize(module) -> bytes:
+    """The protobuf bytes of a module."""
+    from fedc.ir.serialization import serialize as _serialize
+
+    return _serialize(module)
+
+
+def deserialize(data: bytes, **limits):
+    """A module from protobuf bytes; never runs code; SerializationError on bad bytes."""
+    from fedc.ir.serialization import deserialize as _deserialize
+
+    return _deserialize(data, **limits)

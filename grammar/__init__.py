@@ -1,0 +1,33 @@
+"""The lark grammars of fedc: the type syntax, the textual IR, the .fed language.
+
+Grammars are loaded lazily and cached; ``load("types")`` returns a LALR parser
+for ``grammar/types.lark``. Grammars share rules through lark's ``%import``
+(``%import .types (type)``), and their transformers are combined with
+``lark.visitors.merge_transformers``.
+"""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+
+GRAMMAR_DIR = pathlib.Path(__file__).resolve().parent
+
+
+def path(name: str) -> pathlib.Path:
+    """Returns the path of the grammar file ``<name>.lark``."""
+    return GRAMMAR_DIR / f"{name}.lark"
+
+
+@functools.lru_cache(maxsize=None)
+def load(name: str, start: str = "type"):
+    """Returns a cached LALR lark parser for grammar ``name`` starting at ``start``."""
+    import lark
+
+    return lark.Lark.open(
+        str(path(name)),
+        parser="lalr",
+        start=start,
+        propagate_positions=True,
+        maybe_placeholders=True,
+    )

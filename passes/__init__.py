@@ -1,0 +1,1 @@
+"""fedc's passes and the pass manager (filled in by the passes issue)."""
