@@ -901,7 +901,7 @@ def to_type(spec: Any) -> Type:
             return StructType(list(spec))
         return StructType(list(spec), python_container=type(spec))
     if isinstance(spec, collections.abc.Mapping):
-        return StructType(list(spec.items()), python_container=type(spec))
+        return StructType(spec, python_container=type(spec))  # keys are names, checked
     if _is_attrs_instance(spec):
         import attrs
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -481,7 +482,9 @@ class Literal(Node):
                     f"a literal has a tensor type with a fully known shape, not {type_signature}"
                 )
             try:
-                array = np.array(value, dtype=type_signature.dtype)
+                with warnings.catch_warnings():  # lossy casts are reported below
+                    warnings.simplefilter("ignore")
+                    array = np.array(value, dtype=type_signature.dtype)
             except (TypeError, ValueError, OverflowError) as e:
                 raise FedcTypeError(f"literal {value!r} is not a {type_signature}: {e}") from None
             if array.shape != type_signature.shape:
@@ -542,8 +545,13 @@ def _values_preserved(value: Any, array: np.ndarray) -> bool:
         return False
     if array.dtype.kind in "iub" and original.dtype.kind == "f":
         return bool(np.all(np.isnan(original) == False)) and bool(np.all(original == array))  # noqa: E712
-    if array.dtype.kind in "iu" and original.dtype.kind in "iu":
-        return bool(np.all(original == array))
+    if array.dtype.kind in "iub" and original.dtype.kind in "iub":
+        return bool(np.all(original == array))  # 2 -> bool is True, not 2
+    if array.dtype.kind in "fc" and original.dtype.kind in "iufc":
+        if array.dtype.kind == "f" and original.dtype.kind == "c" and np.any(original.imag != 0):
+            return False  # the imaginary part would be dropped
+        # Rounding is expected; overflow of a finite value to inf is not.
+        return bool(np.all(np.isfinite(array) | ~np.isfinite(original)))
     return True
 
 

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
-from fedc.errors import FedcTypeError
+from fedc.errors import FedcTypeError, ParseError
 from fedc.types import (
     CLIENTS,
     SERVER,
@@ -101,7 +101,7 @@ class IntrinsicDef:
                 raise FedcTypeError(f"{self.uri} has no attribute {key!r} (its attributes: {known})")
             try:
                 value = spec.normalize(value)
-            except FedcTypeError as e:
+            except (FedcTypeError, ParseError) as e:  # ParseError: a type attribute given as bad text
                 raise FedcTypeError(f"{self.uri} attribute {key}: {e.message}") from None
             if not _same_attr(value, spec.default):
                 result.append((key, value))
@@ -123,7 +123,7 @@ class IntrinsicDef:
         try:
             return self.rule(self, parameter, self.attr_values(attrs))
         except FedcTypeError as e:
-            if e.message.startswith(self.uri + " "):
+            if e.message.startswith(f"{self.uri} expects "):  # already from self.fail
                 raise
             raise self.fail(parameter, e.message) from None
 
@@ -287,7 +287,7 @@ def _rule_aggregate(d, p, attrs):
 def _rule_apply(d, p, attrs):
     fn, value = _struct_args(d, p, 2)
     fn = _function(fn, "the function")
-    value = _federated(d, value, SERVER, "the value")
+    value = _federated(d, value, SERVER, "the value", all_equal=True)
     _accepts(fn, value.member, "the function")
     return _fed(fn.result, SERVER)
 
@@ -396,7 +396,8 @@ def _rule_zip(placement):
         members = []
         for index, (name, element) in enumerate(p.items()):
             label = f"element {name or index}"
-            element = _federated(d, element, placement, label)
+            # At SERVER the result is all-equal, so every element must be.
+            element = _federated(d, element, placement, label, all_equal=True if placement is SERVER else None)
             members.append((name, element.member) if name is not None else element.member)
         all_equal = placement is SERVER
         return _fed(StructType(members), placement, all_equal=all_equal)

@@ -239,6 +239,8 @@ def _reduce_rule(kinds: str):
             for a in axis:
                 if not -rank <= a < rank:
                     raise FedcTypeError(f"axis {a} is out of range for {t} of rank {rank}")
+                if a % rank in axes:  # e.g. [1, -2] at rank 3; numpy rejects it
+                    raise FedcTypeError(f"axis {list(axis)} names axis {a % rank} of {t} twice")
                 axes.add(a % rank)
         dims = []
         for i, dim in enumerate(t.shape):
