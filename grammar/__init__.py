@@ -20,14 +20,18 @@ def path(name: str) -> pathlib.Path:
 
 
 @functools.lru_cache(maxsize=None)
-def load(name: str, start: str = "type"):
-    """Returns a cached LALR lark parser for grammar ``name`` starting at ``start``."""
+def load(name: str, start="type"):
+    """Returns a cached LALR lark parser for grammar ``name`` starting at ``start``.
+
+    ``start`` is a rule name, or a tuple of rule names for a parser with several
+    start rules (choose one with ``parser.parse(text, start=...)``).
+    """
     import lark
 
     return lark.Lark.open(
         str(path(name)),
         parser="lalr",
-        start=start,
+        start=list(start) if isinstance(start, tuple) else start,
         propagate_positions=True,
         maybe_placeholders=True,
     )

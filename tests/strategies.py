@@ -217,7 +217,7 @@ class _Gen:
         return self.loc(ir.Block(locals_, result))
 
     def server_value(self, scope, depth):
-        refs = [n for n, t in scope.items() if isinstance(t, FederatedType) and t.placement is SERVER]
+        refs = [n for n, t in scope.items() if isinstance(t, FederatedType) and t.placement is SERVER and t.all_equal]
         if refs and self.draw(st.booleans()):
             name = self.draw(st.sampled_from(refs))
             return ir.Reference(name, scope[name])

@@ -43,6 +43,20 @@ def parse_module(text: str, filename: str = "<ir>"):
     return _parse(text, filename)
 
 
+def print_node(node) -> str:
+    """The textual IR of a single computation outside a module."""
+    from fedc.ir.text import print_node as _print
+
+    return _print(node)
+
+
+def parse_node(text: str, filename: str = "<ir>"):
+    """Parses the textual IR of a single computation (as printed by print_node)."""
+    from fedc.ir.text import parse_node as _parse
+
+    return _parse(text, filename)
+
+
 def serialize(module) -> bytes:
     """The protobuf bytes of a module."""
     from fedc.ir.serialization import serialize as _serialize
