@@ -29,3 +29,29 @@ from fedc.types import (
 )
 
 __version__ = "0.1.0"
+
+from fedc.computation import Computation, PolymorphicComputation
+from fedc.context import backend, set_default_backend
+from fedc.frontend.federated import (
+    federated_aggregate,
+    federated_broadcast,
+    federated_computation,
+    federated_eval,
+    federated_map,
+    federated_max,
+    federated_mean,
+    federated_min,
+    federated_secure_modular_sum,
+    federated_secure_select,
+    federated_secure_sum,
+    federated_secure_sum_bitwidth,
+    federated_select,
+    federated_sum,
+    federated_value,
+    federated_zip,
+    sequence_map,
+    sequence_reduce,
+    sequence_sum,
+)
+from fedc.frontend.tensorflow import tf_computation
+from fedc import ops, templates

@@ -1,0 +1,181 @@
+"""The reference interpreter: evaluates verified IR directly by its semantics.
+
+It is the oracle every pass and backend is checked against, so it follows the
+IR plainly: an environment maps names to values, a lambda evaluates to a
+closure, a block binds its locals in order. It is fast only where that changes
+nothing observable: a function of local ops mapped over clients is evaluated
+once over the clients' stacked values (see ``local_ops.Batched``), and the
+federated reductions are single numpy calls.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from fedc.errors import FedcError
+from fedc.ir import building_blocks as bb
+from fedc.ir.module import Module
+
+from .local_ops import Batched
+from fedc.values import Clients
+
+__all__ = ["Interpreter", "NotBatchable"]
+
+
+class NotBatchable(Exception):
+    """Raised inside batched evaluation when a value cannot be handled batched."""
+
+
+class Closure:
+    """A lambda evaluated in an environment."""
+
+    __slots__ = ("node", "env", "interpreter")
+
+    def __init__(self, node: bb.Lambda, env: dict, interpreter: "Interpreter"):
+        self.node = node
+        self.env = env
+        self.interpreter = interpreter
+
+    def __call__(self, argument: Any = None) -> Any:
+        env = self.env
+        if self.node.parameter_name is not None:
+            env = dict(env)
+            env[self.node.parameter_name] = argument
+        return self.interpreter.evaluate(self.node.result, env)
+
+
+class IntrinsicFunction:
+    """An intrinsic or local op as a function value."""
+
+    __slots__ = ("node", "interpreter")
+
+    def __init__(self, node: bb.Intrinsic, interpreter: "Interpreter"):
+        self.node = node
+        self.interpreter = interpreter
+
+    def __call__(self, argument: Any = None) -> Any:
+        node = self.node
+        definition = node.definition
+        impl = definition.impls.get("reference")
+        if impl is None:
+            raise FedcError(f"the reference backend does not implement {node.uri}")
+        # Local ops take batched operands; everything else is evaluated per value.
+        if definition.is_federated or definition.kind.value == "sequence":
+            if _contains_batched(argument):
+                raise NotBatchable(node.uri)
+        return impl(self.interpreter, argument, node.type_signature, definition.attr_values(dict(node.attrs)))
+
+
+class CompiledFunction:
+    """A Compiled block, run through TensorFlow."""
+
+    __slots__ = ("node", "_fn")
+
+    def __init__(self, node: bb.Compiled):
+        self.node = node
+        self._fn = None
+
+    def __call__(self, argument: Any = None) -> Any:
+        if _contains_batched(argument):
+            raise NotBatchable("compiled")
+        if self._fn is None:
+            from fedc import tensorflow_graphs
+
+            self._fn = tensorflow_graphs.load(self.node)
+        return self._fn(argument)
+
+
+def _contains_batched(value: Any) -> bool:
+    if isinstance(value, Batched):
+        return True
+    if isinstance(value, tuple):
+        return any(_contains_batched(v) for v in value)
+    return False
+
+
+class Interpreter:
+    """Evaluates the computations of one module, for one invocation."""
+
+    def __init__(self, module: Optional[Module], num_clients: Optional[int] = None):
+        self.module = module
+        self.num_clients = num_clients
+        self._symbols: dict[str, Any] = {}
+
+    def clients_count(self, what: str) -> int:
+        if self.num_clients is None:
+            raise FedcError(
+                f"{what}: the number of clients is unknown (no argument is placed at CLIENTS); "
+                "pass num_clients"
+            )
+        return self.num_clients
+
+    def symbol(self, name: str) -> Any:
+        if name not in self._symbols:
+            if self.module is None:
+                raise FedcError(f"@{name} cannot be evaluated outside a module")
+            self._symbols[name] = self.evaluate(self.module[name], {})
+        return self._symbols[name]
+
+    def evaluate(self, node: bb.Node, env: dict) -> Any:
+        kind = type(node)
+        if kind is bb.Reference:
+            return env[node.name]
+        if kind is bb.Call:
+            function = self.evaluate(node.function, env)
+            argument = None if node.argument is None else self.evaluate(node.argument, env)
+            return function(argument)
+        if kind is bb.Selection:
+            source = self.evaluate(node.source, env)
+            index = node.resolved_index
+            if isinstance(source, Batched):
+                return Batched(source.value[index])
+            return source[index]
+        if kind is bb.Struct:
+            return tuple(self.evaluate(value, env) for _, value in node.elements)
+        if kind is bb.Block:
+            inner = dict(env)
+            for name, value in node.locals:
+                inner[name] = self.evaluate(value, inner)
+            return self.evaluate(node.result, inner)
+        if kind is bb.Lambda:
+            return Closure(node, env, self)
+        if kind is bb.Intrinsic:
+            return IntrinsicFunction(node, self)
+        if kind is bb.Literal:
+            return node.value
+        if kind is bb.SymbolRef:
+            return self.symbol(node.name)
+        if kind is bb.Compiled:
+            return CompiledFunction(node)
+        if kind is bb.Placement:
+            return node.placement
+        if kind is bb.Data:
+            raise FedcError(
+                f"data {node.uri!r} of type {node.type_signature} has no value: the reference "
+                "backend does not resolve Data nodes (pass the value as an argument)"
+            )
+        raise FedcError(f"the reference interpreter cannot evaluate {type(node).__name__}")
+
+    def map_clients(self, function: Any, value: Clients) -> Clients:
+        """Applies a local function to each client's value, batched when it can be."""
+        stacked = value.stacked() if value.count else None
+        if stacked is not None and isinstance(function, (Closure, IntrinsicFunction)):
+            try:
+                result = function(Batched(stacked))
+            except NotBatchable:
+                pass
+            else:
+                return Clients.from_stacked(_materialize(result, value.count), value.count)
+        return Clients.from_items([function(item) for item in value.items()])
+
+
+def _materialize(result: Any, count: int) -> Any:
+    """Turns a batched result (possibly with unbatched parts) into a stacked value."""
+    if isinstance(result, Batched):
+        return result.value
+    if isinstance(result, tuple):
+        return tuple(_materialize(part, count) for part in result)
+    array = np.asarray(result)
+    return np.broadcast_to(array, (count,) + array.shape).copy()

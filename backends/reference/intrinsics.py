@@ -1,0 +1,316 @@
+"""The reference implementations of every intrinsic, registered against the registry.
+
+An implementation is ``impl(interpreter, argument, type_signature, attrs)``.
+Importing this module attaches each one to its entry as ``impls["reference"]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from fedc.errors import FedcError
+from fedc.ir import intrinsics as registry
+from fedc.types import StructType, TensorType
+
+from .local_ops import IMPLS as LOCAL_IMPLS, apply_op
+from fedc.values import Clients
+
+__all__ = ["IMPLEMENTED"]
+
+
+def _tree_map(fn: Callable, *trees):
+    if isinstance(trees[0], tuple):
+        return tuple(_tree_map(fn, *parts) for parts in zip(*trees))
+    return fn(*trees)
+
+
+def _leaves(tree) -> list:
+    if isinstance(tree, tuple):
+        return [leaf for part in tree for leaf in _leaves(part)]
+    return [tree]
+
+
+def _zeros(t) -> Any:
+    if isinstance(t, StructType):
+        return tuple(_zeros(e) for e in t)
+    return np.zeros(t.shape, dtype=t.dtype)
+
+
+def as_clients(interpreter, value: Any, what: str) -> Clients:
+    """A ``{T}@CLIENTS`` value; an all-equal value is given to every client."""
+    if isinstance(value, Clients):
+        return value
+    count = interpreter.clients_count(what)
+    return Clients.from_items([value] * count)
+
+
+def _stacked_or_items(clients: Clients):
+    stacked = clients.stacked() if clients.count else None
+    return stacked, (None if stacked is not None else clients.items())
+
+
+def _reduce(clients: Clients, stacked_fn: Callable, pair_fn: Callable, what: str):
+    if clients.count == 0:
+        raise FedcError(f"{what} over zero clients has no value")
+    stacked, items = _stacked_or_items(clients)
+    if stacked is not None:
+        return _tree_map(lambda a: np.asarray(stacked_fn(a)).astype(a.dtype, copy=False), stacked)
+    result = items[0]
+    for item in items[1:]:
+        result = _tree_map(pair_fn, result, item)
+    return result
+
+
+# --------------------------------------------------------------------------
+# Aggregations
+
+
+def _mean(interp, value, t, attrs):
+    clients = as_clients(interp, value, "federated_mean")
+    if clients.count == 0:
+        raise FedcError("federated_mean over zero clients has no value")
+    stacked, items = _stacked_or_items(clients)
+    if stacked is not None:
+        return _tree_map(lambda a: np.mean(a, axis=0).astype(a.dtype, copy=False), stacked)
+    total = _reduce(clients, None, np.add, "federated_mean")
+    return _tree_map(lambda s: (s / clients.count).astype(s.dtype, copy=False), total)
+
+
+def _sum(interp, value, t, attrs):
+    clients = as_clients(interp, value, "federated_sum")
+    if clients.count == 0:
+        return _zeros(t.result.member)
+    return _reduce(clients, lambda a: np.sum(a, axis=0, dtype=a.dtype), np.add, "federated_sum")
+
+
+def _min(interp, value, t, attrs):
+    return _reduce(as_clients(interp, value, "federated_min"), lambda a: np.min(a, axis=0), np.minimum, "federated_min")
+
+
+def _max(interp, value, t, attrs):
+    return _reduce(as_clients(interp, value, "federated_max"), lambda a: np.max(a, axis=0), np.maximum, "federated_max")
+
+
+def _weighted_mean(interp, argument, t, attrs):
+    value = as_clients(interp, argument[0], "federated_weighted_mean")
+    weight = as_clients(interp, argument[1], "federated_weighted_mean")
+    if value.count == 0:
+        raise FedcError("federated_weighted_mean over zero clients has no value")
+    weights = np.asarray([np.asarray(w) for w in weight.items()]) if weight.stacked() is None else weight.stacked()
+    stacked, items = _stacked_or_items(value)
+
+    def leaf(a):
+        w = weights.astype(a.dtype)
+        total = w.sum()
+        return (np.tensordot(w, a, axes=(0, 0)) / total).astype(a.dtype, copy=False)
+
+    if stacked is not None:
+        return _tree_map(leaf, stacked)
+    columns = _tree_map(lambda *xs: np.stack(xs), *items)
+    return _tree_map(leaf, columns)
+
+
+def _unflatten(structure, leaves: list):
+    iterator = iter(leaves)
+    return _tree_map(lambda _: next(iterator), structure)
+
+
+def _secure(name: str, limits: Callable[[int], tuple[int, str]], modular: bool = False):
+    """A secure sum computed exactly in plaintext, with every client's input range checked.
+
+    ``limits(bound)`` gives the exclusive upper limit of a client value and
+    its description; values must lie in [0, limit).
+    """
+
+    def impl(interp, argument, t, attrs):
+        clients = as_clients(interp, argument[0], name)
+        if clients.count == 0:
+            return _zeros(t.result.member)
+        stacked = clients.stacked()
+        if stacked is None:
+            stacked = _tree_map(lambda *xs: np.stack(xs), *clients.items())
+        value_leaves = _leaves(stacked)
+        bounds = [int(np.asarray(b)) for b in _leaves(argument[1])]
+        if len(bounds) == 1:
+            bounds = bounds * len(value_leaves)
+        results = []
+        for leaf, bound in zip(value_leaves, bounds):
+            limit, allowed = limits(bound)
+            bad = (leaf < 0) | (leaf >= limit)
+            if bad.any():
+                index = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise FedcError(
+                    f"{name}: client {index[0]} has value {leaf[index]} outside {allowed}; "
+                    "secure aggregation never wraps an out-of-range input silently"
+                )
+            exact = leaf.astype(object).sum(axis=0)  # Python integers: no overflow
+            if modular:
+                exact = exact % bound
+            info = np.iinfo(leaf.dtype)
+            flat = np.asarray(exact, dtype=object).ravel()
+            if any(v > info.max or v < info.min for v in flat):
+                raise FedcError(f"{name}: the sum does not fit in {leaf.dtype.name}")
+            results.append(np.asarray(exact, dtype=object).astype(leaf.dtype))
+        return _unflatten(stacked, results)
+
+    return impl
+
+
+def _aggregate(interp, argument, t, attrs):
+    value, zero, accumulate, merge, report = argument
+    clients = as_clients(interp, value, "federated_aggregate")
+    items = clients.items()
+    # Two partial aggregates merged, so `merge` is exercised as a deployment would.
+    half = (len(items) + 1) // 2
+    partials = []
+    for group in (items[:half], items[half:]):
+        if not group:
+            continue
+        accumulator = zero
+        for item in group:
+            accumulator = accumulate((accumulator, item))
+        partials.append(accumulator)
+    if not partials:
+        return report(zero)
+    result = partials[0]
+    for other in partials[1:]:
+        result = merge((result, other))
+    return report(result)
+
+
+# --------------------------------------------------------------------------
+# Placement, maps, zips, select
+
+
+def _broadcast(interp, value, t, attrs):
+    return value
+
+
+def _identity(interp, value, t, attrs):
+    return value
+
+
+def _map(interp, argument, t, attrs):
+    function, value = argument
+    if isinstance(value, Clients):
+        return interp.map_clients(function, value)
+    # An all-equal value: the function is deterministic, so every client gets the same result.
+    result = function(value)
+    return Clients.from_items([result] * interp.clients_count("federated_map"))
+
+
+def _apply(interp, argument, t, attrs):
+    function, value = argument
+    return function(value)
+
+
+def _eval_at_server(interp, function, t, attrs):
+    return function(None)
+
+
+def _eval_at_clients(interp, function, t, attrs):
+    return Clients.from_items([function(None) for _ in range(interp.clients_count("federated_eval_at_clients"))])
+
+
+def _zip_at_clients(interp, argument, t, attrs):
+    parts = [as_clients(interp, v, "federated_zip_at_clients") for v in argument]
+    counts = {p.count for p in parts}
+    if len(counts) > 1:
+        raise FedcError(f"federated_zip_at_clients: the zipped values have different numbers of clients {sorted(counts)}")
+    stacked = [p.stacked() for p in parts]
+    if all(s is not None for s in stacked):
+        return Clients.from_stacked(tuple(stacked), parts[0].count)
+    return Clients.from_items([tuple(items) for items in zip(*(p.items() for p in parts))])
+
+
+def _zip_at_server(interp, argument, t, attrs):
+    return tuple(argument)
+
+
+def _select(name):
+    def impl(interp, argument, t, attrs):
+        keys, max_key, server_value, select_fn = argument
+        keys = as_clients(interp, keys, name)
+        limit = int(np.asarray(max_key))
+        results = []
+        for index, client_keys in enumerate(keys.items()):
+            client_keys = np.asarray(client_keys)
+            if np.any(client_keys < 0) or np.any(client_keys >= limit):
+                raise FedcError(f"{name}: client {index} asks for key(s) {client_keys.tolist()} outside [0, {limit})")
+            results.append([select_fn((server_value, np.int32(k))) for k in client_keys.tolist()])
+        return Clients.from_items(results)
+
+    return impl
+
+
+# --------------------------------------------------------------------------
+# Sequences
+
+
+def _sequence_map(interp, argument, t, attrs):
+    function, sequence = argument
+    return [function(element) for element in sequence]
+
+
+def _sequence_reduce(interp, argument, t, attrs):
+    sequence, zero, op = argument
+    accumulator = zero
+    for element in sequence:
+        accumulator = op((accumulator, element))
+    return accumulator
+
+
+def _sequence_sum(interp, sequence, t, attrs):
+    total = _zeros(t.result)
+    for element in sequence:
+        total = _tree_map(lambda a, b: (a + b).astype(a.dtype, copy=False), total, element)
+    return total
+
+
+_FEDERATED: dict[str, Callable] = {
+    "federated_aggregate": _aggregate,
+    "federated_apply": _apply,
+    "federated_broadcast": _broadcast,
+    "federated_eval_at_clients": _eval_at_clients,
+    "federated_eval_at_server": _eval_at_server,
+    "federated_map": _map,
+    "federated_map_all_equal": _apply,
+    "federated_mean": _mean,
+    "federated_weighted_mean": _weighted_mean,
+    "federated_sum": _sum,
+    "federated_min": _min,
+    "federated_max": _max,
+    "federated_secure_sum": _secure("federated_secure_sum", lambda b: (b + 1, f"[0, {b}]")),
+    "federated_secure_sum_bitwidth": _secure(
+        "federated_secure_sum_bitwidth", lambda b: (2**b, f"[0, 2**{b})")
+    ),
+    "federated_secure_modular_sum": _secure(
+        "federated_secure_modular_sum", lambda b: (b, f"[0, {b})"), modular=True
+    ),
+    "federated_select": _select("federated_select"),
+    "federated_secure_select": _select("federated_secure_select"),
+    "federated_value_at_clients": _identity,
+    "federated_value_at_server": _identity,
+    "federated_zip_at_clients": _zip_at_clients,
+    "federated_zip_at_server": _zip_at_server,
+    "sequence_map": _sequence_map,
+    "sequence_reduce": _sequence_reduce,
+    "sequence_sum": _sequence_sum,
+}
+
+
+def _local(uri: str) -> Callable:
+    def impl(interp, argument, t, attrs):
+        return apply_op(uri, argument, attrs)
+
+    return impl
+
+
+IMPLEMENTED: frozenset = frozenset(_FEDERATED) | frozenset(LOCAL_IMPLS)
+
+for _uri, _impl in _FEDERATED.items():
+    registry.lookup(_uri).impls["reference"] = _impl
+for _uri in LOCAL_IMPLS:
+    registry.lookup(_uri).impls["reference"] = _local(_uri)

@@ -1,0 +1,230 @@
+"""numpy implementations of the local tensor ops, plain and batched over clients.
+
+Values are numpy arrays (0-d for scalars) and tuples for structs. A
+:class:`Batched` wraps a value that carries one more leading axis, the
+clients: a mapped function over N clients then runs as one numpy call, the way
+``jax.vmap`` batches a primitive. Each op has one plain implementation; the
+batched one is derived from the op's shape behaviour (elementwise ops align
+ranks, reductions shift axes, …).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import numpy as np
+
+from fedc.errors import FedcError
+from fedc.types import _to_dtype
+
+__all__ = ["Batched", "IMPLS", "apply_op"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Batched:
+    """A value with a leading client axis on every tensor leaf."""
+
+    value: Any
+
+
+def _per_client_rank(x: Any) -> int:
+    return x.value.ndim - 1 if isinstance(x, Batched) else np.ndim(x)
+
+
+def _is_struct(value: Any) -> bool:
+    return isinstance(value, tuple)
+
+
+def _map_struct(fn: Callable, *operands):
+    """Applies ``fn`` leaf by leaf; a non-struct operand is combined with every leaf."""
+    structs = [o for o in operands if _is_struct(o) or (isinstance(o, Batched) and _is_struct(o.value))]
+    if not structs:
+        return fn(*operands)
+    first = structs[0]
+    length = len(first.value if isinstance(first, Batched) else first)
+    results = []
+    for i in range(length):
+        parts = []
+        for o in operands:
+            if isinstance(o, Batched) and _is_struct(o.value):
+                parts.append(Batched(o.value[i]))
+            elif _is_struct(o):
+                parts.append(o[i])
+            else:
+                parts.append(o)
+        results.append(_map_struct(fn, *parts))
+    return tuple(results)
+
+
+def _elementwise(np_fn: Callable, result_dtype=None, dtype_from: int = 0):
+    """An elementwise op on leaves, plain or batched (ranks aligned behind the client axis)."""
+
+    def leaf(*xs):
+        if not any(isinstance(x, Batched) for x in xs):
+            out = np_fn(*[np.asarray(x) for x in xs])
+            return _cast_result(out, xs[dtype_from], result_dtype)
+        rank = max(_per_client_rank(x) for x in xs)
+        aligned = []
+        for x in xs:
+            if isinstance(x, Batched):
+                a = x.value
+                aligned.append(a.reshape(a.shape[:1] + (1,) * (rank - (a.ndim - 1)) + a.shape[1:]))
+            else:
+                aligned.append(np.asarray(x))
+        out = np_fn(*aligned)
+        source = xs[dtype_from]
+        return Batched(_cast_result(out, source.value if isinstance(source, Batched) else source, result_dtype))
+
+    return leaf
+
+
+def _cast_result(out, dtype_source, result_dtype):
+    out = np.asarray(out)
+    dtype = result_dtype or np.asarray(dtype_source).dtype
+    if out.dtype != dtype:
+        out = out.astype(dtype)
+    return out
+
+
+def _unary(np_fn):
+    leaf = _elementwise(np_fn)
+    return lambda x, attrs: _map_struct(leaf, x)
+
+
+def _binary(np_fn, result_dtype=None):
+    leaf = _elementwise(np_fn, result_dtype)
+    return lambda arg, attrs: _map_struct(leaf, arg[0], arg[1])
+
+
+def _ternary(np_fn):
+    leaf = _elementwise(np_fn)
+    return lambda arg, attrs: _map_struct(leaf, arg[0], arg[1], arg[2])
+
+
+def _where(arg, attrs):
+    leaf = _elementwise(np.where, dtype_from=1)
+    return _map_struct(leaf, arg[0], arg[1], arg[2])
+
+
+def _checked_divide(x, y):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.true_divide(x, y)
+
+
+def _integer_safe(fn, name):
+    def wrapped(x, y):
+        if np.asarray(x).dtype.kind in "iu" and np.any(np.asarray(y) == 0):
+            raise FedcError(f"{name}: integer division by zero")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return fn(x, y)
+
+    return wrapped
+
+
+def _pow(x, y):
+    if np.asarray(x).dtype.kind in "iu" and np.any(np.asarray(y) < 0):
+        raise FedcError("pow: integers cannot be raised to negative powers")
+    return np.power(x, y)
+
+
+def _cast(x, attrs):
+    dtype = _to_dtype(attrs["dtype"])
+    return _map_struct(lambda v: Batched(v.value.astype(dtype)) if isinstance(v, Batched) else np.asarray(v).astype(dtype), x)
+
+
+def _reshape(x, attrs):
+    target = tuple(attrs["shape"])
+    if isinstance(x, Batched):
+        return Batched(x.value.reshape(x.value.shape[:1] + target))
+    return np.asarray(x).reshape(target)
+
+
+def _matmul(arg, attrs):
+    a, b = arg
+    batched = isinstance(a, Batched) or isinstance(b, Batched)
+    av = a.value if isinstance(a, Batched) else np.asarray(a)
+    bv = b.value if isinstance(b, Batched) else np.asarray(b)
+    out = np.matmul(av, bv)
+    return Batched(out) if batched else out
+
+
+def _reduction(np_fn, name):
+    def leaf(x, axis, keepdims):
+        if isinstance(x, Batched):
+            rank = x.value.ndim - 1
+            axes = tuple(range(1, rank + 1)) if axis is None else tuple(a % rank + 1 for a in axis)
+            out = np_fn(x.value, axis=axes, keepdims=keepdims)
+            return Batched(np.asarray(out).astype(x.value.dtype, copy=False))
+        arr = np.asarray(x)
+        axes = None if axis is None else tuple(axis)
+        if arr.size == 0 and name in ("reduce_max", "reduce_min"):
+            raise FedcError(f"{name} of an empty tensor")
+        out = np_fn(arr, axis=axes, keepdims=keepdims)
+        return np.asarray(out).astype(arr.dtype, copy=False)
+
+    def impl(x, attrs):
+        return _map_struct(lambda v: leaf(v, attrs["axis"], attrs["keepdims"]), x)
+
+    return impl
+
+
+def _fill(value):
+    def impl(_, attrs):
+        return _filled(attrs["type"], value)
+
+    return impl
+
+
+def _filled(t, value):
+    from fedc.types import StructType
+
+    if isinstance(t, StructType):
+        return tuple(_filled(e, value) for e in t)
+    return np.full(t.shape, value, dtype=t.dtype)
+
+
+IMPLS: dict[str, Callable[[Any, dict], Any]] = {
+    "add": _binary(np.add),
+    "subtract": _binary(np.subtract),
+    "multiply": _binary(np.multiply),
+    "divide": _binary(_checked_divide),
+    "floor_divide": _binary(_integer_safe(np.floor_divide, "floor_divide")),
+    "mod": _binary(_integer_safe(np.mod, "mod")),
+    "pow": _binary(_pow),
+    "maximum": _binary(np.maximum),
+    "minimum": _binary(np.minimum),
+    "equal": _binary(np.equal, np.bool_),
+    "not_equal": _binary(np.not_equal, np.bool_),
+    "less": _binary(np.less, np.bool_),
+    "less_equal": _binary(np.less_equal, np.bool_),
+    "greater": _binary(np.greater, np.bool_),
+    "greater_equal": _binary(np.greater_equal, np.bool_),
+    "logical_and": _binary(np.logical_and, np.bool_),
+    "logical_or": _binary(np.logical_or, np.bool_),
+    "negative": _unary(np.negative),
+    "abs": _unary(np.abs),
+    "sign": _unary(np.sign),
+    "square": _unary(np.square),
+    "sqrt": _unary(np.sqrt),
+    "exp": _unary(np.exp),
+    "log": _unary(np.log),
+    "logical_not": _unary(np.logical_not),
+    "where": _where,
+    "clip": _ternary(np.clip),
+    "cast": _cast,
+    "reshape": _reshape,
+    "matmul": _matmul,
+    "reduce_sum": _reduction(np.sum, "reduce_sum"),
+    "reduce_mean": _reduction(np.mean, "reduce_mean"),
+    "reduce_max": _reduction(np.max, "reduce_max"),
+    "reduce_min": _reduction(np.min, "reduce_min"),
+    "zeros": _fill(0),
+    "ones": _fill(1),
+}
+
+
+def apply_op(uri: str, argument: Any, attrs: dict) -> Any:
+    """Runs local op ``uri`` on an argument value (plain or with Batched leaves)."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        return IMPLS[uri](argument, attrs)

@@ -1,0 +1,188 @@
+"""``@fedc.tf_computation``: tracing a Python TensorFlow function into a ``Compiled`` block.
+
+The function is traced once per parameter type with ``tf.function``; its graph
+(with no variables or other resources: state is passed in and out as
+tensors) becomes the payload of a ``Compiled`` node (see
+:mod:`fedc.tensorflow_graphs`). Sequences (``fedc.SequenceType``) arrive as
+``tf.data.Dataset`` parameters. Without declared types, the computation is
+polymorphic and is specialised where it is called.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Optional, Sequence
+
+from fedc.computation import Computation, PolymorphicComputation
+from fedc.errors import FedcError, FedcTypeError
+from fedc.frontend.tracing import _identifier, parameter_plan
+from fedc.ir import building_blocks as bb
+from fedc.ir.module import Module
+from fedc.types import FunctionType, SequenceType, StructType, TensorType, Type
+from fedc import tensorflow_graphs as tg
+
+__all__ = ["tf_computation"]
+
+
+def tf_computation(*types_or_fn):
+    """Traces a Python TensorFlow function into a local computation.
+
+    ``@fedc.tf_computation(T)`` / ``(T1, T2)`` declare parameter types;
+    ``@fedc.tf_computation`` on a function with parameters makes it polymorphic
+    (specialised at each call site); on a function without parameters it is
+    traced at once.
+    """
+    if len(types_or_fn) == 1 and (inspect.isfunction(types_or_fn[0]) or inspect.ismethod(types_or_fn[0])):
+        return _decorate(types_or_fn[0], (), polymorphic_if_untyped=True)
+
+    def decorate(fn: Callable):
+        if not (inspect.isfunction(fn) or inspect.ismethod(fn)):
+            raise FedcTypeError(f"@fedc.tf_computation decorates a Python function, not {fn!r}")
+        return _decorate(fn, types_or_fn, polymorphic_if_untyped=True)
+
+    return decorate
+
+
+def _decorate(fn: Callable, declared: Sequence[Any], polymorphic_if_untyped: bool):
+    params = list(inspect.signature(fn).parameters)
+    if not declared and params and polymorphic_if_untyped:
+        def trace(parameter_type: Optional[Type]) -> Computation:
+            if len(params) > 1:
+                if not isinstance(parameter_type, StructType) or len(parameter_type) != len(params):
+                    raise FedcTypeError(
+                        f"tf_computation {fn.__name__!r} takes {len(params)} parameters "
+                        f"({', '.join(params)}), but is applied to a value of type {parameter_type}"
+                    )
+                return trace_tf_computation(fn, [parameter_type[i] for i in range(len(params))])
+            return trace_tf_computation(fn, [parameter_type] if parameter_type is not None else [])
+
+        return PolymorphicComputation(trace, _identifier(fn.__name__), fn)
+    return trace_tf_computation(fn, declared)
+
+
+def _tf_spec(t: Type, where: str):
+    import tensorflow as tf
+
+    if isinstance(t, TensorType):
+        return tf.TensorSpec(t.shape, tg._tf_dtype(t))
+    if isinstance(t, SequenceType):
+        return tf.data.DatasetSpec(tg.element_spec(t.element))
+    if isinstance(t, StructType):
+        names = t.names()
+        parts = [_tf_spec(e, where) for e in t]
+        container = t.python_container
+        if container is not None and container not in (dict, list, tuple) and hasattr(container, "_fields"):
+            return container(*parts)
+        if names and all(n is not None for n in names):
+            return dict(zip(names, parts))
+        return tuple(parts) if container is not list else list(parts)
+    raise FedcTypeError(f"{where}: a tf_computation cannot take a value of type {t}")
+
+
+def _order(structure) -> list[int]:
+    """For each position of tf.nest's flat order of ``structure``, the leaf's index in fedc's order.
+
+    fedc orders struct elements as written (dict insertion order); tf.nest sorts
+    dict keys. Numbering the leaves in fedc order and flattening the numbered
+    copy with tf.nest gives the permutation between the two.
+    """
+    import tensorflow as tf
+    from fedc.types import _is_namedtuple
+
+    counter = iter(range(1 << 62))
+
+    def number(x):
+        if _is_namedtuple(x):
+            return type(x)(*[number(v) for v in x])
+        if isinstance(x, dict):
+            return {k: number(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return type(x)(number(v) for v in x)
+        return next(counter)
+
+    return tf.nest.flatten(number(structure))
+
+
+def trace_tf_computation(fn: Callable, declared: Sequence[Any]) -> Computation:
+    """Traces ``fn`` with TensorFlow into a :class:`~fedc.Computation` holding a ``Compiled`` node."""
+    import tensorflow as tf
+
+    name = _identifier(fn.__name__ if fn.__name__ != "<lambda>" else "lambda")
+    parameter_type, packed_names = parameter_plan(fn, declared, "tf_computation")
+    python_params = list(inspect.signature(fn).parameters)
+    where = f"tf_computation {fn.__name__!r}"
+    if parameter_type is None:
+        arg_types: list[Type] = []
+    elif len(python_params) == 1:
+        arg_types = [parameter_type]
+    else:
+        arg_types = [parameter_type[i] for i in range(len(python_params))]
+    specs = [_tf_spec(t, where) for t in arg_types]
+    try:
+        concrete = tf.function(fn, autograph=True).get_concrete_function(*specs)
+    except FedcError:
+        raise
+    except Exception as e:
+        raise FedcError(f"{where} failed while being traced by TensorFlow: {type(e).__name__}: {e}") from None
+
+    variables = list(concrete.variables)
+    if variables:
+        listed = ", ".join(sorted({v.name for v in variables}))
+        raise FedcError(
+            f"{where} captures TensorFlow variable(s) {listed}; a tf_computation must be a pure "
+            "function: pass state in as tensors (parameters) and return the new state"
+        )
+    captured = list(concrete.captured_inputs)
+    if any(c.dtype == tf.resource for c in captured):
+        raise FedcError(
+            f"{where} captures a TensorFlow resource (a variable, table or iterator) from outside; "
+            "pass state in as tensors (parameters) instead"
+        )
+    if captured:
+        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+        concrete = convert_variables_to_constants_v2(concrete)
+
+    outputs = concrete.structured_outputs
+    if outputs is None:
+        raise FedcError(f"{where} returns nothing; a tf_computation returns its result")
+    result_type = _result_type(outputs, where)
+
+    flat_inputs = [t for t in concrete.inputs if t.dtype != tf.resource][: sum(len(tg.flat_leaves(t)) for t in arg_types)]
+    input_names: list[str] = []
+    offset = 0
+    for t, spec in zip(arg_types, specs):
+        count = len(tg.flat_leaves(t))
+        tf_order = _order(spec)
+        names = [None] * count
+        for position, fedc_index in enumerate(tf_order):
+            names[fedc_index] = flat_inputs[offset + position].name
+        input_names.extend(names)
+        offset += count
+    output_order = _order(outputs)
+    output_names = [None] * len(output_order)
+    for position, fedc_index in enumerate(output_order):
+        output_names[fedc_index] = concrete.outputs[position].name
+
+    payload = tg.make_payload(concrete.graph.as_graph_def(), input_names, output_names)
+    node = bb.Compiled(tg.KIND, payload, FunctionType(parameter_type, result_type), name)
+    return Computation(Module(name, [(name, node)]), name, packed_names, fn)
+
+
+def _result_type(outputs, where: str) -> Type:
+    import tensorflow as tf
+    from fedc.types import _is_namedtuple
+
+    if isinstance(outputs, tf.Tensor):
+        if outputs.dtype == tf.variant:
+            raise FedcError(f"{where} returns a dataset; a tf_computation returns tensors and structs of tensors")
+        shape = None if outputs.shape.rank is None else outputs.shape.as_list()
+        dtype = "str" if outputs.dtype == tf.string else outputs.dtype.as_numpy_dtype
+        return TensorType(dtype, shape)
+    if _is_namedtuple(outputs):
+        return StructType([(k, _result_type(v, where)) for k, v in outputs._asdict().items()], type(outputs))
+    if isinstance(outputs, dict):
+        return StructType([(k, _result_type(v, where)) for k, v in outputs.items()], type(outputs))
+    if isinstance(outputs, (list, tuple)):
+        return StructType([_result_type(v, where) for v in outputs], type(outputs))
+    raise FedcError(f"{where} returns {outputs!r}, which is not a tensor or a struct of tensors")

@@ -1,0 +1,191 @@
+"""The payload of a ``Compiled`` TensorFlow block, and running it.
+
+A payload is a serialized ``tf.compat.v1.MetaGraphDef``: a GraphDef (with its
+function library) and one SignatureDef, ``"fedc"``, whose inputs ``p0, p1, …``
+and outputs ``r0, r1, …`` bind the flat leaves of the computation's parameter
+and result types, in fedc's order (struct elements in order; a sequence is one
+leaf, a ``tf.variant`` dataset). Loading a payload parses protobufs and
+imports a graph; it never runs Python code from the payload.
+
+TensorFlow is imported only when a payload is built or run.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from fedc.errors import FedcError, FedcTypeError
+from fedc.types import SequenceType, StructType, TensorType, Type
+
+__all__ = ["KIND", "flat_leaves", "load", "make_payload"]
+
+KIND = "tensorflow"
+SIGNATURE_KEY = "fedc"
+
+
+def flat_leaves(t: Optional[Type]) -> list[Type]:
+    """The leaves of ``t`` that become graph inputs/outputs: tensors and sequences."""
+    if t is None:
+        return []
+    if isinstance(t, StructType):
+        return [leaf for element in t for leaf in flat_leaves(element)]
+    if isinstance(t, (TensorType, SequenceType)):
+        return [t]
+    raise FedcTypeError(f"a TensorFlow computation cannot take or return values of type {t}")
+
+
+def flatten_value(value: Any, t: Optional[Type]) -> list:
+    if t is None:
+        return []
+    if isinstance(t, StructType):
+        return [leaf for v, element in zip(value, t) for leaf in flatten_value(v, element)]
+    return [value]
+
+
+def unflatten_value(leaves: list, t: Type) -> Any:
+    iterator = iter(leaves)
+
+    def build(sub: Type):
+        if isinstance(sub, StructType):
+            return tuple(build(e) for e in sub)
+        return next(iterator)
+
+    return build(t)
+
+
+def make_payload(graph_def, input_names: list[str], output_names: list[str]) -> bytes:
+    """A payload from a GraphDef and the tensor names of the flat parameter and result leaves."""
+    import tensorflow as tf
+
+    meta = tf.compat.v1.MetaGraphDef()
+    meta.graph_def.CopyFrom(graph_def)
+    signature = meta.signature_def[SIGNATURE_KEY]
+    for i, name in enumerate(input_names):
+        signature.inputs[f"p{i}"].name = name
+    for i, name in enumerate(output_names):
+        signature.outputs[f"r{i}"].name = name
+    return meta.SerializeToString(deterministic=True)
+
+
+def _tf_dtype(t: TensorType):
+    import tensorflow as tf
+
+    return tf.string if t.dtype.kind == "U" else tf.as_dtype(t.dtype)
+
+
+def _element_structure(t: Type, values_for_leaf: Callable[[TensorType], Any]):
+    """A tf.nest structure for a sequence element: dicts for named structs, tuples otherwise."""
+    if isinstance(t, StructType):
+        names = t.names()
+        parts = [_element_structure(e, values_for_leaf) for e in t]
+        if names and all(n is not None for n in names):
+            return dict(zip(names, parts))
+        return tuple(parts)
+    return values_for_leaf(t)
+
+
+def element_spec(t: Type):
+    import tensorflow as tf
+
+    return _element_structure(t, lambda leaf: tf.TensorSpec(leaf.shape, _tf_dtype(leaf)))
+
+
+def to_dataset(elements: list, t: SequenceType):
+    """A tf.data.Dataset holding the elements of a sequence value (a list)."""
+    import tensorflow as tf
+
+    spec = element_spec(t.element)
+    leaf_types = flat_leaves(t.element)
+    columns = [[] for _ in leaf_types]
+    for element in elements:
+        for column, leaf in zip(columns, flatten_value(element, t.element)):
+            column.append(np.asarray(leaf))
+    uniform = all(len({c.shape for c in column}) <= 1 for column in columns) and elements
+    if uniform:
+        stacked = [np.stack(column) for column in columns]
+        iterator = iter(stacked)
+        structure = _element_structure(t.element, lambda leaf: next(iterator))
+        return tf.data.Dataset.from_tensor_slices(structure)
+
+    def generate():
+        for element in elements:
+            leaves = iter(flatten_value(element, t.element))
+            yield _element_structure(t.element, lambda leaf: next(leaves))
+
+    return tf.data.Dataset.from_generator(generate, output_signature=spec)
+
+
+def _from_dataset(dataset, t: SequenceType) -> list:
+    result = []
+    for element in dataset.as_numpy_iterator():
+        import tensorflow as tf
+
+        leaves = tf.nest.flatten(element)
+        result.append(unflatten_value([np.asarray(x) for x in leaves], t.element))
+    return result
+
+
+@functools.lru_cache(maxsize=256)
+def _load_cached(payload: bytes, parameter: Optional[Type], result: Type) -> Callable:
+    import tensorflow as tf
+
+    try:
+        meta = tf.compat.v1.MetaGraphDef.FromString(payload)
+        signature = meta.signature_def[SIGNATURE_KEY]
+        input_leaves = flat_leaves(parameter)
+        output_leaves = flat_leaves(result)
+        input_names = [signature.inputs[f"p{i}"].name for i in range(len(input_leaves))]
+        output_names = [signature.outputs[f"r{i}"].name for i in range(len(output_leaves))]
+    except Exception as e:  # a malformed payload is data, not a crash
+        raise FedcError(f"malformed TensorFlow payload: {e}") from None
+    if len(signature.inputs) != len(input_leaves) or len(signature.outputs) != len(output_leaves):
+        raise FedcError("malformed TensorFlow payload: its signature does not match the computation's type")
+    specs = [
+        tf.TensorSpec([], tf.variant) if isinstance(leaf, SequenceType) else tf.TensorSpec(leaf.shape, _tf_dtype(leaf))
+        for leaf in input_leaves
+    ]
+    graph_def = meta.graph_def
+
+    def imported(*flat):
+        return tf.compat.v1.import_graph_def(
+            graph_def, input_map=dict(zip(input_names, flat)), return_elements=output_names, name=""
+        )
+
+    try:
+        function = tf.compat.v1.wrap_function(imported, specs)
+    except Exception as e:
+        raise FedcError(f"cannot load the TensorFlow graph: {e}") from None
+
+    def run(argument: Any) -> Any:
+        flat = []
+        for leaf_type, value in zip(input_leaves, flatten_value(argument, parameter)):
+            if isinstance(leaf_type, SequenceType):
+                flat.append(tf.data.experimental.to_variant(to_dataset(value, leaf_type)))
+            else:
+                flat.append(tf.constant(value, dtype=_tf_dtype(leaf_type)))
+        try:
+            outputs = function(*flat)
+        except tf.errors.OpError as e:
+            raise FedcError(f"TensorFlow failed while running the computation: {e.message}") from None
+        if not isinstance(outputs, (list, tuple)):
+            outputs = [outputs]
+        leaves = []
+        for leaf_type, tensor in zip(output_leaves, outputs):
+            array = tensor.numpy()
+            if leaf_type.dtype.kind == "U":
+                array = np.vectorize(lambda b: b.decode("utf-8") if isinstance(b, bytes) else b, otypes=[np.str_])(array) if array.size else array.astype(np.str_)
+            leaves.append(np.asarray(array).astype(leaf_type.dtype, copy=False))
+        return unflatten_value(leaves, result)
+
+    return run
+
+
+def load(node) -> Callable[[Any], Any]:
+    """A Python callable running a ``Compiled`` TensorFlow node on run-time values."""
+    if node.kind != KIND:
+        raise FedcError(f"cannot run a compiled computation of kind {node.kind!r} with TensorFlow")
+    t = node.type_signature
+    return _load_cached(node.payload, t.parameter, t.result)
