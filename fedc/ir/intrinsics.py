@@ -246,6 +246,8 @@ def _leaves(t: Type):
 def _check_leaves(t: Type, predicate: Callable[[np.dtype], bool], what: str) -> None:
     for leaf in _leaves(t):
         if not isinstance(leaf, TensorType) or not predicate(leaf.dtype):
+            if leaf is t:
+                raise FedcTypeError(f"{what}, but T is {t}")
             raise FedcTypeError(f"{what}, but {t} has an element of type {leaf}")
 
 

@@ -197,9 +197,9 @@ INVALID = [
     ("federated_weighted_mean", lambda: ref("{float32}@CLIENTS"), "the argument is a struct of 2 elements"),
     # federated_sum / min / max
     ("federated_sum", lambda: ref("{str}@CLIENTS"), "T must be numeric tensors or structs of them"),
-    ("federated_sum", lambda: ref("{bool}@CLIENTS"), "has an element of type bool"),
+    ("federated_sum", lambda: ref("{bool}@CLIENTS"), "but T is bool"),
     ("federated_sum", lambda: ref("int32@SERVER"), "must be placed at CLIENTS, but has type int32@SERVER"),
-    ("federated_sum", lambda: ref("{int32*}@CLIENTS"), "has an element of type int32*"),
+    ("federated_sum", lambda: ref("{int32*}@CLIENTS"), "but T is int32*"),
     ("federated_min", lambda: ref("{complex64}@CLIENTS"), "T must be real numeric tensors"),
     ("federated_min", lambda: ref("float32@SERVER"), "must be placed at CLIENTS"),
     ("federated_max", lambda: ref("{str[2]}@CLIENTS"), "T must be real numeric tensors"),
@@ -260,7 +260,7 @@ INVALID = [
     ("sequence_reduce", lambda: arg("int32", "int64", "(<int64,int32> -> int64)"),
      "the reduced value must be a sequence, but has type int32"),
     ("sequence_reduce", lambda: arg("int32*", "int64"), "the argument is a struct of 3 elements"),
-    ("sequence_sum", lambda: ref("str*"), "the elements must be numeric tensors, but str has an element of type str"),
+    ("sequence_sum", lambda: ref("str*"), "the elements must be numeric tensors, but T is str"),
     ("sequence_sum", lambda: ref("int32"), "the argument must be a sequence, but has type int32"),
 ]
 
