@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 from fedc.errors import UnsupportedError
 from fedc.ir import building_blocks as bb
+from fedc.ir.building_blocks import deep_recursion
 from fedc.ir.module import Module
 from fedc.types import FunctionType
 
@@ -37,6 +38,7 @@ class ReferenceExecutable:
         self.module = module
         self.symbol = symbol
 
+    @deep_recursion
     def __call__(self, argument: Any = None, num_clients: Optional[int] = None) -> Any:
         interpreter = Interpreter(self.module, num_clients)
         value = interpreter.symbol(self.symbol)

@@ -15,8 +15,10 @@ build open terms.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
+import sys
 import warnings
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
@@ -90,11 +92,19 @@ class Node:
         return iter(())
 
     def __eq__(self, other) -> bool:
-        if self is other:
-            return True
-        if type(self) is not type(other) or self._hash != other._hash:
-            return False
-        return self._key() == other._key()
+        # Iterative, so that deep trees compare without exhausting Python's stack:
+        # each pair of nodes compares its own fields, then its children are queued.
+        stack = [(self, other)]
+        while stack:
+            a, b = stack.pop()
+            if a is b:
+                continue
+            if type(a) is not type(b) or a._hash != b._hash:
+                return False
+            if _without_children(a._key()) != _without_children(b._key()):
+                return False
+            stack.extend(zip(a.children(), b.children()))
+        return True
 
     def __ne__(self, other) -> bool:
         return not self == other
@@ -124,6 +134,41 @@ class Node:
             node = stack.pop()
             yield node
             stack.extend(reversed(list(node.children())))
+
+
+_CHILD = object()
+
+# Deep IR (long chains of ops) is walked recursively by the printer, parser,
+# verifier and interpreter; Python's default limit of 1000 frames would stop
+# them near depth 300. Python-to-Python calls do not use the C stack, so a
+# higher limit is safe.
+_RECURSION_LIMIT = 20000
+
+
+def deep_recursion(fn):
+    """Runs ``fn`` with room for recursing through deep IR."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        previous = sys.getrecursionlimit()
+        if previous >= _RECURSION_LIMIT:
+            return fn(*args, **kwargs)
+        sys.setrecursionlimit(_RECURSION_LIMIT)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            sys.setrecursionlimit(previous)
+
+    return wrapper
+
+
+def _without_children(key):
+    """A node's key with its child nodes replaced by a marker (they are compared separately)."""
+    if isinstance(key, Node):
+        return _CHILD
+    if isinstance(key, tuple):
+        return tuple(_without_children(k) for k in key)
+    return key
 
 
 def equal(a: Node, b: Node, locations: bool = False) -> bool:

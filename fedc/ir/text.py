@@ -36,6 +36,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
+from fedc.ir.building_blocks import deep_recursion
 from fedc.errors import FedcError, FedcTypeError, ParseError, SourceLocation
 from fedc.ir import intrinsics
 from fedc.ir.building_blocks import (
@@ -270,6 +271,7 @@ def _format_attrs(attrs: tuple) -> str:
 # Printing
 
 
+@deep_recursion
 def print_module(module: Module, elide_resources: bool = False, locations: bool = True) -> str:
     """The textual IR of ``module``.
 
@@ -293,6 +295,7 @@ def print_module(module: Module, elide_resources: bool = False, locations: bool 
     return "\n".join(printer.lines) + "\n"
 
 
+@deep_recursion
 def print_node(node: Node, elide_resources: bool = False, locations: bool = True) -> str:
     """The textual IR of one computation outside a module.
 
@@ -511,6 +514,7 @@ class _Printer:
 # Parsing
 
 
+@deep_recursion
 def parse_module(text: str, filename: str = "<ir>") -> Module:
     """Parses the textual IR of a module.
 
@@ -521,6 +525,7 @@ def parse_module(text: str, filename: str = "<ir>") -> Module:
     return _Parser(text, filename, module_mode=True).parse()
 
 
+@deep_recursion
 def parse_node(text: str, filename: str = "<ir>") -> Node:
     """Parses one computation printed by :func:`print_node`."""
     return _Parser(text, filename, module_mode=False).parse()

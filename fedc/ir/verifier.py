@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Optional, Union
 
+from fedc.ir.building_blocks import deep_recursion
 from fedc.errors import VerificationError
 from fedc.ir.building_blocks import (
     Block,
@@ -34,6 +35,7 @@ from fedc.types import FederatedType, PlacementType, Type
 __all__ = ["verify"]
 
 
+@deep_recursion
 def verify(target: Union[Module, Node], module: Optional[Module] = None) -> None:
     """Verifies a module, or a single node (resolving symbols in ``module``)."""
     if isinstance(target, Module):

@@ -1,5 +1,6 @@
 """Property tests: random types and random well-typed IR survive every round trip."""
 
+import pytest
 from hypothesis import given, strategies as st
 
 import strategies
@@ -50,3 +51,21 @@ def test_mutated_bytes_never_crash(module, data):
     except SerializationError:
         return
     assert isinstance(restored, ir.Module)
+
+
+def test_deep_trees_compare_print_parse_serialize_and_verify():
+    """A 2000-deep chain of local ops survives every walk without exhausting Python's stack."""
+    import numpy as np
+
+    f32 = types.TensorType(np.float32)
+    x = ir.Reference("x", f32)
+    for _ in range(2000):
+        x = ir.intrinsic_call("add", ir.Struct([x, ir.Literal(np.float32(1.0))]))
+    module = ir.Module("deep", {"f": ir.Lambda("x", f32, x)})
+    twin = ir.Module("deep", {"f": ir.Lambda("x", f32, x)})
+    assert module == twin
+    ir.verify(module)
+    assert ir.parse_module(ir.print_module(module)) == module
+    assert ir.deserialize(ir.serialize(module), max_depth=10_000) == module
+    with pytest.raises(SerializationError, match="depth"):
+        ir.deserialize(ir.serialize(module))  # the default limit refuses it
