@@ -1,0 +1,222 @@
+"""The spelling shared by the printer and the parser of the textual IR.
+
+Op names of intrinsics (:func:`op_name`, :func:`intrinsic_uri`), quoted
+strings, floats as text or bits, and the text of literals and attributes.
+The format is described in :mod:`fedc.ir.text`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from typing import Any
+
+import numpy as np
+
+from fedc.errors import FedcError
+from fedc.ir import intrinsics
+from fedc.types import Type
+
+__all__ = [
+    "intrinsic_uri",
+    "op_name",
+]
+
+# Arrays with more elements than this print as raw bytes: dense<"0x...">.
+DENSE_THRESHOLD = 64
+
+
+# --------------------------------------------------------------------------
+# Op names of intrinsics
+
+
+def op_name(definition: intrinsics.IntrinsicDef) -> str:
+    """The op name of an intrinsic: ``federated_X`` → ``fed.X``, ``sequence_X`` →
+    ``seq.X``, a local op ``X`` → ``local.X`` (anything else: ``intrinsic.X``)."""
+    uri = definition.uri
+    if definition.kind is intrinsics.IntrinsicKind.LOCAL:
+        return "local." + uri
+    if uri.startswith("federated_"):
+        return "fed." + uri[len("federated_"):]
+    if uri.startswith("sequence_"):
+        return "seq." + uri[len("sequence_"):]
+    return "intrinsic." + uri
+
+
+def _op_table() -> dict[str, str]:
+    return {op_name(d): d.uri for d in intrinsics.all_definitions()}
+
+
+def intrinsic_uri(name: str) -> str:
+    """The intrinsic uri of an op name (``fed.mean`` → ``federated_mean``).
+
+    Raises :class:`FedcError` naming close matches for an unknown op.
+    """
+    table = _op_table()
+    uri = table.get(name)
+    if uri is None:
+        close = difflib.get_close_matches(name, list(table), n=3)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise FedcError(f"unknown op {name!r}{hint}")
+    return uri
+
+
+# --------------------------------------------------------------------------
+# Strings and numbers
+
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+_UNESCAPES = {'"': '"', "\\": "\\", "/": "/", "n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
+_ESCAPE_RE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|(.))", re.S)
+_PLAIN_STRING = re.compile(r"[ !#-\[\]-~]*\Z")  # printable ASCII except " and \
+
+
+def _quote(text: str) -> str:
+    """A double-quoted string: JSON escapes; non-printable characters as ``\\uXXXX``
+    (or ``\\UXXXXXXXX`` beyond the BMP), never surrogate pairs."""
+    if _PLAIN_STRING.match(text):
+        return f'"{text}"'
+    out = []
+    for ch in text:
+        escape = _ESCAPES.get(ch)
+        if escape is not None:
+            out.append(escape)
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            code = ord(ch)
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'
+
+
+class _BadEscape(Exception):
+    def __init__(self, offset: int, message: str):
+        self.offset = offset
+        self.message = message
+
+
+def _unquote(quoted: str) -> str:
+    body = quoted[1:-1]
+
+    def replace(match: re.Match) -> str:
+        if match.group(1) is not None:
+            return chr(int(match.group(1), 16))
+        if match.group(2) is not None:
+            code = int(match.group(2), 16)
+            if code > 0x10FFFF:
+                raise _BadEscape(match.start(), f"\\U{match.group(2)} is not a Unicode code point")
+            return chr(code)
+        char = match.group(3)
+        if char not in _UNESCAPES:
+            raise _BadEscape(
+                match.start(),
+                f"unknown escape \\{char}; the escapes are \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX \\UXXXXXXXX",
+            )
+        return _UNESCAPES[char]
+
+    return _ESCAPE_RE.sub(replace, body)
+
+
+_DECIMAL_INT = re.compile(r"[+-]?[0-9]+\Z")
+_HEX_INT = re.compile(r"[+-]?0x[0-9A-Fa-f]+\Z")
+
+
+def _uint_dtype(dtype: np.dtype) -> np.dtype:
+    return np.dtype(f"<u{dtype.itemsize}")
+
+
+def _float_bits_from_text(text: str, dtype: np.dtype) -> int:
+    """The bit pattern of ``text`` read as a float of ``dtype`` (hex is the raw bits)."""
+    width = dtype.itemsize * 8
+    if _HEX_INT.match(text):
+        if text[0] in "+-":
+            raise ValueError("a hexadecimal float is its raw bit pattern and has no sign")
+        bits = int(text, 16)
+        if bits >= 1 << width:
+            raise ValueError(f"{text} has more than the {width} bits of a {dtype}")
+        return bits
+    value = float(text)
+    with np.errstate(over="ignore", invalid="ignore"):
+        array = np.array(value, dtype=np.float64).astype(dtype.newbyteorder("<"))
+    if np.isinf(array) and not math.isinf(value):
+        raise ValueError(f"{text} is too large for {dtype}")
+    return int(array.view(_uint_dtype(dtype)))
+
+
+def _format_float(value: np.floating) -> str:
+    """The shortest text that reads back as the same bits; else the bits in hex."""
+    dtype = np.dtype(value.dtype).newbyteorder("<")
+    array = np.array(value, dtype=dtype)
+    bits = int(array.view(_uint_dtype(dtype)))
+    text = str(value)
+    try:
+        if _float_bits_from_text(text, dtype) == bits:
+            return text
+    except ValueError:
+        pass
+    return f"0x{bits:0{dtype.itemsize * 2}x}"
+
+
+# --------------------------------------------------------------------------
+# Literal values
+
+
+def _format_literal(array: np.ndarray) -> str:
+    dtype = array.dtype
+    if dtype.kind != "U" and array.size > DENSE_THRESHOLD:
+        raw = np.ascontiguousarray(array).astype(dtype.newbyteorder("<")).tobytes()
+        return f'dense<"0x{raw.hex()}">'
+    flat = array.reshape(-1)
+    kind = dtype.kind
+    if kind == "b":
+        items = ["true" if v else "false" for v in flat.tolist()]
+    elif kind in "iu":
+        items = [str(v) for v in flat.tolist()]
+    elif kind == "f":
+        items = [_format_float(v) for v in flat]
+    elif kind == "c":
+        component = np.dtype(f"f{dtype.itemsize // 2}")
+        parts = flat.view(component).reshape(-1, 2)
+        items = [f"({_format_float(re_)}, {_format_float(im)})" for re_, im in parts]
+    elif kind == "U":
+        items = [_quote(v) for v in flat.tolist()]
+    else:  # pragma: no cover - Literal only holds fedc dtypes
+        raise FedcError(f"cannot print a literal of dtype {dtype}")
+    return _nest(items, array.shape, 0)
+
+
+def _nest(items: list[str], shape: tuple, start: int) -> str:
+    if not shape:
+        return items[start]
+    inner = math.prod(shape[1:])
+    return "[" + ", ".join(_nest(items, shape[1:], start + i * inner) for i in range(shape[0])) + "]"
+
+
+# --------------------------------------------------------------------------
+# Attributes
+
+
+def _format_attr_value(key: str, value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    if isinstance(value, str):
+        return _quote(value)
+    if isinstance(value, Type):
+        return f"!<{value}>"
+    if isinstance(value, (tuple, list)) and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in value
+    ):
+        return "[" + ", ".join(str(int(v)) for v in value) + "]"
+    raise FedcError(f"cannot print attribute {key} = {value!r} in the textual IR")
+
+
+def _format_attrs(attrs: tuple) -> str:
+    if not attrs:
+        return ""
+    return " {" + ", ".join(f"{k} = {_format_attr_value(k, v)}" for k, v in attrs) + "}"
