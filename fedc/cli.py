@@ -1,19 +1,516 @@
-"""The ``fedc`` command line (filled in by the CLI issue)."""
+"""The ``fedc`` command line.
+
+    fedc compile algo.fed [-o out] [--emit ir|proto|dot|svg|png] [--passes PIPELINE]
+    fedc run algo.fed [--entry NAME] [--args FILE.json|FILE.npz] [--rounds N] [--backend NAME]
+    fedc opt in.fedir --passes PIPELINE [--print-ir-after-all] [--time-passes] ...
+    fedc viz algo.fed -o graph.svg
+    fedc check algo.fed
+
+Inputs may be ``.fed`` source, textual IR (``.fedir``) or protobuf (``.fedpb``).
+A user error prints its message (no traceback) and exits with status 2; an
+internal error exits with status 1.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import pathlib
 import sys
+import traceback
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from fedc.errors import FedcError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
+
+IR_SUFFIXES = (".fedir", ".mlir", ".ir")
+PROTO_SUFFIXES = (".fedpb", ".pb")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="fedc", description="A compiler for federated computations.")
+# --------------------------------------------------------------------------
+# Inputs
+
+
+def load_module(path: str, search_paths: Sequence[str] = ()):
+    """A module from ``.fed`` source, textual IR, or protobuf bytes (``-`` reads IR from stdin)."""
+    from fedc import ir
+
+    if path == "-":
+        return ir.parse_module(sys.stdin.read(), "<stdin>")
+    file = pathlib.Path(path)
+    if not file.exists():
+        raise FedcError(f"{path}: no such file")
+    if file.is_dir():
+        raise FedcError(f"{path}: is a directory, not a file")
+    suffix = file.suffix.lower()
+    if suffix in PROTO_SUFFIXES:
+        return ir.deserialize(file.read_bytes())
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise FedcError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if suffix in IR_SUFFIXES:
+        return ir.parse_module(text, str(path))
+    if suffix == ".fed":
+        from fedc.frontend import fed
+
+        return fed.load(path, search_paths=search_paths)
+    raise FedcError(
+        f"{path}: unknown kind of input {suffix or '(no suffix)'}; fedc reads .fed source, "
+        f"textual IR ({', '.join(IR_SUFFIXES)}) and protobuf ({', '.join(PROTO_SUFFIXES)})"
+    )
+
+
+def read_args(path: Optional[str]) -> Any:
+    """The argument file: JSON, or ``.npz`` whose keys are ``/``-paths into the argument."""
+    if path is None:
+        return None
+    file = pathlib.Path(path)
+    if not file.is_file():
+        raise FedcError(f"{path}: no such argument file")
+    if file.suffix.lower() == ".json":
+        try:
+            return json.loads(file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise FedcError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+    if file.suffix.lower() == ".npz":
+        try:
+            with np.load(file, allow_pickle=False) as data:
+                flat = {key: data[key] for key in data.files}
+        except ValueError as e:
+            raise FedcError(f"{path}: not a valid .npz of plain arrays: {e}") from None
+        except Exception as e:
+            raise FedcError(f"{path}: cannot read .npz: {e}") from None
+        return unflatten_paths(flat, path)
+    raise FedcError(f"{path}: argument files are .json or .npz")
+
+
+def unflatten_paths(flat: dict[str, np.ndarray], source: str = "<args>") -> Any:
+    """``{"a/0/x": arr}`` -> ``{"a": [{"x": arr}]}``: integer parts become list positions."""
+    root: dict = {}
+    for key in sorted(flat):
+        parts = [p for p in key.split("/") if p != ""]
+        if not parts:
+            raise FedcError(f"{source}: empty key in the argument file")
+        node = root
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise FedcError(f"{source}: key {key!r} goes inside {part!r}, which is already an array")
+            node = child
+        if parts[-1] in node:
+            raise FedcError(f"{source}: key {key!r} is given twice")
+        node[parts[-1]] = flat[key]
+
+    def listify(value: Any, where: str) -> Any:
+        if not isinstance(value, dict):
+            return value
+        keys = list(value)
+        if keys and all(k.isdigit() for k in keys):
+            indices = sorted(int(k) for k in keys)
+            if indices != list(range(len(indices))):
+                raise FedcError(f"{source}: the positions under {where or 'the top'} are {indices}, not 0..{len(indices) - 1}")
+            return [listify(value[str(i)], f"{where}/{i}") for i in indices]
+        return {k: listify(v, f"{where}/{k}") for k, v in value.items()}
+
+    return listify(root, "")
+
+
+def computation_for(module, symbol: str):
+    """A callable Computation for ``symbol``; parameters of a packed struct are named."""
+    from fedc.computation import Computation
+    from fedc.ir.building_blocks import Lambda
+
+    node = module[symbol]
+    return Computation(module, symbol), node if isinstance(node, Lambda) else None
+
+
+def call_with_args(computation, lam, args: Any, skip: int = 0, prefix: tuple = ()):
+    """Calls ``computation`` with the argument file's content.
+
+    The file holds an object keyed by the parameter's name, or — for a
+    parameter that is a struct of named elements (several .fed parameters) —
+    by those names. ``skip`` leading elements come from ``prefix`` (the state
+    of an iterative process).
+    """
+    from fedc.types import StructType
+
+    parameter = computation.type_signature.parameter
+    if parameter is None:
+        if args not in (None, {}):
+            raise FedcError(f"{computation.name} takes no arguments, but an argument file was given")
+        return computation()
+    if isinstance(parameter, StructType) and parameter.is_named() and (skip or not _names_one_parameter(lam, args)):
+        names = parameter.names()
+        given = args if isinstance(args, dict) else {}
+        if args is not None and not isinstance(args, dict):
+            raise FedcError(f"the argument file must hold an object keyed by {', '.join(names[skip:])}")
+        missing = [n for n in names[skip:] if n not in given]
+        extra = [k for k in given if k not in names[skip:]]
+        if missing:
+            raise FedcError(f"the argument file has no value for {', '.join(missing)} (parameters of {computation.name})")
+        if extra:
+            raise FedcError(f"the argument file has values for {', '.join(extra)}, which {computation.name} does not take; it takes {', '.join(names[skip:])}")
+        values = list(prefix) + [given[n] for n in names[skip:]]
+        return computation(values)
+    if args is None:
+        raise FedcError(f"{computation.name} takes an argument of type {parameter}; pass it with --args FILE")
+    if isinstance(args, dict) and lam is not None and set(args) == {lam.parameter_name}:
+        args = args[lam.parameter_name]
+    return computation(args)
+
+
+def _names_one_parameter(lam, args) -> bool:
+    return lam is not None and isinstance(args, dict) and set(args) == {lam.parameter_name}
+
+
+# --------------------------------------------------------------------------
+# Output
+
+
+def format_value(value: Any, indent: int = 0) -> str:
+    """Readable text for a result: numpy scalars at their precision, nested containers."""
+    pad = "  " * indent
+    if isinstance(value, np.generic):
+        return str(value.item() if value.dtype.kind in "biuU" else value)
+    if isinstance(value, np.ndarray):
+        return np.array2string(value, separator=", ", threshold=20, edgeitems=3)
+    if isinstance(value, dict):
+        inner = [f"{pad}  {k}: {format_value(v, indent + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(inner) + f"\n{pad}}}"
+    if hasattr(value, "_asdict"):
+        return format_value(dict(value._asdict()), indent)
+    if isinstance(value, (list, tuple)):
+        items = [format_value(v, indent + 1) for v in value]
+        open_, close = ("[", "]") if isinstance(value, list) else ("<", ">")
+        if sum(len(i) for i in items) < 80 and not any("\n" in i for i in items):
+            return open_ + ", ".join(items) + close
+        return open_ + "\n" + ",\n".join(f"{pad}  {i}" for i in items) + f"\n{pad}{close}"
+    return str(value)
+
+
+def _write(path: Optional[str], data: "str | bytes") -> None:
+    if path is None or path == "-":
+        if isinstance(data, bytes):
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        else:
+            sys.stdout.write(data if data.endswith("\n") else data + "\n")
+        return
+    target = pathlib.Path(path)
+    if target.parent and not target.parent.exists():
+        raise FedcError(f"{path}: the folder {target.parent} does not exist")
+    if isinstance(data, bytes):
+        target.write_bytes(data)
+    else:
+        target.write_text(data if data.endswith("\n") else data + "\n", encoding="utf-8")
+
+
+# --------------------------------------------------------------------------
+# Commands
+
+
+def _apply_passes(module, args, stream=None):
+    if not getattr(args, "passes", None):
+        return module
+    from fedc import passes
+
+    result = passes.run(
+        module,
+        args.passes,
+        verify_each=getattr(args, "verify_each", True),
+        print_ir_after_all=getattr(args, "print_ir_after_all", False),
+        print_ir_after=tuple(getattr(args, "print_ir_after", None) or ()),
+        print_ir_after_change=getattr(args, "print_ir_after_change", False),
+        stream=stream or sys.stderr,
+    )
+    if getattr(args, "time_passes", False):
+        sys.stderr.write(result.timing_report())
+    if getattr(args, "pass_statistics", False):
+        sys.stderr.write(result.statistics_report())
+    return result.module
+
+
+def cmd_compile(args) -> int:
+    from fedc import ir
+
+    module = load_module(args.input, args.include)
+    ir.verify(module)
+    module = _apply_passes(module, args)
+    emit = args.emit or _emit_from_suffix(args.output) or "ir"
+    if emit == "ir":
+        _write(args.output, ir.print_module(module))
+    elif emit == "proto":
+        if args.output is None and sys.stdout.isatty():
+            raise FedcError("--emit proto writes binary data: give -o FILE")
+        _write(args.output, ir.serialize(module))
+    else:
+        from fedc import viz
+
+        symbol = _entry(module, args.entry)
+        if emit == "dot":
+            _write(args.output, viz.to_graphviz(module, symbol).source)
+        else:
+            if args.output is None:
+                raise FedcError(f"--emit {emit} writes an image: give -o FILE")
+            viz.render(module, symbol, args.output, emit)
+    return EXIT_OK
+
+
+def _emit_from_suffix(path: Optional[str]) -> Optional[str]:
+    if not path or path == "-":
+        return None
+    suffix = pathlib.Path(path).suffix.lower()
+    return {".fedir": "ir", ".mlir": "ir", ".fedpb": "proto", ".pb": "proto", ".dot": "dot", ".gv": "dot",
+            ".svg": "svg", ".png": "png"}.get(suffix)
+
+
+def _entry(module, name: Optional[str]) -> str:
+    if name is not None:
+        module.lookup(name)
+        return name
+    return module.symbols[-1]
+
+
+def cmd_run(args) -> int:
+    from fedc import context, ir
+
+    module = load_module(args.input, args.include)
+    ir.verify(module)
+    module = _apply_passes(module, args)
+    with context.backend(args.backend):
+        if args.rounds is not None:
+            return _run_rounds(module, args)
+        symbol = _entry(module, args.entry)
+        computation, lam = computation_for(module, symbol)
+        value = call_with_args(computation, lam, read_args(args.args))
+        print(format_value(value))
+    return EXIT_OK
+
+
+def _run_rounds(module, args) -> int:
+    from fedc.templates import IterativeProcess
+    from fedc.types import StructType
+
+    if args.rounds < 0:
+        raise FedcError("--rounds must be at least 0")
+    init_name, next_name = args.initialize, args.next
+    for name in (init_name, next_name):
+        if name not in module:
+            raise FedcError(
+                f"--rounds runs an iterative process: {args.input} needs computations @{init_name} and "
+                f"@{next_name} (choose others with --initialize/--next); it has {', '.join('@' + s for s in module.symbols)}"
+            )
+    initialize, _ = computation_for(module, init_name)
+    step, lam = computation_for(module, next_name)
+    process = IterativeProcess(initialize, step)
+    data = read_args(args.args)
+    state = process.initialize()
+    parameter = step.type_signature.parameter
+    several = isinstance(parameter, StructType) and parameter.is_named() and not process.state_type == parameter
+    result_type = step.type_signature.result
+    for round_number in range(1, args.rounds + 1):
+        if several:
+            output = call_with_args(step, lam, data, skip=1, prefix=(state,))
+        else:
+            output = step(state)
+        if process._returns_metrics:
+            state, metrics = _split_state(output, result_type)
+            print(f"round {round_number}: {_format_metrics(metrics)}")
+        else:
+            state = output
+            print(f"round {round_number}: done")
+    print(f"final state: {format_value(state)}")
+    return EXIT_OK
+
+
+def _split_state(output, result_type):
+    if isinstance(output, dict):
+        items = list(output.items())
+        return items[0][1], dict(items[1:])
+    names = result_type.names()
+    values = list(output)
+    rest = values[1:]
+    if all(n is not None for n in names[1:]):
+        return values[0], dict(zip(names[1:], rest))
+    return values[0], {str(i): v for i, v in enumerate(rest, 1)}
+
+
+def _format_metrics(metrics: dict) -> str:
+    return ", ".join(f"{k} {format_value(v)}" for k, v in metrics.items()) or "done"
+
+
+def cmd_opt(args) -> int:
+    from fedc import ir, passes
+
+    if args.list_passes:
+        for p in passes.all_passes():
+            options = ", ".join(f"{k}={o.default!r} ({o.type.__name__})" for k, o in p.options.items())
+            print(f"{p.name:28} {p.summary}" + (f"\n{'':28}   options: {options}" if options else ""))
+        return EXIT_OK
+    if args.input is None:
+        raise FedcError("fedc opt needs an input file (or - for stdin)")
+    module = load_module(args.input, ())
+    if args.verify_each:
+        ir.verify(module)
+    # IR dumps go to stderr, as mlir-opt's do; the result goes to stdout or -o.
+    module = _apply_passes(module, args)
+    _write(args.output, ir.print_module(module))
+    return EXIT_OK
+
+
+def cmd_viz(args) -> int:
+    from fedc import ir, viz
+
+    module = load_module(args.input, args.include)
+    ir.verify(module)
+    symbol = _entry(module, args.entry)
+    fmt = _emit_from_suffix(args.output)
+    if fmt not in ("svg", "png", "dot"):
+        raise FedcError(f"{args.output}: fedc viz writes .svg, .png or .dot files")
+    module = _apply_passes(module, args)
+    viz.render(module, symbol, args.output, fmt)
+    return EXIT_OK
+
+
+def cmd_check(args) -> int:
+    from fedc import ir
+
+    module = load_module(args.input, args.include)
+    ir.verify(module)
+    print(f"{args.input}: ok ({len(module)} computation{'s' if len(module) != 1 else ''}: "
+          f"{', '.join('@' + s for s in module.symbols)})")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------
+# Argument parsing
+
+
+def _parser() -> argparse.ArgumentParser:
     from fedc import __version__
 
+    parser = argparse.ArgumentParser(
+        prog="fedc",
+        description="A compiler for federated computations: type-check, show, optimize and run "
+        "federated algorithms written in .fed files (or as textual IR).",
+        epilog="Run 'fedc COMMAND --help' for the options of a command.",
+    )
     parser.add_argument("--version", action="version", version=f"fedc {__version__}")
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add_input(p, help_text="a .fed file, textual IR (.fedir) or protobuf (.fedpb)"):
+        p.add_argument("input", help=help_text)
+        p.add_argument("-I", "--include", action="append", default=[], metavar="DIR",
+                       help="another folder to search for imports and extern modules")
+
+    def add_passes(p):
+        p.add_argument("--passes", metavar="PIPELINE", help='passes to run, e.g. "verify,strip-locations" (see fedc opt --list-passes)')
+        p.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass (to stderr)")
+        p.add_argument("--print-ir-after", action="append", metavar="PASS", help="print the IR after this pass")
+        p.add_argument("--print-ir-after-change", action="store_true", help="print the IR after each pass that changed it")
+        p.add_argument("--verify-each", dest="verify_each", action="store_true", default=True,
+                       help="verify the IR after every pass (the default)")
+        p.add_argument("--no-verify-each", dest="verify_each", action="store_false", help="do not verify between passes")
+        p.add_argument("--time-passes", action="store_true", help="print a table of the time each pass took")
+        p.add_argument("--pass-statistics", action="store_true", help="print the statistics each pass reported")
+
+    p = commands.add_parser("compile", help="parse, check and verify; write textual IR, protobuf or a picture",
+                            description="Parse and type-check a computation, verify it, optionally run passes, and "
+                            "write its textual IR (the default), its protobuf, or a picture.")
+    add_input(p)
+    p.add_argument("-o", "--output", metavar="FILE", help="where to write (default: stdout)")
+    p.add_argument("--emit", choices=["ir", "proto", "dot", "svg", "png"],
+                   help="what to write (default: from the output suffix, else ir)")
+    p.add_argument("--entry", metavar="NAME", help="the computation to draw (for dot/svg/png; default: the last)")
+    add_passes(p)
+    p.set_defaults(handler=cmd_compile)
+
+    p = commands.add_parser("run", help="run a computation, or an initialize/next pair for N rounds",
+                            description="Run a computation on a backend and print the result. With --rounds N, "
+                            "run @initialize once and @next N times as an iterative process, printing each "
+                            "round's metrics. Values at {T}@CLIENTS are given per client (a list).")
+    add_input(p)
+    p.add_argument("--entry", metavar="NAME", help="the computation to run (default: the last one in the file)")
+    p.add_argument("--args", metavar="FILE", help="arguments: a .json file, or .npz keyed by /-paths (e.g. data/3/0)")
+    p.add_argument("--backend", default="reference", help="the backend to run on (default: reference)")
+    p.add_argument("--rounds", type=int, metavar="N", help="run initialize, then next N times")
+    p.add_argument("--initialize", default="initialize", metavar="NAME", help="the initialize computation (with --rounds)")
+    p.add_argument("--next", default="next", metavar="NAME", help="the next computation (with --rounds)")
+    add_passes(p)
+    p.set_defaults(handler=cmd_run)
+
+    p = commands.add_parser("opt", help="run passes on textual IR, like mlir-opt",
+                            description="Read textual IR, run a pass pipeline, and write textual IR. IR dumps "
+                            "and reports go to stderr.")
+    p.add_argument("input", nargs="?", help="textual IR (.fedir), or - for stdin")
+    p.add_argument("-o", "--output", metavar="FILE", help="where to write the IR (default: stdout)")
+    p.add_argument("--list-passes", action="store_true", help="list every pass with its one-line doc and options")
+    add_passes(p)
+    p.set_defaults(handler=cmd_opt)
+
+    p = commands.add_parser("viz", help="draw a computation's dataflow with graphviz",
+                            description="Draw the dataflow of one computation: nodes grouped and coloured by "
+                            "placement, intrinsics distinct from local computations, edges labelled with types.")
+    add_input(p)
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the picture: .svg, .png or .dot")
+    p.add_argument("--entry", metavar="NAME", help="the computation to draw (default: the last one)")
+    add_passes(p)
+    p.set_defaults(handler=cmd_viz)
+
+    p = commands.add_parser("check", help="report diagnostics only",
+                            description="Parse, type-check and verify; print every diagnostic, or ok.")
+    add_input(p)
+    p.set_defaults(handler=cmd_check)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_OK
+    try:
+        return args.handler(args)
+    except FedcError as e:
+        sys.stderr.write(render_error(e, f"fedc {args.command}") + "\n")
+        return EXIT_USER
+    except KeyboardInterrupt:
+        sys.stderr.write("fedc: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception:
+        sys.stderr.write(
+            f"fedc {args.command}: internal error (a bug in fedc; please report it with this output):\n"
+            + traceback.format_exc()
+        )
+        return EXIT_INTERNAL
+
+
+def render_error(error: FedcError, program: str = "fedc") -> str:
+    """A compiler-style report: ``file:line:col: error: message``, the line and a caret."""
+    from fedc.errors import excerpt
+
+    diagnostics = getattr(error, "diagnostics", None)
+    if diagnostics:
+        parts = [render_error(d, program) for d in diagnostics]
+        count = len(diagnostics)
+        return "\n".join(parts) + f"\n{count} error{'s' if count != 1 else ''}"
+    if error.location is None:
+        return f"{program}: error: {error.message}"
+    text = f"{error.location}: error: {error.message}"
+    if error.source is not None:
+        shown = excerpt(error.source, error.location.line, error.location.column)
+        if shown:
+            text += "\n" + shown
+    return text
 
 
 if __name__ == "__main__":
