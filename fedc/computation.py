@@ -70,6 +70,25 @@ class Computation:
 
         return serialize(self._module)
 
+    def to_graphviz(self, **options):
+        """The dataflow picture of this computation, a ``graphviz.Digraph`` (see :mod:`fedc.viz`)."""
+        from fedc import viz
+
+        return viz.to_graphviz(self.to_ir(), self.name, **options)
+
+    def _repr_svg_(self):
+        """SVG for Jupyter; ``None`` (with a warning) when graphviz cannot render."""
+        import warnings
+
+        from fedc import viz
+        from fedc.errors import FedcError
+
+        try:
+            return viz.to_svg(self.to_ir(), self.name)
+        except FedcError as e:
+            warnings.warn(f"cannot draw {self._symbol}: {e.message}", stacklevel=2)
+            return None
+
     def __call__(self, *args, **kwargs):
         from fedc.frontend import tracing
 
