@@ -325,8 +325,37 @@ def _run_rounds(module, args) -> int:
         else:
             state = output
             print(f"round {round_number}: done")
-    print(f"final state: {format_value(state)}")
+    print(f"final state: {format_value(summarize(state))}")
     return EXIT_OK
+
+
+class _Summary:
+    """A large tensor shown as its type and statistics instead of its values."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+
+    def __str__(self) -> str:
+        from fedc.types import TensorType
+
+        a = self.array
+        text = str(TensorType(a.dtype, a.shape))
+        if a.size and a.dtype.kind in "iuf":
+            text += f" (mean {a.mean():.4g}, min {a.min():.4g}, max {a.max():.4g})"
+        return text
+
+
+def summarize(value: Any, limit: int = 10) -> Any:
+    """``value`` with arrays of more than ``limit`` elements replaced by a summary."""
+    if isinstance(value, np.ndarray) and value.size > limit:
+        return _Summary(value)
+    if isinstance(value, dict):
+        return {k: summarize(v, limit) for k, v in value.items()}
+    if isinstance(value, list):
+        return [summarize(v, limit) for v in value]
+    if isinstance(value, tuple) and not hasattr(value, "_asdict"):
+        return tuple(summarize(v, limit) for v in value)
+    return value
 
 
 def _split_state(output, result_type):
