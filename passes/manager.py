@@ -38,11 +38,29 @@ __all__ = [
     "run",
 ]
 
+_REGISTER_CALL = re.compile(r"""@register\(\s*["']([A-Za-z0-9_-]+)["']""")
+
+
+def _discover() -> dict[str, str]:
+    """pass name -> the module of this package that registers it, found without importing.
+
+    Each pass module says ``@register("name")``; reading the sources (not
+    importing them) keeps the CLI fast and needs no central table to edit.
+    """
+    import pathlib
+
+    found: dict[str, str] = {}
+    folder = pathlib.Path(__file__).resolve().parent
+    for source in sorted(folder.glob("*.py")):
+        if source.stem in ("__init__", "manager"):
+            continue
+        for name in _REGISTER_CALL.findall(source.read_text(encoding="utf-8")):
+            found[name] = f"{__package__}.{source.stem}"
+    return found
+
+
 # pass name -> module that registers it (imported on first use).
-PASS_MODULES: dict[str, str] = {
-    "verify": "fedc.passes.basic",
-    "strip-locations": "fedc.passes.basic",
-}
+PASS_MODULES: dict[str, str] = _discover()
 
 
 @dataclasses.dataclass(frozen=True)
