@@ -1,0 +1,92 @@
+"""The ``.fed`` front end: federated computations written as text.
+
+    >>> from fedc.frontend import fed
+    >>> module = fed.parse('''
+    ... computation get_average_temperature(t: {float32}@CLIENTS) -> float32@SERVER {
+    ...   return federated_mean(t)
+    ... }''', filename="temperature.fed")
+    >>> str(module["get_average_temperature"].type_signature)
+    '({float32}@CLIENTS -> float32@SERVER)'
+
+The language is described in ``docs/language.md``; its grammar is
+``grammar/fedc.lark``. A file becomes a :class:`fedc.ir.Module` of the same
+shape as traced Python: each ``computation`` and ``local`` function is a
+``Lambda`` over a ``Block`` of SSA locals (intrinsic and op calls bound to
+names), callees are ``SymbolRef`` s into the same module, and each used
+``extern`` is the ``Compiled`` node of its ``@fedc.tf_computation``.
+
+Errors are collected, not thrown at the first one: every syntax error (the
+parser resynchronises at the next top-level declaration), every bad statement
+and every bad definition is reported, each located at ``file:line:col`` with
+the source line and a caret, in one :class:`DiagnosticsError`.
+
+The package, in the order a file is compiled:
+
+- ``syntax``: the syntax tree, and parsing source text into it, resynchronising
+  after a syntax error;
+- ``units``: compilation units (one per file) and their definitions, and what
+  the later stages share;
+- ``compiler``: the driver: imports, type aliases, ``extern`` s, the order in
+  which definitions are checked, and assembling the module;
+- ``builder``: type-checking one ``computation`` or ``local`` definition and
+  building its ``Lambda``: statements, expressions, names, selections and
+  function values, with
+- ``calls``: calls of intrinsics, local ops, operators and functions, and
+- ``literals``: constants, and the dtype an untyped number takes.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence, Union
+
+from fedc.errors import FedcError, FedcTypeError
+from fedc.frontend.fed.calls import _BINARY_OPS  # noqa: F401  (the operators, for tests)
+from fedc.frontend.fed.units import _os_reason
+from fedc.ir.module import Module
+
+__all__ = ["DiagnosticsError", "load", "parse"]
+
+
+# --------------------------------------------------------------------------
+# Public API
+
+
+class DiagnosticsError(FedcError):
+    """One or more located errors in ``.fed`` source; ``diagnostics`` lists them in order."""
+
+    def __init__(self, diagnostics: Sequence[FedcError]):
+        self.diagnostics = list(diagnostics)
+        count = len(self.diagnostics)
+        body = "\n\n".join(str(d) for d in self.diagnostics)
+        super().__init__(f"{body}\n\n{count} error{'' if count == 1 else 's'}")
+
+
+def load(path: Union[str, os.PathLike], search_paths: Sequence[Union[str, os.PathLike]] = ()) -> Module:
+    """Compiles the ``.fed`` file at ``path`` into a verified :class:`~fedc.ir.Module`.
+
+    The module is named after the file's stem. Imports resolve relative to the
+    importing file's folder, then ``search_paths`` (which, with the file's
+    folder, are also where ``extern`` Python modules are imported from).
+    Raises :class:`DiagnosticsError` listing every error found.
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DiagnosticsError([FedcError(f"cannot read {path}: {_os_reason(e)}")]) from None
+    return parse(text, filename=path, search_paths=search_paths)
+
+
+def parse(text: str, filename: str = "<string>", search_paths: Sequence[Union[str, os.PathLike]] = ()) -> Module:
+    """Compiles ``.fed`` source text (see :func:`load`); ``filename`` names it in messages."""
+    if not isinstance(text, str):
+        raise FedcTypeError(f"fedc.frontend.fed.parse expects a string, got {type(text).__name__}")
+    filename = os.fspath(filename)
+    compiler = _Compiler([os.fspath(p) for p in search_paths])
+    return compiler.compile(text, filename)
+
+
+# Imported last: the compiler raises DiagnosticsError, defined above.
+from fedc.frontend.fed.compiler import _Compiler  # noqa: E402
