@@ -163,12 +163,19 @@ class Interpreter:
         stacked = value.stacked() if value.count else None
         if stacked is not None and isinstance(function, (Closure, IntrinsicFunction)):
             try:
-                result = function(Batched(stacked))
+                result = function(_batched_leaves(stacked))
             except NotBatchable:
                 pass
             else:
                 return Clients.from_stacked(_materialize(result, value.count), value.count)
         return Clients.from_items([function(item) for item in value.items()])
+
+
+def _batched_leaves(stacked: Any) -> Any:
+    """A stacked struct as a struct of Batched leaves, the form every batched op expects."""
+    if isinstance(stacked, tuple):
+        return tuple(_batched_leaves(part) for part in stacked)
+    return Batched(stacked)
 
 
 def _materialize(result: Any, count: int) -> Any:

@@ -1,0 +1,161 @@
+"""Inlining: named computations into their users, and beta-reduction of called lambdas.
+
+``inline`` replaces every use of a module computation (``@f``) inside another
+computation by a copy of ``@f``'s (already inlined) definition whose binders
+get fresh names, so the computation stays SSA. A call ``@f(arg)`` thereby
+becomes a lambda applied to an argument, and every such application
+``Call(Lambda(p, body), arg)`` is beta-reduced to ``Block([(p, arg)], body)``:
+the let keeps the argument evaluated once, so sharing is kept. A symbol whose
+definition is a ``Compiled`` computation is replaced by that ``Compiled`` node.
+
+When the argument's type is only assignable to the parameter's, the argument
+is converted to exactly the parameter type first (a positional struct gets the
+parameter's element names; an all-equal client value is mapped to a per-client
+one), so references keep their binder's type; when no conversion exists (a
+tensor shape the parameter leaves unknown), the call is kept.
+
+The module keeps all its computations (like MLIR's inliner keeps symbols);
+``dce`` does not remove them either.
+
+Statistics: ``calls-inlined`` (calls ``@f(arg)`` replaced by ``f``'s body),
+``symbols-inlined`` (other uses of ``@f``, e.g. a function passed to
+``federated_map``), ``lambdas-beta-reduced`` (other lambdas applied where they
+are defined).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from fedc.errors import FedcError
+from fedc.ir import building_blocks as bb
+from fedc.ir.building_blocks import deep_recursion
+from fedc.ir.module import Module
+from fedc.ir.transform import with_children
+
+from .manager import PassContext, register
+from .util import Names, coerce, is_atom, rename_bound, transform_computations
+
+__all__ = ["beta_reduce", "inline"]
+
+
+def beta_reduce(call: bb.Call, names: Names) -> Optional[bb.Node]:
+    """``Call(Lambda(p, body), arg)`` as ``Block([(p, arg)], body)``; None if it cannot be.
+
+    Also reduces ``Call(Block(locals, Lambda(p, body)), arg)`` to
+    ``Block([*locals, (p, arg)], body)``. When the argument's type is only
+    assignable to the parameter's (a struct without the parameter's element
+    names, an all-equal value for a per-client parameter, …) the argument is
+    converted to exactly the parameter type (see :func:`fedc.passes.util.coerce`);
+    when no conversion exists, None.
+    """
+    function = call.function
+    outer: list[tuple[str, bb.Node]] = []
+    if isinstance(function, bb.Block) and isinstance(function.result, bb.Lambda):
+        outer = list(function.locals)
+        function = function.result
+    if not isinstance(function, bb.Lambda):
+        return None
+    body = function.result
+    bindings = list(outer)
+    if function.parameter_name is not None:
+        argument = call.argument
+        target = function.parameter_type
+        if argument.type_signature != target:
+            if not is_atom(argument):
+                temporary = names.fresh(function.parameter_name)
+                bindings.append((temporary, argument))
+                argument = bb.Reference(temporary, argument.type_signature, argument.location)
+            argument = coerce(argument, target, names)
+            if argument is None:
+                return None
+        bindings.append((function.parameter_name, argument))
+    if isinstance(body, bb.Block) and body.location is None:
+        bindings.extend(body.locals)
+        body = body.result
+    if not bindings:
+        return body
+    return bb.Block(bindings, body, call.location)
+
+
+class _Inliner:
+    def __init__(self, module: Module, ctx: PassContext):
+        self.module = module
+        self.ctx = ctx
+        self.done: dict[str, bb.Node] = {}
+        self.active: list[str] = []
+
+    def inlined(self, symbol: str) -> bb.Node:
+        """The computation ``symbol`` with everything it uses inlined (memoized)."""
+        if symbol in self.done:
+            return self.done[symbol]
+        if symbol in self.active:
+            cycle = self.active[self.active.index(symbol):] + [symbol]
+            raise FedcError(
+                "inline: computations call each other in a cycle: " + " -> ".join("@" + s for s in cycle)
+            )
+        self.active.append(symbol)
+        try:
+            node = self.module[symbol]
+            self.done[symbol] = self.rewrite(node, symbol)
+        finally:
+            self.active.pop()
+        return self.done[symbol]
+
+    def rewrite(self, root: bb.Node, symbol: str) -> bb.Node:
+        names = Names(root)
+
+        def visit(node: bb.Node) -> bb.Node:
+            if isinstance(node, bb.SymbolRef):
+                self.ctx.stat("symbols-inlined")
+                return self.copy_of(node, names, symbol)
+            children = list(node.children())
+            if not children:
+                return node
+            if isinstance(node, bb.Call) and isinstance(node.function, bb.SymbolRef):
+                argument = None if node.argument is None else visit(node.argument)
+                callee = self.copy_of(node.function, names, symbol)
+                rebuilt = bb.Call(callee, argument, node.location)
+                reduced = beta_reduce(rebuilt, names) if isinstance(callee, (bb.Lambda, bb.Block)) else None
+                if reduced is not None:
+                    self.ctx.stat("calls-inlined")
+                    return reduced
+                if isinstance(callee, (bb.Lambda, bb.Block)):
+                    # No conversion of the argument to the parameter type: keep the call.
+                    if argument is node.argument:
+                        return node
+                    return bb.Call(node.function, argument, node.location)
+                self.ctx.stat("calls-inlined")
+                return rebuilt
+            rebuilt = with_children(node, [visit(c) for c in children])
+            if isinstance(rebuilt, bb.Call) and isinstance(rebuilt.function, (bb.Lambda, bb.Block)):
+                reduced = beta_reduce(rebuilt, names)
+                if reduced is not None:
+                    self.ctx.stat("lambdas-beta-reduced")
+                    return reduced
+            return rebuilt
+
+        return visit(root)
+
+    def copy_of(self, ref: bb.SymbolRef, names: Names, symbol: str) -> bb.Node:
+        """A copy of the inlined definition of ``@ref.name`` with fresh binders."""
+        if ref.name not in self.module:
+            raise FedcError(f"inline: @{symbol} uses @{ref.name}, which module @{self.module.name} does not define")
+        definition = self.inlined(ref.name)
+        if definition.type_signature != ref.type_signature:
+            raise FedcError(
+                f"inline: @{symbol} uses @{ref.name} with type {ref.type_signature}, "
+                f"but it has type {definition.type_signature}"
+            )
+        copy = rename_bound(definition, names)
+        if ref.location is not None:
+            copy = copy.with_location(ref.location)
+        return copy
+
+
+@register("inline")
+@deep_recursion
+def inline(module: Module, ctx: PassContext) -> Module:
+    """Inlines calls to named computations and beta-reduces lambdas applied to arguments."""
+    inliner = _Inliner(module, ctx)
+    return transform_computations(module, lambda symbol, node: inliner.inlined(symbol))
