@@ -1,9 +1,10 @@
 """The ``fedc`` command line.
 
-    fedc compile algo.fed [-o out] [--emit ir|proto|dot|svg|png] [--passes PIPELINE]
+    fedc compile algo.fed [-o out] [--emit ir|proto|dot|svg|png] [--passes PIPELINE] [--report privacy|cost]
     fedc run algo.fed [--entry NAME] [--args FILE.json|FILE.npz] [--rounds N] [--backend NAME]
     fedc opt in.fedir --passes PIPELINE [--print-ir-after-all] [--time-passes] ...
     fedc viz algo.fed -o graph.svg
+    fedc viz algo.fed --passes PIPELINE --stages -o stages.html
     fedc check algo.fed
 
 Inputs may be ``.fed`` source, textual IR (``.fedir``) or protobuf (``.fedpb``).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import sys
 import traceback
@@ -236,15 +238,61 @@ def _apply_passes(module, args, stream=None):
     return result.module
 
 
+#: The analyses ``fedc compile --report NAME`` prints, with their one-line docs.
+REPORTS = {
+    "privacy": "every path by which a client value reaches the server, and the intrinsic that carries it",
+    "cost": "bytes each client receives from and sends to the server per round, from the types",
+}
+
+
+def _report_names(values: Optional[Sequence[str]]) -> list[str]:
+    """The reports asked for (``--report privacy --report cost`` or ``--report privacy,cost``)."""
+    names: list[str] = []
+    for value in values or ():
+        for name in value.split(","):
+            name = name.strip()
+            if name not in REPORTS:
+                import difflib
+
+                close = difflib.get_close_matches(name, list(REPORTS), n=1)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                raise FedcError(f"unknown report {name!r}{hint} (the reports are {', '.join(REPORTS)})")
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def report_text(module, name: str, symbol: Optional[str] = None) -> str:
+    """The text of report ``name`` (privacy, cost) for ``module`` (or only computation ``symbol``)."""
+    from fedc.passes import analysis
+
+    if name == "privacy":
+        return analysis.privacy_report(module, symbol).text()
+    return analysis.communication_cost(module, symbol).text()
+
+
+def _as_comments(text: str) -> str:
+    return "".join(f"// {line}".rstrip() + "\n" for line in text.splitlines())
+
+
 def cmd_compile(args) -> int:
     from fedc import ir
 
+    reports = _report_names(args.report)
     module = load_module(args.input, args.include)
     ir.verify(module)
     module = _apply_passes(module, args)
     emit = args.emit or _emit_from_suffix(args.output) or "ir"
+    to_stdout = args.output is None or args.output == "-"
+    if reports and emit == "proto" and to_stdout:
+        raise FedcError("--report with --emit proto: the report cannot share stdout with binary data; give -o FILE")
+    texts = [report_text(module, name, args.entry) for name in reports]
     if emit == "ir":
-        _write(args.output, ir.print_module(module))
+        output = ir.print_module(module)
+        if to_stdout and texts:
+            # After the IR, as comments: the output still parses as textual IR.
+            output = output.rstrip("\n") + "\n\n" + "\n".join(_as_comments(t) for t in texts)
+        _write(args.output, output)
     elif emit == "proto":
         if args.output is None and sys.stdout.isatty():
             raise FedcError("--emit proto writes binary data: give -o FILE")
@@ -253,12 +301,18 @@ def cmd_compile(args) -> int:
         from fedc import viz
 
         symbol = _entry(module, args.entry)
+        costs = "cost" in reports
         if emit == "dot":
-            _write(args.output, viz.to_graphviz(module, symbol).source)
+            output = viz.to_graphviz(module, symbol, costs=costs).source
+            if to_stdout and texts:
+                output = output.rstrip("\n") + "\n\n" + "\n".join(_as_comments(t) for t in texts)
+            _write(args.output, output)
         else:
             if args.output is None:
                 raise FedcError(f"--emit {emit} writes an image: give -o FILE")
-            viz.render(module, symbol, args.output, emit)
+            viz.render(module, symbol, args.output, emit, costs=costs)
+    if texts and not to_stdout:
+        sys.stdout.write("\n".join(texts))
     return EXIT_OK
 
 
@@ -396,14 +450,36 @@ def cmd_opt(args) -> int:
 def cmd_viz(args) -> int:
     from fedc import ir, viz
 
+    suffix = pathlib.Path(args.output).suffix.lower()
+    if args.stages:
+        if not args.passes:
+            raise FedcError("--stages draws the computation after each pass of a pipeline: give --passes PIPELINE")
+        if suffix not in (".html", ".htm"):
+            raise FedcError(f"{args.output}: --stages writes one HTML page with a picture per pass; give a .html file")
+    elif suffix in (".html", ".htm"):
+        raise FedcError(f"{args.output}: an HTML page shows the pictures across passes: "
+                        "add --stages (and --passes PIPELINE)")
     module = load_module(args.input, args.include)
     ir.verify(module)
     symbol = _entry(module, args.entry)
+    if args.stages:
+        viz.render_stages(
+            module, args.passes, args.output, symbol, costs=args.costs,
+            verify_each=args.verify_each,
+            print_ir_after_all=args.print_ir_after_all,
+            print_ir_after=tuple(args.print_ir_after or ()),
+            print_ir_after_change=args.print_ir_after_change,
+            stream=sys.stderr,
+        )
+        return EXIT_OK
     fmt = _emit_from_suffix(args.output)
     if fmt not in ("svg", "png", "dot"):
-        raise FedcError(f"{args.output}: fedc viz writes .svg, .png or .dot files")
+        raise FedcError(f"{args.output}: fedc viz writes .svg, .png or .dot files (or .html with --stages)")
     module = _apply_passes(module, args)
-    viz.render(module, symbol, args.output, fmt)
+    if symbol not in module:
+        # A lowering pass (lower-to-mapreduce) replaces the computation it lowers.
+        symbol = _entry(module, None)
+    viz.render(module, symbol, args.output, fmt, costs=args.costs)
     return EXIT_OK
 
 
@@ -456,7 +532,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE", help="where to write (default: stdout)")
     p.add_argument("--emit", choices=["ir", "proto", "dot", "svg", "png"],
                    help="what to write (default: from the output suffix, else ir)")
-    p.add_argument("--entry", metavar="NAME", help="the computation to draw (for dot/svg/png; default: the last)")
+    p.add_argument("--entry", metavar="NAME",
+                   help="the computation to draw (for dot/svg/png; default: the last), and the only one to report on")
+    p.add_argument("--report", action="append", metavar="NAME",
+                   help="after compiling, print an analysis of the result: "
+                   + "; ".join(f"'{k}': {v}" for k, v in REPORTS.items())
+                   + ". Repeat it or give a comma-separated list. Reports go to stdout: after the IR (or DOT), as "
+                   "'//' comment lines so that the output still parses, when the output goes to stdout; alone, as "
+                   "plain text, when it goes to a file with -o (protobuf on stdout is refused). With the cost "
+                   "report, a picture (--emit dot, svg, png) labels the edges between server and clients with "
+                   "their bytes.")
     add_passes(p)
     p.set_defaults(handler=cmd_compile)
 
@@ -485,10 +570,19 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("viz", help="draw a computation's dataflow with graphviz",
                             description="Draw the dataflow of one computation: nodes grouped and coloured by "
-                            "placement, intrinsics distinct from local computations, edges labelled with types.")
+                            "placement, intrinsics distinct from local computations, edges labelled with types "
+                            "and, where a value crosses between server and clients, with its bytes per client "
+                            "and round. With --stages, draw it before the first pass of --passes and after "
+                            "each pass, side by side on one HTML page.")
     add_input(p)
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the picture: .svg, .png or .dot")
+    p.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="the picture: .svg, .png or .dot; with --stages an .html page")
     p.add_argument("--entry", metavar="NAME", help="the computation to draw (default: the last one)")
+    p.add_argument("--stages", action="store_true",
+                   help="write one self-contained HTML page with the picture before the first pass and after each "
+                   "pass of --passes, each panel titled with the pass and its statistics")
+    p.add_argument("--no-costs", dest="costs", action="store_false", default=True,
+                   help="label the edges between server and clients with their types only, not their bytes")
     add_passes(p)
     p.set_defaults(handler=cmd_viz)
 
@@ -500,6 +594,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    # TensorFlow's C++ INFO and WARNING logs are noise in a command's output. (TF 2.21
+    # still prints two lines at import, before absl reads this setting.)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:

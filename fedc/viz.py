@@ -39,6 +39,21 @@ What the picture shows:
   Each label is drawn as a small text node on its edge, in the cluster the
   value comes from: dot overlaps real edge labels in clustered graphs.
 
+* **Costs** (``costs=True``; ``fedc viz`` draws them unless ``--no-costs``):
+  an edge on which a value crosses between server and clients — into a
+  broadcast, an aggregation, a secure sum, a select — also shows what it
+  costs each client per round (``↓ 31400 B per client`` from the server,
+  ``↑ 4 B per client`` to it, symbolic such as ``40*d0`` where a dimension
+  is unknown), and is drawn thicker; the caption adds the totals and says what
+  each unknown stands for. Edges that stay on one side keep their type label.
+
+Pictures across passes: ``render_stages(module, "inline,call-dominant",
+"out.html")`` (``fedc viz algo.fed --passes PIPELINE --stages -o out.html``)
+runs the pipeline one pass at a time and writes one self-contained HTML page
+with the picture before the first pass and after each pass side by side, each
+panel titled with the pass, its statistics and whether it changed the module
+(:func:`pass_stages` and :func:`stages_html` are the two halves).
+
 The output is deterministic: the same module gives the same DOT source.
 ``import fedc`` does not import graphviz; this module imports it when a
 picture is made. Rendering SVG or PNG needs graphviz's ``dot`` program; without
@@ -60,7 +75,7 @@ from fedc.ir import building_blocks as bb
 from fedc.ir.module import Module
 from fedc.types import FederatedType, FunctionType, SequenceType, StructType, Type
 
-__all__ = ["FORMATS", "render", "to_graphviz", "to_svg"]
+__all__ = ["FORMATS", "Stage", "pass_stages", "render", "render_stages", "stages_html", "to_graphviz", "to_svg"]
 
 FORMATS = ("svg", "png", "dot")
 
@@ -102,6 +117,7 @@ def to_graphviz(
     *,
     edge_label: Optional[EdgeLabel] = None,
     title: Optional[str] = None,
+    costs: bool = False,
 ):
     """The dataflow graph of computation ``symbol`` of ``module`` as a ``graphviz.Digraph``.
 
@@ -111,6 +127,13 @@ def to_graphviz(
     for a value of that type (default: the shortened TFF type string); ``None``
     or ``""`` shows no type. ``title`` is the graph's caption (default: the
     symbol and its type; ``""`` for none).
+
+    With ``costs=True`` the edges on which a value crosses between server and
+    clients (into a broadcast, an aggregation, a secure sum, a select, …) also
+    show the bytes it costs per client and round (``↓ 31400 B per client``
+    from the server, ``↑`` to it; symbolic where the type has unknown
+    dimensions, see :func:`fedc.passes.analysis.communication_cost`), and the
+    caption adds the totals and says what each unknown stands for.
     """
     from fedc.computation import Computation
 
@@ -124,7 +147,7 @@ def to_graphviz(
             raise FedcError(f"module @{module.name} has no computation to draw")
         symbol = module.symbols[-1]
     computation = module.lookup(symbol)
-    builder = _Builder(module, edge_label)
+    builder = _Builder(module, edge_label, costs)
     builder.build(computation)
     builder.full_title = f"@{symbol} : {computation.type_signature}"
     if title is None:
@@ -163,6 +186,189 @@ def render(
     except OSError as e:
         raise FedcError(f"cannot write {path}: {e.strerror or e}") from None
     return path
+
+
+# --------------------------------------------------------------------------
+# Pictures across passes: one HTML page, one panel per stage of a pipeline
+
+
+@dataclasses.dataclass
+class Stage:
+    """The module at one stage of a pipeline: before the first pass (``name="input"``) or after
+    a pass, with the statistics the pass reported, its time, and whether it changed the module."""
+
+    name: str
+    module: Module
+    statistics: dict = dataclasses.field(default_factory=dict)
+    seconds: float = 0.0
+    changed: bool = False
+
+
+def pass_stages(module: Module, pipeline, **run_options) -> list:
+    """Runs ``pipeline`` one pass at a time through :func:`fedc.passes.run`; returns the input
+    and the module after each pass as :class:`Stage` s. ``run_options`` go to ``run``
+    (``verify_each=False``, …)."""
+    from fedc import passes
+    from fedc.computation import Computation
+
+    if isinstance(module, Computation):
+        module = module.to_ir()
+    steps = passes.parse_pipeline(pipeline) if isinstance(pipeline, str) else list(pipeline)
+    stages = [Stage("input", module)]
+    for step in steps:
+        result = passes.run(module, [step], **run_options)
+        name, statistics = result.statistics[0]
+        stages.append(Stage(name, result.module, statistics, result.timings[0][1], _changed(module, result.module)))
+        module = result.module
+    return stages
+
+
+def _changed(before: Module, after: Module) -> bool:
+    if after is before:
+        return False
+    if before.name != after.name or before.symbols != after.symbols:
+        return True
+    return any(not bb.equal(before[s], after[s], locations=True) for s in before.symbols)
+
+
+def stages_html(stages: list, symbol: Optional[str] = None, *, title: Optional[str] = None,
+                costs: bool = False, pipeline: Optional[str] = None) -> str:
+    """One self-contained HTML page: the picture of ``symbol`` at each stage, side by side.
+
+    Each panel is titled with the stage (``input``, then each pass), shows the
+    statistics the pass reported, whether it changed the module and how long
+    it took, the picture (an SVG embedded as a ``data:`` URI, so that the
+    pictures' graphviz ids cannot clash) and, folded, the textual IR. ``symbol``
+    defaults to the last computation of the input.
+    """
+    import base64
+
+    from fedc.ir.text import print_module
+
+    if not stages:
+        raise FedcError("no stages to draw")
+    first = stages[0].module
+    if symbol is None:
+        if not len(first):
+            raise FedcError(f"module @{first.name} has no computation to draw")
+        symbol = first.symbols[-1]
+    first.lookup(symbol)
+    esc = html.escape
+    heading = title or f"@{symbol} of @{first.name} across passes"
+    panels = []
+    for index, stage in enumerate(stages):
+        parts = [f'<section class="stage" id="stage-{index}">']
+        badge = ""
+        if index:
+            badge = ('<span class="badge changed">changed</span>' if stage.changed
+                     else '<span class="badge same">unchanged</span>')
+        label = "before the first pass" if index == 0 else f"after pass {index}"
+        parts.append(f'<h2><span class="step">{index}</span> {esc(stage.name)} {badge}</h2>')
+        timing = f" &middot; {stage.seconds * 1000:.1f} ms" if index else ""
+        parts.append(f'<p class="meta">{esc(label)}{timing}</p>')
+        if index:
+            if stage.statistics:
+                rows = "".join(f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>"
+                               for k, v in sorted(stage.statistics.items()))
+                parts.append(f'<table class="stats">{rows}</table>')
+            else:
+                parts.append('<p class="nostats">no statistics</p>')
+        drawn, shown = stage.module, symbol
+        if symbol not in stage.module:
+            from fedc.passes.analysis import as_analysable
+
+            drawn, shown = as_analysable(stage.module)
+            having = ", ".join("@" + s for s in stage.module.symbols) or "nothing"
+            if shown is None:
+                parts.append(f'<p class="missing">@{esc(symbol)} is not in the module at this stage '
+                             f'(it has {esc(having)})</p>')
+            else:
+                parts.append(f'<p class="missing">@{esc(symbol)} is now a MapReduce form ({esc(having)}); '
+                             f'drawn as the round it runs</p>')
+        if shown is not None:
+            svg = to_svg(drawn, shown, costs=costs)
+            uri = "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
+            alt = f"dataflow of @{shown} {label}" + (f" ({stage.name})" if index else "")
+            parts.append(f'<div class="picture"><img src="{uri}" alt="{esc(alt)}"></div>')
+        ir_text = print_module(stage.module, elide_resources=True)
+        parts.append(f"<details><summary>textual IR</summary><pre>{esc(ir_text)}</pre></details>")
+        parts.append("</section>")
+        panels.append("\n".join(parts))
+    pipeline_text = pipeline if pipeline is not None else ",".join(s.name for s in stages[1:])
+    return _STAGES_PAGE.format(
+        title=esc(heading),
+        pipeline=esc(pipeline_text or "(no passes)"),
+        count=len(stages) - 1,
+        plural="" if len(stages) == 2 else "es",
+        panels="\n".join(panels),
+    )
+
+
+def render_stages(module: Module, pipeline, path: Union[str, os.PathLike], symbol: Optional[str] = None, *,
+                  costs: bool = False, **run_options) -> pathlib.Path:
+    """Runs ``pipeline`` on ``module`` and writes the page of :func:`stages_html` to ``path``."""
+    from fedc.computation import Computation
+
+    if isinstance(module, Computation):
+        module, symbol = module.to_ir(), symbol or module.name
+    path = pathlib.Path(path)
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise FedcError(f"{path}: the pictures across passes are an HTML page; give a .html file")
+    if symbol is None and len(module):
+        symbol = module.symbols[-1]
+    if symbol is not None:
+        module.lookup(symbol)
+    text = stages_html(pass_stages(module, pipeline, **run_options), symbol, costs=costs,
+                       pipeline=pipeline if isinstance(pipeline, str) else None)
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise FedcError(f"cannot write {path}: {e.strerror or e}") from None
+    return path
+
+
+_STAGES_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<style>
+  body {{ font-family: Helvetica, Arial, sans-serif; margin: 0; background: #fafafa; color: #222; }}
+  header {{ padding: 12px 20px; border-bottom: 1px solid #ddd; background: #fff; }}
+  header h1 {{ font-size: 18px; margin: 0 0 4px 0; }}
+  header p {{ margin: 0; color: #555; font-size: 13px; }}
+  code {{ background: #f0f0f0; padding: 1px 4px; border-radius: 3px; }}
+  .stages {{ display: flex; flex-direction: row; align-items: flex-start; gap: 14px;
+             overflow-x: auto; padding: 14px 20px; }}
+  .stage {{ flex: 0 0 auto; background: #fff; border: 1px solid #ccc; border-radius: 6px;
+            padding: 10px 12px; max-width: 95vw; }}
+  .stage h2 {{ font-size: 15px; margin: 0 0 4px 0; }}
+  .step {{ display: inline-block; min-width: 1.4em; text-align: center; background: #1f63b0; color: #fff;
+           border-radius: 9px; font-size: 12px; padding: 1px 4px; margin-right: 4px; }}
+  .badge {{ font-size: 11px; font-weight: normal; border-radius: 3px; padding: 1px 5px; margin-left: 6px; }}
+  .changed {{ background: #fff4e0; color: #c46f00; border: 1px solid #c46f00; }}
+  .same {{ background: #f0f0f0; color: #777; border: 1px solid #bbb; }}
+  .meta, .nostats, .missing {{ font-size: 12px; color: #666; margin: 2px 0 6px 0; }}
+  .stats {{ font-size: 12px; border-collapse: collapse; margin-bottom: 6px; }}
+  .stats th {{ text-align: left; font-weight: normal; color: #444; padding: 1px 10px 1px 0; }}
+  .stats td {{ text-align: right; font-variant-numeric: tabular-nums; }}
+  .picture img {{ display: block; max-height: 78vh; width: auto; }}
+  details {{ margin-top: 6px; font-size: 12px; }}
+  pre {{ font-size: 11px; max-width: 90vw; max-height: 50vh; overflow: auto; background: #f6f6f6;
+         padding: 6px; }}
+</style>
+</head>
+<body>
+<header>
+<h1>{title}</h1>
+<p>pipeline <code>{pipeline}</code>: the input and the IR after each of {count} pass{plural}, left to right</p>
+</header>
+<main class="stages">
+{panels}
+</main>
+</body>
+</html>
+"""
 
 
 def _import_graphviz():
@@ -354,9 +560,12 @@ class _Cluster:
 class _Builder:
     """Walks one computation, making nodes, edges and clusters; then emits a Digraph."""
 
-    def __init__(self, module: Module, edge_label: Optional[EdgeLabel]):
+    def __init__(self, module: Module, edge_label: Optional[EdgeLabel], costs: bool = False):
         self.module = module
         self.edge_label = edge_label
+        self.costs = costs
+        self.unknowns = None  # names of unknown sizes, when costs are shown
+        self.totals: dict[str, Any] = {}  # direction -> Bytes, when costs are shown
         self.nodes: dict[str, tuple[str, dict]] = {}  # id -> (cluster name, attrs)
         self.edges: list[tuple[str, str, dict, Optional[str]]] = []  # tail, head, attrs, label
         self.clusters: dict[str, _Cluster] = {}
@@ -397,13 +606,16 @@ class _Builder:
         self.clusters[cluster].nodes.append(node_id)
         return node_id
 
-    def add_edge(self, tail: str, head: str, t: Type, path: tuple = (), slot: tuple = (), show_slot=False):
+    def add_edge(self, tail: str, head: str, t: Type, path: tuple = (), slot: tuple = (), show_slot=False,
+                 cost: Optional[str] = None):
         lines = []
         where = "".join(path)
         if show_slot and slot:
             where = f"{where} as {''.join(slot)}" if where else f"as {''.join(slot)}"
         if where:
             lines.append(where)
+        if cost:
+            lines.append(cost)
         if self.edge_label is not None:
             text = self.edge_label(t)
             if text:
@@ -412,9 +624,11 @@ class _Builder:
             lines.append(_short_type(t))
         placement = _placement(t)
         color = _PLACEMENT_STYLE[placement][2] if placement != _LOCAL else "#444444"
-        attrs = {"color": color, "tooltip": _tooltip(str(t))}
+        attrs = {"color": color, "tooltip": _tooltip(f"{t}: {cost}" if cost else str(t))}
         if isinstance(t, FunctionType):
             attrs["style"] = "dashed"
+        elif cost:
+            attrs["penwidth"] = "2.2"
         elif placement != _LOCAL:
             attrs["penwidth"] = "1.4"
         label = None
@@ -422,26 +636,70 @@ class _Builder:
             label = "<" + "<br/>".join(html.escape(_printable(line), quote=False) for line in lines) + ">"
         self.edges.append((tail, head, attrs, label))
 
-    def connect(self, value: _Value, head: str, scope: tuple) -> None:
-        """Edges carrying ``value`` into node ``head``; a packed struct gives one edge per element."""
+    def connect(self, value: _Value, head: str, scope: tuple, crossings: tuple = ()) -> None:
+        """Edges carrying ``value`` into node ``head``; a packed struct gives one edge per element.
+
+        ``crossings`` (of an intrinsic, when costs are shown) label the edges whose value crosses
+        between server and clients with its bytes per client."""
         leaves = []
-        self._leaves(value, (), leaves)
+        self._leaves(value, (), (), leaves)
         if not leaves and isinstance(value, _Pack):
             empty = self.constant(scope, "<>", value.type, "empty struct")
             self.add_edge(empty, head, value.type)
             return
-        data = [(slot, port) for slot, port in leaves if not isinstance(port.type, FunctionType)]
+        data = [(slot, port) for slot, _, port in leaves if not isinstance(port.type, FunctionType)]
         show_slot = len(data) > 1 or any(s.startswith(".") for slot, _ in data for s in slot[-1:])
-        for slot, port in leaves:
+        for slot, indices, port in leaves:
             self.add_edge(port.node, head, port.type, port.path, slot,
-                          show_slot and not isinstance(port.type, FunctionType))
+                          show_slot and not isinstance(port.type, FunctionType),
+                          cost=self.cost_label(crossings, indices, port))
 
-    def _leaves(self, value: _Value, slot: tuple, out: list) -> None:
+    def _leaves(self, value: _Value, slot: tuple, indices: tuple, out: list) -> None:
         if isinstance(value, _Port):
-            out.append((slot, value))
+            out.append((slot, indices, value))
             return
         for index, (name, element) in enumerate(value.elements):
-            self._leaves(element, slot + ((f".{name}" if name is not None else f"[{index}]"),), out)
+            step = f".{name}" if name is not None else f"[{index}]"
+            self._leaves(element, slot + (step,), indices + (index,), out)
+
+    def cost_label(self, crossings: tuple, indices: tuple, port: _Port) -> Optional[str]:
+        """``↓ 31400 B per client`` for a leaf of an intrinsic's argument that crosses placements."""
+        from fedc.passes import analysis
+
+        for crossing in crossings:
+            if indices[: len(crossing.slot)] != crossing.slot:
+                continue
+            if indices == crossing.slot and not port.path:
+                return analysis.bytes_label(crossing)
+            # A part of the value that crosses: its own bytes.
+            part = dataclasses.replace(
+                crossing, bytes=analysis.type_bytes(port.type, self.unknowns, "an edge of this picture"))
+            return analysis.bytes_label(part)
+        return None
+
+    def intrinsic_crossings(self, intrinsic: bb.Intrinsic, local_name: Optional[str]) -> tuple:
+        """What a call of ``intrinsic`` moves between server and clients (only when costs are shown)."""
+        if not self.costs or not intrinsic.definition.is_federated:
+            return ()
+        from fedc.passes import analysis
+
+        if self.unknowns is None:
+            self.unknowns = analysis.Unknowns()
+        where = intrinsic.uri + (f" %{local_name}" if local_name else "")
+        crossings = tuple(analysis.intrinsic_crossings(intrinsic, self.unknowns, where))
+        for crossing in crossings:
+            self.totals[crossing.direction] = self.totals.get(crossing.direction, 0) + crossing.bytes
+        return crossings
+
+    def cost_caption(self) -> tuple:
+        """Caption lines: the totals per client and round, and what each unknown stands for."""
+        if not self.costs:
+            return ()
+        down, up = self.totals.get("broadcast", 0), self.totals.get("upload", 0)
+        lines = [f"per client and round: ↓ {down} B from the server, ↑ {up} B to the server"]
+        if self.unknowns is not None:
+            lines += [f"{name} = {text}" for name, text in self.unknowns.legend.items()]
+        return tuple(lines)
 
     def constant(self, scope: tuple, title: str, t: Type, subtitle: str = "") -> str:
         return self.add_node(
@@ -562,9 +820,11 @@ class _Builder:
         function, t = node.function, node.type_signature
         if isinstance(function, bb.Lambda):
             return self.applied_lambda(function, node.argument, env, scope)
+        crossings: tuple = ()
         if isinstance(function, bb.Intrinsic):
             kind = "intrinsic" if function.definition.is_federated else "op"
             head = self.call_node(scope, t, self.intrinsic_title(function), kind, named)
+            crossings = self.intrinsic_crossings(function, named[0][1:] if named else None)
         elif isinstance(function, bb.Compiled):
             title, subtitle = self.compiled_title(function)
             head = self.call_node(scope, t, title, "tensorflow", (subtitle,) + named)
@@ -579,7 +839,7 @@ class _Builder:
             head = self.call_node(scope, t, title, "call", named)
             self.connect(callee, head, scope)
         if node.argument is not None:
-            self.connect(self.eval(node.argument, env, scope), head, scope)
+            self.connect(self.eval(node.argument, env, scope), head, scope, crossings)
         return _Port(head, (), t)
 
     def applied_lambda(self, function: bb.Lambda, argument, env: dict, scope: tuple) -> _Value:
@@ -643,7 +903,7 @@ class _Builder:
         graph.attr(rankdir="TB", newrank="true", fontname=_FONT, nodesep="0.3", ranksep="0.3",
                    tooltip=_tooltip(self.full_title or title or name))
         if title:
-            graph.attr(label=_html_label(title, bold=True), labelloc="t", fontsize="14")
+            graph.attr(label=_html_label(title, self.cost_caption(), bold=True), labelloc="t", fontsize="14")
         graph.attr("node", fontname=_FONT, fontsize="11", margin="0.12,0.04", height="0.3")
         graph.attr("edge", fontname=_FONT, fontsize="9", arrowsize="0.7")
         # An edge label is drawn as a node of its own on the edge: dot gives nodes room, whereas

@@ -169,3 +169,104 @@ def test_console_script_help_version_and_status():
         assert "usage: fedc" in result.stdout
     result = subprocess.run([sys.executable, "-m", "fedc", "run", "nope.fed"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "no such file" in result.stderr and "Traceback" not in result.stderr
+
+
+# --------------------------------------------------------------------------
+# Reports (fedc compile --report) and pictures across passes (fedc viz --stages)
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+
+PRIVACY_REPORT = """\
+privacy report for @temperature: client values that reach the server
+@get_average_temperature: 1 flow (1 plain, 0 secure)
+  1. plain: t reaches the server through federated_mean
+     path: t -> federated_mean
+     reaches: result
+total: 1 flow (1 plain, 0 secure)
+"""
+
+COST_REPORT = """\
+communication cost per round for @temperature (bytes per client, from the types)
+@get_average_temperature
+  server -> client (broadcast): 0 bytes per client
+  client -> server (upload): 4 bytes per client
+    4  federated_mean : float32
+"""
+
+
+def _commented(text):
+    return "".join(f"// {line}".rstrip() + "\n" for line in text.splitlines())
+
+
+def test_report_follows_the_ir_as_comments(temperature, capsys):
+    status, out, err = fedc("compile", temperature, "--report", "privacy", "--report", "cost", capsys=capsys)
+    assert status == 0 and err == ""
+    assert out == TEMPERATURE_IR + "\n" + _commented(PRIVACY_REPORT) + "\n" + _commented(COST_REPORT)
+    # The output is still textual IR.
+    assert ir.print_module(ir.parse_module(out)) == TEMPERATURE_IR
+    status, same, _ = fedc("compile", temperature, "--report", "privacy,cost", capsys=capsys)
+    assert same == out
+
+
+def test_report_alone_on_stdout_when_the_output_is_a_file(temperature, tmp_path, capsys):
+    target = tmp_path / "out.fedir"
+    status, out, _ = fedc("compile", temperature, "--report", "cost", "-o", target, capsys=capsys)
+    assert status == 0 and out == COST_REPORT
+    assert target.read_text() == TEMPERATURE_IR
+    status, out, _ = fedc("compile", temperature, "--report", "privacy", "--emit", "dot", capsys=capsys)
+    assert out.startswith("digraph") and _commented(PRIVACY_REPORT) in out
+
+
+def test_report_of_fedavg_after_passes(capsys):
+    status, out, _ = fedc("compile", EXAMPLES / "fedavg.fed", "--passes", "verify", "--report", "privacy,cost",
+                          "--entry", "next", "-o", "-", capsys=capsys)
+    assert status == 0
+    assert "fedavg.fed:20:1): 2 flows (2 plain, 0 secure)" in out
+    assert "//   1. plain: federated_dataset reaches the server through federated_mean (%mean_client_weights)" in out
+    assert "//   server -> client (broadcast): 31400 bytes per client" in out
+    assert "//   client -> server (upload): 31404 bytes per client" in out
+    assert "@initialize" not in out.split("// privacy report")[1]  # --entry limits the reports
+
+
+def test_report_errors(temperature, capsys):
+    status, _, err = fedc("compile", temperature, "--report", "privcy", capsys=capsys)
+    assert status == 2
+    assert err.strip() == ("fedc compile: error: unknown report 'privcy'; did you mean privacy? "
+                           "(the reports are privacy, cost)")
+    status, _, err = fedc("compile", temperature, "--report", "cost", "--emit", "proto", capsys=capsys)
+    assert status == 2 and "give -o FILE" in err and "Traceback" not in err
+
+
+def test_viz_labels_crossing_edges_with_bytes(tmp_path, capsys):
+    dot = tmp_path / "next.dot"
+    status, _, _ = fedc("viz", EXAMPLES / "fedavg.fed", "--entry", "next", "-o", dot, capsys=capsys)
+    assert status == 0
+    text = dot.read_text()
+    assert "↓ 31400 B per client" in text and "↑ 4 B per client" in text
+    status, _, _ = fedc("viz", EXAMPLES / "fedavg.fed", "--entry", "next", "--no-costs", "-o", dot, capsys=capsys)
+    assert "B per client" not in dot.read_text()
+
+
+def test_viz_stages_writes_one_html_page(tmp_path, capsys):
+    page = tmp_path / "stages.html"
+    status, out, err = fedc("viz", EXAMPLES / "analytics.fed", "--entry", "summary", "--passes",
+                            "verify,strip-locations", "--stages", "-o", page, capsys=capsys)
+    assert status == 0 and out == "" and err == ""
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
+    assert text.count('<section class="stage"') == 3
+    assert text.count('src="data:image/svg+xml;base64,') == 3
+    assert "> verify <" in text and "> strip-locations <" in text and "locations-removed" in text
+
+
+def test_viz_stages_errors(tmp_path, capsys):
+    cases = [
+        (["--stages", "-o", tmp_path / "x.html"], "--stages draws the computation after each pass of a pipeline: give --passes PIPELINE"),
+        (["--stages", "--passes", "verify", "-o", tmp_path / "x.svg"], "give a .html file"),
+        (["-o", tmp_path / "x.html"], "add --stages (and --passes PIPELINE)"),
+        (["--stages", "--passes", "verify,nope", "-o", tmp_path / "x.html"], "unknown pass 'nope'"),
+    ]
+    for args, message in cases:
+        status, _, err = fedc("viz", EXAMPLES / "temperature.fed", *args, capsys=capsys)
+        assert status == 2 and message in err and "Traceback" not in err, (args, err)
+    assert not (tmp_path / "x.html").exists()
