@@ -57,7 +57,6 @@ import numpy as np
 from fedc.errors import FedcError
 from fedc.ir import building_blocks as bb
 from fedc.ir import intrinsics
-from fedc.ir.module import Module
 from fedc.ir.transform import rewrite
 from fedc.types import FederatedType, FunctionType, PlacementType, StructType, TensorType, Type
 
@@ -69,7 +68,6 @@ __all__ = [
     "build_sum_aggregate",
     "call",
     "combine_members",
-    "map_module",
     "recognize_sum_aggregate",
     "sum_member",
 ]
@@ -287,19 +285,6 @@ class CDFComputation:
 
     def defs(self) -> dict:
         return dict(self.locals)
-
-
-def map_module(module: Module, fn: Callable[[str, bb.Node], Optional[bb.Node]]) -> Module:
-    """``fn(symbol, node)`` on each computation (None keeps it); the same module when nothing changes."""
-    table, changed = [], False
-    for symbol, node in module.items():
-        result = fn(symbol, node)
-        if result is not None and result is not node:
-            changed = True
-            table.append((symbol, result))
-        else:
-            table.append((symbol, node))
-    return Module(module.name, table) if changed else module
 
 
 def split(symbol: str, node: bb.Node) -> CDFComputation:

@@ -29,7 +29,7 @@ from fedc.types import FunctionType, StructType, TensorType
 
 from . import aggregates as agg
 from .manager import Option, PassContext, register
-from .util import Names
+from .util import Names, transform_computations
 
 LEVELS = ("weighted_mean", "sum", "aggregate")
 STAT = {
@@ -197,4 +197,4 @@ def desugar(module: Module, ctx: PassContext, to: str = "aggregate") -> Module:
         agg.check_cdf(computation, "desugar")
         return _Desugarer(computation, ctx, level).run()
 
-    return agg.map_module(module, run)
+    return transform_computations(module, run)

@@ -29,7 +29,7 @@ from fedc.types import StructType
 
 from . import aggregates as agg
 from .manager import PassContext, register
-from .util import Names
+from .util import Names, transform_computations
 
 MAP_INTRINSICS = ("federated_map", "federated_map_all_equal", "federated_apply", "sequence_map")
 
@@ -163,7 +163,7 @@ def fuse_maps(module: Module, ctx: PassContext) -> Module:
         ctx.stat("maps-fused", fuser.fused)
         return result
 
-    return agg.map_module(module, fuse)
+    return transform_computations(module, fuse)
 
 
 # --------------------------------------------------------------------------
@@ -434,4 +434,4 @@ def fuse_map_mean(module: Module, ctx: PassContext) -> Module:
         agg.check_cdf(computation, "fuse-map-mean")
         return _MapMeanFuser(computation, ctx).run()
 
-    return agg.map_module(module, fuse)
+    return transform_computations(module, fuse)

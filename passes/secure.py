@@ -32,7 +32,7 @@ from fedc.types import StructType, Type
 
 from . import aggregates as agg
 from .manager import Option, PassContext, register
-from .util import Names
+from .util import Names, transform_computations
 
 F64 = np.dtype(np.float64)
 MAX_BITS = 40
@@ -410,4 +410,4 @@ def insert_secure_aggregation(module: Module, ctx: PassContext, **options) -> Mo
         agg.check_cdf(computation, "insert-secure-aggregation")
         return _Securer(computation, ctx, encoding, allow_insecure).run()
 
-    return agg.map_module(module, secure)
+    return transform_computations(module, secure)

@@ -25,7 +25,6 @@ __all__ = [
     "is_atom",
     "is_identity_lambda",
     "is_placed",
-    "map_computations",
     "needs_own_local",
     "reference_counts",
     "rename_bound",
@@ -153,17 +152,8 @@ def rename_bound(node: bb.Node, names: Names, only: Optional[Iterable[str]] = No
     return visit(node)
 
 
-def map_computations(module: Module, fn: Callable[[str, bb.Node], Optional[bb.Node]]) -> Module:
-    """A module with ``fn(symbol, node)`` applied to each computation (None keeps it)."""
-    table = []
-    for symbol, node in module.items():
-        result = fn(symbol, node)
-        table.append((symbol, node if result is None else result))
-    return Module(module.name, table)
-
-
 def transform_computations(module: Module, fn: Callable[[str, bb.Node], Optional[bb.Node]]) -> Module:
-    """Like :func:`map_computations`, but returns ``module`` itself when nothing changed.
+    """``fn(symbol, node)`` on each computation (None keeps it); ``module`` itself when nothing changed.
 
     A computation counts as unchanged when ``fn`` returns None, the same node, or
     an equal node with the same locations.
