@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from fedc.errors import FedcTypeError
 from fedc.ir.building_blocks import Node

@@ -746,10 +746,10 @@ class _Builder:
             if computation.parameter_name is not None:
                 env[computation.parameter_name] = self.parameters(
                     scope, computation.parameter_name, computation.parameter_type)
-            value = self.eval(computation.result, env, scope)
+            value = self.evaluate(computation.result, env, scope)
             result_type = computation.result.type_signature
         else:
-            value = self.eval(computation, {}, scope)
+            value = self.evaluate(computation, {}, scope)
             result_type = computation.type_signature
         placement = _placement(result_type)
         result = self.add_node(
@@ -771,7 +771,7 @@ class _Builder:
             return _Pack(tuple(elements), t)
         return _Port(self.parameter_node(scope, name, t), (), t)
 
-    def eval(self, node: bb.Node, env: dict, scope: tuple, local_name: Optional[str] = None) -> _Value:
+    def evaluate(self, node: bb.Node, env: dict, scope: tuple, local_name: Optional[str] = None) -> _Value:
         """What ``node`` stands for, adding the nodes and edges that compute it."""
         named = (f"%{local_name}",) if local_name else ()
         t = node.type_signature
@@ -781,19 +781,19 @@ class _Builder:
             free = self.constant(scope, f"%{node.name}", t, "free reference")
             return _Port(free, (), t)
         if isinstance(node, bb.Selection):
-            source = self.eval(node.source, env, scope)
+            source = self.evaluate(node.source, env, scope)
             index = node.resolved_index
             if isinstance(source, _Pack):
                 return source.elements[index][1]
             step = f".{node.name}" if node.name is not None else f"[{index}]"
             return _Port(source.node, source.path + (step,), t)
         if isinstance(node, bb.Struct):
-            return _Pack(tuple((name, self.eval(e, env, scope)) for name, e in node.elements), t)
+            return _Pack(tuple((name, self.evaluate(e, env, scope)) for name, e in node.elements), t)
         if isinstance(node, bb.Block):
             inner = dict(env)
             for name, value in node.locals:
-                inner[name] = self.eval(value, inner, scope, name)
-            return self.eval(node.result, inner, scope)
+                inner[name] = self.evaluate(value, inner, scope, name)
+            return self.evaluate(node.result, inner, scope)
         if isinstance(node, bb.Call):
             return self.call(node, env, scope, named)
         if isinstance(node, bb.Lambda):
@@ -834,12 +834,12 @@ class _Builder:
         else:
             # Calling a computed function (a local bound to a lambda, a parameter, …):
             # the function flows into the call node on a dashed edge.
-            callee = self.eval(function, env, scope)
+            callee = self.evaluate(function, env, scope)
             title = f"call %{function.name}" if isinstance(function, bb.Reference) else "call"
             head = self.call_node(scope, t, title, "call", named)
             self.connect(callee, head, scope)
         if node.argument is not None:
-            self.connect(self.eval(node.argument, env, scope), head, scope, crossings)
+            self.connect(self.evaluate(node.argument, env, scope), head, scope, crossings)
         return _Port(head, (), t)
 
     def applied_lambda(self, function: bb.Lambda, argument, env: dict, scope: tuple) -> _Value:
@@ -849,9 +849,9 @@ class _Builder:
         if function.parameter_name is not None:
             parameter = self.parameter_node(inner_scope, function.parameter_name, function.parameter_type)
             if argument is not None:
-                self.connect(self.eval(argument, env, scope), parameter, scope)
+                self.connect(self.evaluate(argument, env, scope), parameter, scope)
             inner[function.parameter_name] = _Port(parameter, (), function.parameter_type)
-        return self.eval(function.result, inner, inner_scope)
+        return self.evaluate(function.result, inner, inner_scope)
 
     def lambda_value(self, function: bb.Lambda, env: dict, scope: tuple, named: tuple) -> _Value:
         """A lambda as a value: its cluster (parameter and body) ending in a ``λ x`` node."""
@@ -861,7 +861,7 @@ class _Builder:
         if function.parameter_name is not None:
             parameter = self.parameter_node(inner_scope, function.parameter_name, function.parameter_type)
             inner[function.parameter_name] = _Port(parameter, (), function.parameter_type)
-        body = self.eval(function.result, inner, inner_scope)
+        body = self.evaluate(function.result, inner, inner_scope)
         t = function.type_signature
         exit_node = self.add_node(
             inner_scope, _LOCAL, label=_html_label(title, named), shape="box", style="rounded,filled,dashed",

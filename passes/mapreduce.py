@@ -810,6 +810,6 @@ def lower_to_mapreduce(module: Module, ctx: PassContext, entry: str = "") -> Mod
     if symbol not in module:
         module.lookup(symbol)  # raises, naming close matches
     hint = "" if entry or len(module) == 1 else (
-        f" (the pass lowers the module's last computation; name the round with lower-to-mapreduce{{entry=NAME}})"
+        " (the pass lowers the module's last computation; name the round with lower-to-mapreduce{entry=NAME})"
     )
     return lower(module, symbol, ctx, hint)

@@ -12,7 +12,7 @@ import numpy as np
 
 from fedc.errors import FedcError
 from fedc.ir import intrinsics as registry
-from fedc.types import StructType, TensorType
+from fedc.types import StructType
 
 from .local_ops import IMPLS as LOCAL_IMPLS, apply_op
 from fedc.values import Clients

@@ -20,7 +20,6 @@ from fedc.types import (
     CLIENTS,
     SERVER,
     FederatedType,
-    FunctionType,
     Placement,
     SequenceType,
     StructType,

@@ -158,7 +158,7 @@ def _check_no_recursion(module: Module) -> None:
                 if state.get(succ) == 1:
                     cycle = path[path.index(succ):] + [succ]
                     raise VerificationError(
-                        f"verification failed: computations call each other in a cycle: "
+                        "verification failed: computations call each other in a cycle: "
                         + " -> ".join("@" + s for s in cycle)
                     )
                 if not state.get(succ):
