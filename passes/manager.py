@@ -320,7 +320,7 @@ def run(
                 verify(result)
             except VerificationError as e:
                 raise PassVerificationError(step, result, e) from None
-        changed = _changed(module, result)
+        changed = modules_differ(module, result)
         timings.append((str(step), elapsed))
         statistics.append((str(step), dict(ctx.statistics)))
         if print_ir_after_all or step.name in print_ir_after or (print_ir_after_change and changed):
@@ -329,7 +329,7 @@ def run(
     return PipelineResult(module, timings, statistics)
 
 
-def _changed(before: Module, after: Module) -> bool:
+def modules_differ(before: Module, after: Module) -> bool:
     """Whether a pass changed the module, locations included."""
     from fedc.ir.building_blocks import equal
 
