@@ -220,24 +220,24 @@ def privacy_report(module, symbol: Optional[str] = None) -> PrivacyReport:
 
 
 @register("privacy-report", options={
-    "require_secure": Option(bool, False, "fail if a client value reaches the server other than securely"),
+    "require-secure": Option(bool, False, "fail if a client value reaches the server other than securely"),
 })
-def privacy_report_pass(module: Module, ctx: PassContext, require_secure: bool = False) -> Module:
+def privacy_report_pass(module: Module, ctx: PassContext, **options) -> Module:
     """Lists every path by which client values reach the server (an analysis; changes nothing).
 
     Statistics: ``plain-flows`` and ``secure-flows`` (client sources times the
     intrinsics that carry them to the server), ``computations-with-flows``.
     ``fedc compile --report privacy`` prints the report itself. With
-    ``require_secure=true`` a plain flow is an error naming it.
+    ``require-secure=true`` a plain flow is an error naming it.
     """
     report = privacy_report(module)
     ctx.stat("plain-flows", len(report.plain_flows))
     ctx.stat("secure-flows", len(report.secure_flows))
     ctx.stat("computations-with-flows", sum(1 for c in report.computations if c.flows))
-    if require_secure and report.plain_flows:
+    if options["require-secure"] and report.plain_flows:
         shown = "".join(f"\n  @{f.computation}: {f.text()}" for f in report.plain_flows[:10])
         more = f"\n  … and {len(report.plain_flows) - 10} more" if len(report.plain_flows) > 10 else ""
         raise FedcError(f"client values reach the server without secure aggregation "
-                        f"(require_secure is set):{shown}{more}")
+                        f"(require-secure is set):{shown}{more}")
     return module
 

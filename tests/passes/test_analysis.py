@@ -228,9 +228,9 @@ def test_privacy_report_pass_records_statistics_and_changes_nothing(analytics):
     assert result.statistics == [("privacy-report", {
         "plain-flows": 6, "secure-flows": 0, "computations-with-flows": 3})]
     secure_only = load(SECURE.split("computation mixed")[0])
-    passes.run(secure_only, "privacy-report{require_secure=true}")
+    passes.run(secure_only, "privacy-report{require-secure=true}")
     with pytest.raises(FedcError, match=r"without secure aggregation[\s\S]*@histogram: plain: values"):
-        passes.run(analytics, "privacy-report{require_secure=true}")
+        passes.run(analytics, "privacy-report{require-secure=true}")
 
 
 def test_report_is_the_same_after_normalizing_passes(analytics):
@@ -420,7 +420,7 @@ def test_fedavg_through_fusion_and_secure_aggregation(fedavg):
     assert flow.source == "federated_dataset" and flow.intrinsic == "federated_aggregate"
     assert set(flow.reaches) == {"result.weights", "result.loss"}
     assert communication_cost(fused, "next").broadcast == 31400
-    result = passes.run(fused, "insert-secure-aggregation,privacy-report{require_secure=true}")
+    result = passes.run(fused, "insert-secure-aggregation,privacy-report{require-secure=true}")
     report = privacy_report(result.module, "next")
     assert report.plain_flows == [] and report.secure_flows
     assert result.statistics[-1][1]["plain-flows"] == 0
