@@ -201,9 +201,9 @@ class _Dataflow:
             if computation.parameter_name is not None:
                 env[computation.parameter_name] = self.parameters(
                     computation.parameter_name, computation.parameter_type, computation.location)
-            value = self.eval(computation.result, env, "")
+            value = self.evaluate(computation.result, env, "")
         else:
-            value = self.eval(computation, env, "")
+            value = self.evaluate(computation, env, "")
         for _, shown, leaf in self.leaves(value):
             t = leaf.type if isinstance(leaf, (_Leaf, _SymbolFn)) else None
             node = self.add_node("result", f"result{shown}", t, computation.location, "")
@@ -233,7 +233,7 @@ class _Dataflow:
 
         return split(t, name, True)
 
-    def eval(self, node: bb.Node, env: dict, prefix: str, name: Optional[str] = None) -> _Value:
+    def evaluate(self, node: bb.Node, env: dict, prefix: str, name: Optional[str] = None) -> _Value:
         t = node.type_signature
         if isinstance(node, bb.Reference):
             if node.name in env:
@@ -241,7 +241,7 @@ class _Dataflow:
             free = self.add_node("free", f"%{node.name}", t, node.location, prefix)
             return self.leaf(free, t)
         if isinstance(node, bb.Selection):
-            source = self.eval(node.source, env, prefix)
+            source = self.evaluate(node.source, env, prefix)
             index = node.resolved_index
             if isinstance(source, _Pack):
                 return source.elements[index][1]
@@ -250,12 +250,12 @@ class _Dataflow:
                 return _Leaf(source.deps, t, source.path + step)
             return _Leaf(frozenset(d for d, _ in self.deps(source)), t)
         if isinstance(node, bb.Struct):
-            return _Pack(tuple((n, self.eval(e, env, prefix)) for n, e in node.elements), t)
+            return _Pack(tuple((n, self.evaluate(e, env, prefix)) for n, e in node.elements), t)
         if isinstance(node, bb.Block):
             inner = dict(env)
             for local, value in node.locals:
-                inner[local] = self.eval(value, inner, prefix, local)
-            return self.eval(node.result, inner, prefix)
+                inner[local] = self.evaluate(value, inner, prefix, local)
+            return self.evaluate(node.result, inner, prefix)
         if isinstance(node, bb.Call):
             return self.call(node, env, prefix, name)
         if isinstance(node, bb.Lambda):
@@ -273,8 +273,8 @@ class _Dataflow:
         return _Leaf(frozenset(), t)
 
     def call(self, node: bb.Call, env: dict, prefix: str, name: Optional[str]) -> _Value:
-        function = self.eval(node.function, env, prefix)
-        argument = self.eval(node.argument, env, prefix) if node.argument is not None else None
+        function = self.evaluate(node.function, env, prefix)
+        argument = self.evaluate(node.argument, env, prefix) if node.argument is not None else None
         return self.apply(function, argument, node, prefix, name)
 
     def apply(self, function: _Value, argument, node: bb.Call, prefix: str, name: Optional[str]) -> _Value:
@@ -283,7 +283,7 @@ class _Dataflow:
             inner = dict(function.env)
             if lam.parameter_name is not None and argument is not None:
                 inner[lam.parameter_name] = argument
-            return self.eval(lam.result, inner, function.prefix)
+            return self.evaluate(lam.result, inner, function.prefix)
         if isinstance(function, _IntrinsicFn):
             return self.intrinsic_call(function.intrinsic, argument, node, prefix, name)
         if isinstance(function, _SymbolFn) and function.name in self.module:
@@ -296,7 +296,7 @@ class _Dataflow:
         """A call of another federated computation of the module: its dataflow, inline."""
         self.expanding.append(symbol)
         try:
-            value = self.eval(target, {}, f"{prefix}@{symbol}: ")
+            value = self.evaluate(target, {}, f"{prefix}@{symbol}: ")
             return self.apply(value, argument, call, prefix, name)
         finally:
             self.expanding.pop()
