@@ -12,6 +12,27 @@ from fedc.types import FunctionType, StructType, Type
 __all__ = ["Computation", "PolymorphicComputation"]
 
 
+def bind_named_arguments(callee: str, names: Sequence[str], args: tuple, kwargs: dict) -> list:
+    """The values for parameters ``names`` from positional and keyword arguments, in order.
+
+    Raises :class:`FedcTypeError` naming ``callee`` for too many, unknown,
+    repeated or missing arguments.
+    """
+    if len(args) > len(names):
+        raise FedcTypeError(f"{callee} takes {len(names)} arguments ({', '.join(names)}), got {len(args)}")
+    values = dict(zip(names, args))
+    for key, value in kwargs.items():
+        if key not in names:
+            raise FedcTypeError(f"{callee} has no parameter {key!r}; its parameters are {', '.join(names)}")
+        if key in values:
+            raise FedcTypeError(f"{callee} got parameter {key!r} twice")
+        values[key] = value
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise FedcTypeError(f"{callee} is missing argument(s) {', '.join(missing)}")
+    return [values[n] for n in names]
+
+
 class Computation:
     """A computation: the entry ``symbol`` of ``module`` (which also holds its callees).
 

@@ -17,6 +17,7 @@ import importlib
 import threading
 from typing import Any, Iterator, Optional
 
+from fedc.computation import bind_named_arguments
 from fedc.errors import FedcError, FedcTypeError
 from fedc.types import StructType, Type
 from fedc.values import Clients, from_python, to_python
@@ -74,19 +75,7 @@ def pack_arguments(computation, args: tuple, kwargs: dict) -> Any:
             raise FedcTypeError(f"{name} takes no arguments, but was called with {len(args) + len(kwargs)}")
         return None
     if names:
-        values = dict(zip(names, args))
-        if len(args) > len(names):
-            raise FedcTypeError(f"{name} takes {len(names)} arguments ({', '.join(names)}), got {len(args)}")
-        for key, value in kwargs.items():
-            if key not in names:
-                raise FedcTypeError(f"{name} has no parameter {key!r}; its parameters are {', '.join(names)}")
-            if key in values:
-                raise FedcTypeError(f"{name} got parameter {key!r} twice")
-            values[key] = value
-        missing = [n for n in names if n not in values]
-        if missing:
-            raise FedcTypeError(f"{name} is missing argument(s) {', '.join(missing)}")
-        return [values[n] for n in names]
+        return bind_named_arguments(name, names, args, kwargs)
     if kwargs:
         if len(kwargs) == 1 and not args:
             return next(iter(kwargs.values()))

@@ -133,16 +133,33 @@ def rename_bound(node: bb.Node, names: Names, only: Optional[Iterable[str]] = No
         mapping[old] = names.fresh(old)
     if not mapping:
         return node
+    return _rename_binders(node, lambda name: mapping.get(name, name))
+
+
+def _rename_binders(node: bb.Node, rename: Callable[[str], str]) -> bb.Node:
+    """``node`` with each binder renamed ``rename(name)`` (called in binding order) and its uses updated.
+
+    Names are SSA, so every use of a binder follows it and sees the new name.
+    """
+    mapping: dict[str, str] = {}
+
+    def bind(name: str) -> str:
+        mapping[name] = rename(name)
+        return mapping[name]
 
     def visit(n: bb.Node) -> bb.Node:
-        if isinstance(n, bb.Reference) and n.name in mapping:
-            return bb.Reference(mapping[n.name], n.type_signature, n.location)
+        if isinstance(n, bb.Reference):
+            if n.name in mapping:
+                return bb.Reference(mapping[n.name], n.type_signature, n.location)
+            return n
         if isinstance(n, bb.Lambda):
-            result = visit(n.result)
-            name = mapping.get(n.parameter_name, n.parameter_name)
-            return bb.Lambda(name, n.parameter_type, result, n.location)
+            name = bind(n.parameter_name) if n.parameter_name is not None else None
+            return bb.Lambda(name, n.parameter_type, visit(n.result), n.location)
         if isinstance(n, bb.Block):
-            new_locals = [(mapping.get(name, name), visit(value)) for name, value in n.locals]
+            new_locals = []
+            for name, value in n.locals:
+                value = visit(value)
+                new_locals.append((bind(name), value))
             return bb.Block(new_locals, visit(n.result), n.location)
         children = list(n.children())
         if not children:
@@ -317,35 +334,8 @@ def alpha_normal(node: bb.Node, prefix: str = "_a") -> bb.Node:
     Two alpha-equivalent nodes (equal up to the names of their binders) have equal
     alpha-normal forms. Choose a ``prefix`` that no free name of ``node`` starts with.
     """
-    counter = 0
-    mapping: dict[str, str] = {}
-
-    def rename(name: str) -> str:
-        nonlocal counter
-        mapping[name] = f"{prefix}{counter}"
-        counter += 1
-        return mapping[name]
-
-    def visit(n: bb.Node) -> bb.Node:
-        if isinstance(n, bb.Reference):
-            if n.name in mapping:
-                return bb.Reference(mapping[n.name], n.type_signature, n.location)
-            return n
-        if isinstance(n, bb.Lambda):
-            name = rename(n.parameter_name) if n.parameter_name is not None else None
-            return bb.Lambda(name, n.parameter_type, visit(n.result), n.location)
-        if isinstance(n, bb.Block):
-            new_locals = []
-            for name, value in n.locals:
-                value = visit(value)
-                new_locals.append((rename(name), value))
-            return bb.Block(new_locals, visit(n.result), n.location)
-        children = list(n.children())
-        if not children:
-            return n
-        return with_children(n, [visit(c) for c in children])
-
-    return visit(node)
+    counter = iter(range(1 << 62))
+    return _rename_binders(node, lambda name: f"{prefix}{next(counter)}")
 
 
 def needs_own_local(atom: bb.Node) -> bool:

@@ -99,15 +99,8 @@ def _node(value: Any, expected: Optional[Type] = None) -> bb.Node:
 def _placed(value: Any) -> bb.Node:
     """The node of a placed value; a struct of values placed alike is zipped first, as TFF does."""
     node = to_node(value)
-    t = node.type_signature
-    if (
-        isinstance(t, StructType)
-        and len(t) > 0
-        and all(isinstance(e, FederatedType) for e in t)
-        and len({e.placement for e in t}) == 1
-    ):
-        placement = next(iter(t)).placement
-        uri = "federated_zip_at_server" if placement is SERVER else "federated_zip_at_clients"
+    uri = registry.implicit_zip(node.type_signature)
+    if uri is not None:
         return _call(uri, node, "zipped").node
     return node
 

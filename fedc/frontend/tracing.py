@@ -435,12 +435,10 @@ def _pack_node_arguments(parameter: Optional[Type], args: tuple, kwargs: dict, c
             raise FedcTypeError(f"{callee} takes no arguments")
         return None
     if names:
-        values = dict(zip(names, args))
-        values.update(kwargs)
-        missing = [n for n in names if n not in values]
-        if missing or len(values) != len(names):
-            raise FedcTypeError(f"{callee} takes arguments ({', '.join(names)})")
-        elements = [to_node(values[n], t) for n, t in zip(names, parameter)]
+        from fedc.computation import bind_named_arguments
+
+        values = bind_named_arguments(callee, names, args, kwargs)
+        elements = [to_node(v, t) for v, t in zip(values, parameter)]
         return bb.Struct(list(zip(names, elements)))
     if kwargs:
         if isinstance(parameter, StructType) and not args:

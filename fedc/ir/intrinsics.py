@@ -184,6 +184,23 @@ def _ensure_loaded() -> None:
     from fedc.ir import local_ops  # noqa: F401  (registers the local ops)
 
 
+def implicit_zip(t: Type) -> Optional[str]:
+    """The zip TFF applies implicitly to a value of type ``t`` given where a placed value is expected.
+
+    A non-empty struct of values all placed at one placement is zipped into a
+    placed struct (``federated_zip_at_clients`` or ``_at_server``); for any other
+    type this is None.
+    """
+    if (
+        isinstance(t, StructType)
+        and len(t) > 0
+        and all(isinstance(e, FederatedType) for e in t)
+        and len({e.placement for e in t}) == 1
+    ):
+        return "federated_zip_at_server" if next(iter(t)).placement is SERVER else "federated_zip_at_clients"
+    return None
+
+
 def call(uri: str, argument=None, location=None, **attrs):
     """Builds ``Call(Intrinsic(uri, <inferred type>), argument)``."""
     from fedc.ir.building_blocks import Call, Intrinsic

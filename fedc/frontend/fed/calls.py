@@ -319,15 +319,8 @@ class _Calls:
     def placed(self, e) -> bb.Node:
         """A placed value; a struct of values placed alike is zipped first, as in the Python API."""
         node = self.expr(e)
-        t = node.type_signature
-        if (
-            isinstance(t, StructType)
-            and len(t) > 0
-            and all(isinstance(x, FederatedType) for x in t)
-            and len({x.placement for x in t}) == 1
-        ):
-            placement = next(iter(t)).placement
-            uri = "federated_zip_at_server" if placement is SERVER else "federated_zip_at_clients"
+        uri = registry.implicit_zip(node.type_signature)
+        if uri is not None:
             node = self.bind(self.intrinsic(uri, node, e.pos), "zipped")
         return node
 
