@@ -159,20 +159,30 @@ class _Program:
             body = ir.intrinsic_call("square", operands[0])
         return ir.Lambda(name, parameter, body)
 
+    # Steps that subclasses drawing other round shapes reuse.
+    def add_broadcast(self) -> None:
+        server = self.draw(st.sampled_from(self.servers))
+        self.clients.append(self.bind(ir.intrinsic_call("federated_broadcast", server), "b"))
+
+    def add_map(self) -> None:
+        x = self.draw(st.sampled_from(self.clients))
+        fn = self.bind(self.local_fn(VECTOR), "f")
+        self.clients.append(self.bind(ir.intrinsic_call("federated_map", ir.Struct([fn, x])), "m"))
+
+    def add_map2(self) -> None:
+        a, b = self.draw(st.sampled_from(self.clients)), self.draw(st.sampled_from(self.clients))
+        zipped = self.bind(ir.intrinsic_call("federated_zip_at_clients", ir.Struct([a, b])), "z")
+        fn = self.bind(self.local_fn(StructType([VECTOR, VECTOR])), "f")
+        self.clients.append(self.bind(ir.intrinsic_call("federated_map", ir.Struct([fn, zipped])), "m"))
+
     def step(self) -> None:
         choice = self.draw(st.sampled_from(["broadcast", "map", "map2", "apply", "mean", "sum", "wmean", "max", "aggregate"]))
         if choice == "broadcast":
-            server = self.draw(st.sampled_from(self.servers))
-            self.clients.append(self.bind(ir.intrinsic_call("federated_broadcast", server), "b"))
+            self.add_broadcast()
         elif choice == "map":
-            x = self.draw(st.sampled_from(self.clients))
-            fn = self.bind(self.local_fn(VECTOR), "f")
-            self.clients.append(self.bind(ir.intrinsic_call("federated_map", ir.Struct([fn, x])), "m"))
+            self.add_map()
         elif choice == "map2":
-            a, b = self.draw(st.sampled_from(self.clients)), self.draw(st.sampled_from(self.clients))
-            zipped = self.bind(ir.intrinsic_call("federated_zip_at_clients", ir.Struct([a, b])), "z")
-            fn = self.bind(self.local_fn(StructType([VECTOR, VECTOR])), "f")
-            self.clients.append(self.bind(ir.intrinsic_call("federated_map", ir.Struct([fn, zipped])), "m"))
+            self.add_map2()
         elif choice == "apply":
             s = self.draw(st.sampled_from(self.servers))
             fn = self.bind(self.local_fn(VECTOR), "f")

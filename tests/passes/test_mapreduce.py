@@ -68,17 +68,11 @@ class _Round(_Program):
         choice = self.draw(st.sampled_from(
             ["broadcast", "map", "map2", "value", "apply", "zip", "mean", "sum", "wmean", "aggregate", "secure"]))
         if choice == "broadcast":
-            server = self.draw(st.sampled_from(self.servers))
-            self.clients.append(self.bind(ir.intrinsic_call("federated_broadcast", server), "b"))
+            self.add_broadcast()
         elif choice == "map":
-            x = self.draw(st.sampled_from(self.clients))
-            fn = self.bind(self.local_fn(VECTOR), "f")
-            self.clients.append(self.bind(ir.intrinsic_call("federated_map", ir.Struct([fn, x])), "m"))
+            self.add_map()
         elif choice == "map2":
-            a, b = self.draw(st.sampled_from(self.clients)), self.draw(st.sampled_from(self.clients))
-            zipped = self.bind(ir.intrinsic_call("federated_zip_at_clients", ir.Struct([a, b])), "z")
-            fn = self.bind(self.local_fn(StructType([VECTOR, VECTOR])), "f")
-            self.clients.append(self.bind(ir.intrinsic_call("federated_map", ir.Struct([fn, zipped])), "m"))
+            self.add_map2()
         elif choice == "value":
             constant = self.bind(ir.Literal(np.array([1.0, -0.5], dtype=F32)), "k")
             self.clients.append(self.bind(ir.intrinsic_call("federated_value_at_clients", constant), "v"))
