@@ -243,3 +243,27 @@ def test_wrong_number_of_call_arguments():
         g([1.0])
     with pytest.raises(FedcTypeError, match=r"g has no parameter 'c'; its parameters are a, b"):
         g([1.0], c=[2.0])
+
+
+def test_calling_a_computation_inside_a_trace_checks_named_arguments():
+    @fedc.federated_computation(CLIENT_F32, CLIENT_F32)
+    def pair(a, b):
+        return fedc.federated_mean(a), fedc.federated_mean(b)
+
+    with pytest.raises(FedcTypeError, match=r"pair has no parameter 'c'; its parameters are a, b"):
+
+        @fedc.federated_computation(CLIENT_F32)
+        def unknown_keyword(x):
+            return pair(x, c=x)
+
+    with pytest.raises(FedcTypeError, match=r"pair got parameter 'a' twice"):
+
+        @fedc.federated_computation(CLIENT_F32)
+        def repeated(x):
+            return pair(x, a=x)
+
+    @fedc.federated_computation(CLIENT_F32)
+    def by_keyword(x):
+        return pair(b=x, a=x)
+
+    assert by_keyword([1.0, 3.0]) == (2.0, 2.0)
