@@ -435,6 +435,9 @@ def cmd_opt(args) -> int:
         for p in passes.all_passes():
             options = ", ".join(f"{k}={o.default!r} ({o.type.__name__})" for k, o in p.options.items())
             print(f"{p.name:28} {p.summary}" + (f"\n{'':28}   options: {options}" if options else ""))
+        print("\nnamed pipelines:")
+        for p in passes.all_pipelines():
+            print(f"{p.name:28} {p.summary}\n{'':28}   = {p.pipeline}")
         return EXIT_OK
     if args.input is None:
         raise FedcError("fedc opt needs an input file (or - for stdin)")

@@ -4,41 +4,23 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Sequence
 
+from fedc import context
 from fedc.errors import FedcTypeError
 from fedc.ir.building_blocks import Node
 from fedc.ir.module import Module
-from fedc.types import FunctionType, StructType, Type
+from fedc.types import FunctionType, Type
 
 __all__ = ["Computation", "PolymorphicComputation"]
-
-
-def bind_named_arguments(callee: str, names: Sequence[str], args: tuple, kwargs: dict) -> list:
-    """The values for parameters ``names`` from positional and keyword arguments, in order.
-
-    Raises :class:`FedcTypeError` naming ``callee`` for too many, unknown,
-    repeated or missing arguments.
-    """
-    if len(args) > len(names):
-        raise FedcTypeError(f"{callee} takes {len(names)} arguments ({', '.join(names)}), got {len(args)}")
-    values = dict(zip(names, args))
-    for key, value in kwargs.items():
-        if key not in names:
-            raise FedcTypeError(f"{callee} has no parameter {key!r}; its parameters are {', '.join(names)}")
-        if key in values:
-            raise FedcTypeError(f"{callee} got parameter {key!r} twice")
-        values[key] = value
-    missing = [n for n in names if n not in values]
-    if missing:
-        raise FedcTypeError(f"{callee} is missing argument(s) {', '.join(missing)}")
-    return [values[n] for n in names]
 
 
 class Computation:
     """A computation: the entry ``symbol`` of ``module`` (which also holds its callees).
 
-    Calling it runs it on the current backend (see :func:`fedc.set_default_backend`)
-    and returns Python values; inside a ``@fedc.federated_computation`` being
-    traced, calling it adds a call to the traced IR instead.
+    Calling it asks the current context (:mod:`fedc.context`) to invoke it:
+    outside tracing it runs on the current backend (see
+    :func:`fedc.set_default_backend`) and returns Python values; inside a
+    ``@fedc.federated_computation`` being traced, it adds a call to the traced
+    IR instead. Its picture is :func:`fedc.viz.to_graphviz`.
     """
 
     def __init__(
@@ -91,33 +73,8 @@ class Computation:
 
         return serialize(self._module)
 
-    def to_graphviz(self, **options):
-        """The dataflow picture of this computation, a ``graphviz.Digraph`` (see :mod:`fedc.viz`)."""
-        from fedc import viz
-
-        return viz.to_graphviz(self.to_ir(), self.name, **options)
-
-    def _repr_svg_(self):
-        """SVG for Jupyter; ``None`` (with a warning) when graphviz cannot render."""
-        import warnings
-
-        from fedc import viz
-        from fedc.errors import FedcError
-
-        try:
-            return viz.to_svg(self.to_ir(), self.name)
-        except FedcError as e:
-            warnings.warn(f"cannot draw {self._symbol}: {e.message}", stacklevel=2)
-            return None
-
     def __call__(self, *args, **kwargs):
-        from fedc.frontend import tracing
-
-        if tracing.is_tracing():
-            return tracing.call_computation(self, args, kwargs)
-        from fedc import context
-
-        return context.invoke(self, args, kwargs)
+        return context.current().invoke(self, args, kwargs)
 
     def __repr__(self) -> str:
         return f"<fedc.Computation {self._symbol}: {self.type_signature}>"
@@ -156,21 +113,7 @@ class PolymorphicComputation:
         )
 
     def __call__(self, *args, **kwargs):
-        from fedc.frontend import tracing
-
-        if tracing.is_tracing():
-            return tracing.call_polymorphic(self, args, kwargs)
-        from fedc.types import infer_type
-
-        if kwargs:
-            raise FedcTypeError(f"{self._name}: a computation without declared types takes positional arguments")
-        if not args:
-            parameter_type = None
-        elif len(args) == 1:
-            parameter_type = infer_type(args[0])
-        else:
-            parameter_type = StructType([infer_type(a) for a in args])
-        return self.specialize(parameter_type)(*args)
+        return context.current().invoke_polymorphic(self, args, kwargs)
 
     def __repr__(self) -> str:
         return f"<fedc.PolymorphicComputation {self._name}>"

@@ -1,9 +1,17 @@
-"""The execution context: which backend runs a computation, and the compiled-form cache.
+"""Contexts: what calling a computation means here and now.
 
-Calling a :class:`~fedc.Computation` converts and checks the arguments against
-its type, compiles it for the current backend (once per computation; the
-compiled form is cached), runs it, and converts the result back to Python
-values.
+Calling a :class:`~fedc.Computation` asks the *current context* to invoke it.
+Contexts form a per-thread stack:
+
+* an :class:`ExecutionContext` holds a backend (:mod:`fedc.backends.base`).
+  It converts and checks the arguments against the computation's type,
+  compiles the computation once — the backend's pipeline of passes, then
+  ``backend.compile`` — caches the executable (keyed by computation and
+  backend), runs it and converts the result back to Python values;
+* while a ``@fedc.federated_computation`` is traced, its tracer is the current
+  context (:mod:`fedc.frontend.tracing`), and a call adds IR instead.
+
+At the bottom of the stack is the default execution context::
 
     fedc.set_default_backend("reference")
     with fedc.backend("reference"):
@@ -12,57 +20,125 @@ values.
 
 from __future__ import annotations
 
+import abc
 import contextlib
-import importlib
 import threading
-from typing import Any, Iterator, Optional
+import weakref
+from typing import Any, Iterator, Optional, Sequence
 
-from fedc.computation import bind_named_arguments
+from fedc.backends.base import Backend, Executable, available_backends, get_backend as _named_backend
 from fedc.errors import FedcError, FedcTypeError
-from fedc.types import StructType, Type
+from fedc.types import StructType, Type, infer_type
 from fedc.values import Clients, from_python, to_python
 
-__all__ = ["backend", "get_backend", "invoke", "set_default_backend"]
-
-_BACKENDS = {"reference": "fedc.backends.reference"}
-_state = threading.local()
-_default = "reference"
-
-
-def available_backends() -> list[str]:
-    return sorted(_BACKENDS)
-
-
-def get_backend(name: Optional[str] = None):
-    """The backend object named ``name`` (default: the current one)."""
-    name = name or current_backend_name()
-    if name not in _BACKENDS:
-        raise FedcError(f"unknown backend {name!r}; available backends: {', '.join(available_backends())}")
-    module = importlib.import_module(_BACKENDS[name])
-    return module.BACKEND
+__all__ = [
+    "Context",
+    "ExecutionContext",
+    "available_backends",
+    "backend",
+    "bind_named_arguments",
+    "current",
+    "execution_context",
+    "get_backend",
+    "installed",
+    "invoke",
+    "set_default_backend",
+]
 
 
-def current_backend_name() -> str:
-    return getattr(_state, "override", None) or _default
+def bind_named_arguments(callee: str, names: Sequence[str], args: tuple, kwargs: dict) -> list:
+    """The values for parameters ``names`` from positional and keyword arguments, in order.
+
+    Raises :class:`FedcTypeError` naming ``callee`` for too many, unknown,
+    repeated or missing arguments.
+    """
+    if len(args) > len(names):
+        raise FedcTypeError(f"{callee} takes {len(names)} arguments ({', '.join(names)}), got {len(args)}")
+    values = dict(zip(names, args))
+    for key, value in kwargs.items():
+        if key not in names:
+            raise FedcTypeError(f"{callee} has no parameter {key!r}; its parameters are {', '.join(names)}")
+        if key in values:
+            raise FedcTypeError(f"{callee} got parameter {key!r} twice")
+        values[key] = value
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise FedcTypeError(f"{callee} is missing argument(s) {', '.join(missing)}")
+    return [values[n] for n in names]
 
 
-def set_default_backend(name: str) -> None:
-    """Makes ``name`` the backend that runs computations from now on."""
-    global _default
-    get_backend(name)
-    _default = name
+class Context(abc.ABC):
+    """What a call of a computation does in this context."""
+
+    @abc.abstractmethod
+    def invoke(self, computation, args: tuple, kwargs: dict) -> Any:
+        """A call of ``computation`` (a :class:`~fedc.Computation`) with Python arguments."""
+
+    @abc.abstractmethod
+    def invoke_polymorphic(self, computation, args: tuple, kwargs: dict) -> Any:
+        """A call of a :class:`~fedc.PolymorphicComputation`, specialised to the arguments."""
 
 
-@contextlib.contextmanager
-def backend(name: str) -> Iterator[None]:
-    """Runs computations on backend ``name`` inside the ``with`` block."""
-    get_backend(name)
-    previous = getattr(_state, "override", None)
-    _state.override = name
-    try:
-        yield
-    finally:
-        _state.override = previous
+class ExecutionContext(Context):
+    """Runs computations on one backend, compiling each once (through the backend's pipeline)."""
+
+    def __init__(self, backend: Backend):
+        if not isinstance(backend, Backend):
+            raise FedcError(f"an execution context needs a fedc Backend, not {type(backend).__name__}")
+        self.backend = backend
+        self._compiled: "weakref.WeakKeyDictionary[Any, Executable]" = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    @property
+    def pipeline(self) -> str:
+        """The passes run before the backend compiles a computation."""
+        return self.backend.pipeline
+
+    def compile(self, computation) -> Executable:
+        """The executable of ``computation`` on this context's backend (compiled once, then cached)."""
+        with self._lock:
+            executable = self._compiled.get(computation)
+        if executable is not None:
+            return executable
+        module = computation.to_ir()
+        if self.pipeline:
+            from fedc import passes
+
+            module = passes.run(module, self.pipeline).module
+        executable = self.backend.compile(module, computation.name)
+        with self._lock:
+            return self._compiled.setdefault(computation, executable)
+
+    def is_compiled(self, computation) -> bool:
+        """Whether ``computation`` has been compiled in this context."""
+        return computation in self._compiled
+
+    def invoke(self, computation, args: tuple, kwargs: dict, num_clients: Optional[int] = None) -> Any:
+        argument = None
+        parameter = computation.type_signature.parameter
+        if parameter is not None:
+            argument = convert_argument(computation, pack_arguments(computation, args, kwargs))
+        elif args or kwargs:
+            raise FedcTypeError(
+                f"{computation.name} takes no arguments, but was called with {len(args) + len(kwargs)}"
+            )
+        num_clients = _client_count(computation, argument, num_clients)
+        result = self.compile(computation)(argument, num_clients=num_clients)
+        return to_python(result, computation.type_signature.result)
+
+    def invoke_polymorphic(self, computation, args: tuple, kwargs: dict) -> Any:
+        if kwargs:
+            raise FedcTypeError(f"{computation.name}: a computation without declared types takes positional arguments")
+        if not args:
+            parameter_type = None
+        elif len(args) == 1:
+            parameter_type = infer_type(args[0])
+        else:
+            parameter_type = StructType([infer_type(a) for a in args])
+        return self.invoke(computation.specialize(parameter_type), args, {})
+
+    def __repr__(self) -> str:
+        return f"<fedc.ExecutionContext on {self.backend.name}>"
 
 
 def pack_arguments(computation, args: tuple, kwargs: dict) -> Any:
@@ -70,10 +146,6 @@ def pack_arguments(computation, args: tuple, kwargs: dict) -> Any:
     parameter = computation.type_signature.parameter
     name = computation.name
     names = computation.parameter_names
-    if parameter is None:
-        if args or kwargs:
-            raise FedcTypeError(f"{name} takes no arguments, but was called with {len(args) + len(kwargs)}")
-        return None
     if names:
         return bind_named_arguments(name, names, args, kwargs)
     if kwargs:
@@ -110,11 +182,9 @@ def count_clients(value: Any, t: Type, where: str, found: Optional[list] = None)
     return found
 
 
-def invoke(computation, args: tuple, kwargs: dict, num_clients: Optional[int] = None) -> Any:
-    """Runs ``computation`` on the current backend with Python arguments."""
-    packed = pack_arguments(computation, args, kwargs)
+def _client_count(computation, argument: Any, num_clients: Optional[int]) -> Optional[int]:
+    """The number of clients the argument has (they must agree), checked against ``num_clients``."""
     parameter = computation.type_signature.parameter
-    argument = None if parameter is None else convert_argument(computation, packed)
     counts = count_clients(argument, parameter, "argument") if parameter is not None else []
     distinct = {c for c, _ in counts}
     if len(distinct) > 1:
@@ -125,17 +195,100 @@ def invoke(computation, args: tuple, kwargs: dict, num_clients: Optional[int] = 
         if num_clients is not None and num_clients != clients:
             raise FedcError(f"{computation.name}: num_clients={num_clients} but the arguments have {clients} clients")
         num_clients = clients
-    executable = compiled(computation)
-    result = executable(argument, num_clients=num_clients)
-    return to_python(result, computation.type_signature.result)
+    return num_clients
 
 
-def compiled(computation, backend_name: Optional[str] = None):
-    """The compiled form of ``computation`` for a backend (cached per computation and backend)."""
-    backend_obj = get_backend(backend_name)
-    cache = computation.__dict__.setdefault("_fedc_compiled", {})
-    key = backend_obj.name
-    if key not in cache:
-        cache[key] = backend_obj.compile(computation.to_ir(), computation.name)
-    return cache[key]
+# --------------------------------------------------------------------------
+# The stack of contexts
 
+_state = threading.local()
+_default_backend: tuple[str, tuple] = ("reference", ())
+_execution_contexts: dict[int, ExecutionContext] = {}
+_contexts_lock = threading.Lock()
+
+
+def _stack() -> list:
+    stack = getattr(_state, "stack", None)
+    if stack is None:
+        stack = _state.stack = []
+    return stack
+
+
+def execution_context(backend: Backend) -> ExecutionContext:
+    """The execution context of ``backend`` (one per backend, so its compile cache lasts)."""
+    with _contexts_lock:
+        context = _execution_contexts.get(id(backend))
+        if context is None or context.backend is not backend:
+            context = _execution_contexts[id(backend)] = ExecutionContext(backend)
+        return context
+
+
+def _default_context() -> ExecutionContext:
+    name, options = _default_backend
+    return execution_context(_named_backend(name, **dict(options)))
+
+
+def current() -> Context:
+    """The innermost context: a tracer while tracing, else an execution context."""
+    stack = _stack()
+    return stack[-1] if stack else _default_context()
+
+
+def current_execution() -> ExecutionContext:
+    """The innermost execution context (skipping tracers)."""
+    for context in reversed(_stack()):
+        if isinstance(context, ExecutionContext):
+            return context
+    return _default_context()
+
+
+@contextlib.contextmanager
+def installed(context: Context) -> Iterator[Context]:
+    """Makes ``context`` the current one inside the ``with`` block."""
+    if not isinstance(context, Context):
+        raise FedcError(f"not a fedc context: {context!r}")
+    stack = _stack()
+    stack.append(context)
+    try:
+        yield context
+    finally:
+        stack.pop()
+
+
+def get_backend(name: Optional[str] = None, /, **options) -> Backend:
+    """The backend ``name`` with ``options``; without a name, the one computations run on now."""
+    if name is None:
+        if options:
+            raise FedcError("get_backend: options need a backend name")
+        return current_execution().backend
+    return _named_backend(name, **options)
+
+
+def current_backend_name() -> str:
+    return current_execution().backend.name
+
+
+def set_default_backend(name: str, /, **options) -> None:
+    """Makes backend ``name`` (configured with ``options``) run computations from now on."""
+    global _default_backend
+    _named_backend(name, **options)  # unknown names and bad options fail here
+    _default_backend = (name, tuple(sorted(options.items())))
+
+
+@contextlib.contextmanager
+def backend(name: str, /, **options) -> Iterator[Backend]:
+    """Runs computations on backend ``name`` (configured with ``options``) inside the ``with`` block."""
+    chosen = _named_backend(name, **options)
+    with installed(execution_context(chosen)):
+        yield chosen
+
+
+def invoke(computation, args: tuple, kwargs: dict, num_clients: Optional[int] = None) -> Any:
+    """Runs ``computation`` with Python arguments in the current execution context."""
+    return current_execution().invoke(computation, args, kwargs, num_clients=num_clients)
+
+
+def compiled(computation, backend_name: Optional[str] = None) -> Executable:
+    """The executable of ``computation`` on a backend (default: the current one), compiled once."""
+    context = current_execution() if backend_name is None else execution_context(_named_backend(backend_name))
+    return context.compile(computation)

@@ -419,11 +419,11 @@ MAPREDUCE_NOTE = "the MapReduce form, analysed as the round it runs"
 
 def as_analysable(module: Module) -> tuple[Module, Optional[str]]:
     """``module``, or — for a MapReduce form, whose computations are all placement-free — the
-    module with the round the form runs added (``fedc.mapreduce.as_round``), and its name."""
+    module with the round the form runs added (``fedc.ir.mapreduce.as_round``), and its name."""
     if not len(module) or any(_is_federated_code(node) for _, node in module.items()):
         return module, None
     try:
-        from fedc import mapreduce
+        from fedc.ir import mapreduce
 
         if not mapreduce.is_map_reduce_form(module):
             return module, None

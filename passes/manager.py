@@ -31,7 +31,10 @@ __all__ = [
     "Pass",
     "PassContext",
     "PipelineResult",
+    "NamedPipeline",
+    "PIPELINES",
     "all_passes",
+    "all_pipelines",
     "lookup",
     "parse_pipeline",
     "register",
@@ -104,10 +107,45 @@ def lookup(name: str) -> Pass:
     if name not in _REGISTRY and name in PASS_MODULES:
         importlib.import_module(PASS_MODULES[name])
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(PASS_MODULES), n=3)
+        close = difflib.get_close_matches(name, list(PASS_MODULES) + list(PIPELINES), n=3)
         hint = f"; did you mean {' or '.join(close)}?" if close else ""
         raise FedcError(f"unknown pass {name!r}{hint} (fedc opt --list-passes lists them)")
     return _REGISTRY[name]
+
+
+@dataclasses.dataclass(frozen=True)
+class NamedPipeline:
+    """A name for a pipeline of passes, usable wherever a pass name is (``to-mapreduce``).
+
+    Options given to it (``to-mapreduce{entry=next}``) go to the steps of the
+    pipeline that take them.
+    """
+
+    name: str
+    pipeline: str
+    doc: str
+
+    @property
+    def summary(self) -> str:
+        return self.doc
+
+
+# name -> the pipeline it stands for: the passes that must run, in order, before a pass can.
+PIPELINES: dict[str, NamedPipeline] = {
+    p.name: p
+    for p in (
+        NamedPipeline(
+            "to-mapreduce",
+            "inline,call-dominant,lower-to-mapreduce",
+            "Normalizes a round (inline, call-dominant) and lowers it to a MapReduce form.",
+        ),
+    )
+}
+
+
+def all_pipelines() -> list[NamedPipeline]:
+    """Every named pipeline, sorted by name."""
+    return sorted(PIPELINES.values(), key=lambda p: p.name)
 
 
 def all_passes() -> list[Pass]:
@@ -168,8 +206,13 @@ def parse_pipeline(text: str) -> list[PipelineStep]:
         kind, value, at = token()
         if kind != "name":
             raise error(f"expected a pass name, got {value!r}" if value else "expected a pass name", at)
+        expansion = None
         try:
-            definition = lookup(value)
+            if value in PIPELINES and value not in PASS_MODULES:
+                expansion = parse_pipeline(PIPELINES[value].pipeline)
+                definition = Pass(value, lambda m, ctx: m, PIPELINES[value].doc, _pipeline_options(expansion))
+            else:
+                definition = lookup(value)
         except FedcError as e:
             raise error(e.message, at) from None
         name_at = at
@@ -193,11 +236,25 @@ def parse_pipeline(text: str) -> list[PipelineStep]:
                     raise error(f"expected a value for option {key}", value_at)
                 options[key] = _convert_option(definition.name, key, definition.options[key], raw, lambda m: error(m, value_at))
             kind, punct, at = token()
-        steps.append(PipelineStep(definition.name, options, name_at + 1))
+        if expansion is None:
+            steps.append(PipelineStep(definition.name, options, name_at + 1))
+        else:
+            for step in expansion:
+                taken = {k: v for k, v in options.items() if k in lookup(step.name).options}
+                steps.append(PipelineStep(step.name, {**step.options, **taken}, name_at + 1))
         if kind is None:
             return steps
         if not (kind == "punct" and punct == ","):
             raise error(f"expected ',' between passes, got {punct!r}", at)
+
+
+def _pipeline_options(steps: list[PipelineStep]) -> dict[str, Option]:
+    """The options a named pipeline takes: those of its steps (the first step declaring a name wins)."""
+    options: dict[str, Option] = {}
+    for step in steps:
+        for key, option in lookup(step.name).options.items():
+            options.setdefault(key, option)
+    return options
 
 
 def _convert_option(pass_name: str, key: str, option: Option, raw: str, error) -> Any:

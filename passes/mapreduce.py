@@ -21,7 +21,7 @@ Each step is then *unplaced*: ``federated_map(f, x)`` and
 ``federated_apply(f, x)`` become ``f(x)``, a broadcast becomes an element of
 C, zips become structs, ``value_at`` the value, and so on. Placement-free
 locals (lambdas, constants, TensorFlow blocks) are copied into every part that
-uses them. The result replaces the module: see :mod:`fedc.mapreduce` and the
+uses them. The result replaces the module: see :mod:`fedc.ir.mapreduce` and the
 "MapReduce form" section of ``docs/passes.md``.
 """
 
@@ -38,7 +38,8 @@ from fedc.ir import building_blocks as bb
 from fedc.ir.intrinsics import call as intrinsic_call
 from fedc.ir.module import Module
 from fedc.ir.transform import rename_symbols
-from fedc.mapreduce import PARTS, SECURE_GROUPS, MapReduceForm, is_map_reduce_form
+from fedc.ir.constant import fold
+from fedc.ir.mapreduce import PARTS, SECURE_GROUPS, MapReduceForm, is_map_reduce_form
 from fedc.types import (
     CLIENTS,
     SERVER,
@@ -511,19 +512,11 @@ def lower(module: Module, symbol: str, ctx: Optional[PassContext] = None, hint: 
     round_ = _Round(module, symbol, hint)
     bad = round_.not_call_dominant()
     if bad is not None:
-        from .manager import PASS_MODULES, run
-
-        if "inline" in PASS_MODULES and "call-dominant" in PASS_MODULES:
-            module = run(module, "inline,call-dominant").module
-            round_ = _Round(module, symbol, hint)
-            bad = round_.not_call_dominant()
-            stat("normalized")
-        if bad is not None:
-            raise round_.fail(
-                "call-dominant form",
-                f"local %{bad.name}{_where(bad.value)} is not an intrinsic call on atoms or a placement-free "
-                "value; run inline,call-dominant first",
-            )
+        raise round_.fail(
+            "call-dominant form",
+            f"local %{bad.name}{_where(bad.value)} is not an intrinsic call on atoms or a placement-free "
+            "value; run inline,call-dominant first (the pipeline to-mapreduce does)",
+        )
     R = round_
     params = R.param_keys()
     aggregation_names = {n for n, l in R.locals.items() if l.kind == "call" and l.uri in _AGGREGATIONS}
@@ -721,10 +714,7 @@ def lower(module: Module, symbol: str, ctx: Optional[PassContext] = None, hint: 
             bound = a.operands[1]
             stage = unplaced_stage([bound])
             try:
-                from fedc.backends.reference.interpreter import Interpreter
-
-                value = Interpreter(module).evaluate(stage.block(stage.operand(bound)), {})
-                literal = _literal(value, bound.type_signature)
+                literal = _literal(fold(stage.block(stage.operand(bound)), module), bound.type_signature)
             except FedcError as e:
                 raise R.fail(
                     "the secure sums",
@@ -800,7 +790,9 @@ def lower_to_mapreduce(module: Module, ctx: PassContext, entry: str = "") -> Mod
     @merge, @report, @secure_sum_bitwidth, @secure_sum_max_input,
     @secure_modular_sum_modulus and @update, placement-free, plus the helper
     computations they use (see docs/passes.md, "MapReduce form"). A module
-    that already is a MapReduce form is returned unchanged.
+    that already is a MapReduce form is returned unchanged. The round must be
+    in call-dominant form: the named pipeline to-mapreduce
+    (inline,call-dominant,lower-to-mapreduce) brings it there first.
     """
     if is_map_reduce_form(module):
         return module

@@ -111,7 +111,7 @@ def test_fedavg_svg_shows_the_round(fedavg):
 
 
 def test_fedavg_nodes_sit_in_their_placement_clusters(fedavg):
-    source = fedavg.next_fn.to_graphviz().source
+    source = viz.to_graphviz(fedavg.next_fn.to_ir(), fedavg.next_fn.name).source
     clusters = _cluster_sections(source)
     assert set(clusters) == {"cluster_server", "cluster_clients", "cluster_local"}
     assert "federated_broadcast" in clusters["cluster_clients"]
@@ -128,12 +128,16 @@ def test_fedavg_nodes_sit_in_their_placement_clusters(fedavg):
     assert "select" not in source
 
 
+def _graph_source(computation) -> str:
+    return viz.to_graphviz(computation.to_ir(), computation.name).source
+
+
 def test_dot_source_is_deterministic(fedavg):
     first = viz.to_graphviz(fedavg.next_fn.to_ir()).source
     assert viz.to_graphviz(fedavg.next_fn.to_ir()).source == first
-    assert fedavg.next_fn.to_graphviz().source == first
+    assert viz.to_graphviz(fedavg.next_fn.to_ir(), fedavg.next_fn.name).source == first
     # Two traces of the same function draw the same picture.
-    assert _temperature().to_graphviz().source == _temperature().to_graphviz().source
+    assert _graph_source(_temperature()) == _graph_source(_temperature())
 
 
 def test_edge_label_override(fedavg):
@@ -143,23 +147,23 @@ def test_edge_label_override(fedavg):
         seen.append(t)
         return f"COST[{len(str(t))}]"
 
-    graph = fedavg.next_fn.to_graphviz(edge_label=bytes_per_client)
+    graph = viz.to_graphviz(fedavg.next_fn.to_ir(), fedavg.next_fn.name, edge_label=bytes_per_client)
     assert fedc.FederatedType(fedavg.model_weights_type, fedc.SERVER) in seen
     assert all(isinstance(t, fedc.Type) for t in seen)
     assert graph.source.count("COST[") == len(seen)
     svg = viz.to_svg(fedavg.next_fn.to_ir(), "next_fn", edge_label=bytes_per_client)
     assert "COST[" in _svg_text(svg)
     # An empty label leaves the edge bare (the slot names stay).
-    bare = fedavg.next_fn.to_graphviz(edge_label=lambda t: "").source
+    bare = viz.to_graphviz(fedavg.next_fn, edge_label=lambda t: "").source
     assert "@CLIENTS</font>" in bare  # node subtitles still show types
     assert "as [0]" in bare
 
 
 def test_title(temperature):
-    source = temperature.to_graphviz().source
+    source = viz.to_graphviz(temperature).source
     assert "@get_average_temperature : ({float32}@CLIENTS -&gt; float32@SERVER)" in source
-    assert "My picture" in temperature.to_graphviz(title="My picture").source
-    assert "labelloc" not in temperature.to_graphviz(title="").source
+    assert "My picture" in viz.to_graphviz(temperature, title="My picture").source
+    assert "labelloc" not in viz.to_graphviz(temperature, title="").source
 
 
 def test_png_renders(fedavg, tmp_path):
@@ -169,13 +173,35 @@ def test_png_renders(fedavg, tmp_path):
     viz.render(fedavg.next_fn.to_ir(), "next_fn", tmp_path / "round.svg")
     _svg_root((tmp_path / "round.svg").read_text("utf-8"))
     viz.render(fedavg.next_fn.to_ir(), None, tmp_path / "round.dot")
-    assert (tmp_path / "round.dot").read_text("utf-8") == fedavg.next_fn.to_graphviz().source
+    assert (tmp_path / "round.dot").read_text("utf-8") == viz.to_graphviz(fedavg.next_fn.to_ir(), fedavg.next_fn.name).source
 
 
-def test_repr_svg(temperature):
-    svg = temperature._repr_svg_()
+class _Formatter:
+    """The part of IPython's display formatter that an extension uses."""
+
+    def __init__(self):
+        self.functions = {}
+
+    def for_type(self, cls, fn):
+        self.functions[cls] = fn
+
+    def pop(self, cls, default=None):
+        return self.functions.pop(cls, default)
+
+
+def test_notebook_extension_draws_computations(temperature):
+    from types import SimpleNamespace
+
+    from fedc import notebook
+
+    formatter = _Formatter()
+    ipython = SimpleNamespace(display_formatter=SimpleNamespace(formatters={"image/svg+xml": formatter}))
+    notebook.load_ipython_extension(ipython)
+    svg = formatter.functions[fedc.Computation](temperature)
     assert isinstance(svg, str)
     assert "federated_mean" in _svg_text(svg)
+    notebook.unload_ipython_extension(ipython)
+    assert fedc.Computation not in formatter.functions
 
 
 # --------------------------------------------------------------------------
@@ -218,9 +244,11 @@ def test_dot_source_needs_no_binary(temperature, no_dot, tmp_path):
     assert "federated_mean" in path.read_text("utf-8")
 
 
-def test_repr_svg_without_dot_warns_instead_of_raising(temperature, no_dot):
+def test_notebook_picture_without_dot_warns_instead_of_raising(temperature, no_dot):
+    from fedc import notebook
+
     with pytest.warns(UserWarning, match="install graphviz"):
-        assert temperature._repr_svg_() is None
+        assert notebook.svg(temperature) is None
 
 
 # --------------------------------------------------------------------------
@@ -228,7 +256,7 @@ def test_repr_svg_without_dot_warns_instead_of_raising(temperature, no_dot):
 
 
 def test_lambdas_local_ops_and_struct_results(clipped_mean):
-    source = clipped_mean.to_graphviz().source
+    source = viz.to_graphviz(clipped_mean).source
     # Each lambda given to an intrinsic has its own cluster, ending in a "λ x" node.
     assert source.count("subgraph cluster_lambda") == 3
     assert "<i>λ x</i>" in source
@@ -283,7 +311,7 @@ def test_calls_of_module_computations():
 
 
 def test_a_computation_may_be_given_directly(temperature):
-    assert viz.to_graphviz(temperature).source == temperature.to_graphviz().source
+    assert viz.to_graphviz(temperature).source == viz.to_graphviz(temperature.to_ir(), temperature.name).source
     _svg_root(viz.to_svg(temperature))
 
 

@@ -1,34 +1,27 @@
-"""The reference interpreter: the oracle every other backend is checked against.
+"""The reference backend: the oracle every other backend is checked against.
 
-``BACKEND.compile(module, symbol)`` verifies the module, checks that every
-intrinsic it uses has a reference implementation (naming any that does not),
-and returns an executable: ``executable(argument, num_clients=None)``.
+``get_backend("reference").compile(module, symbol)`` verifies the module,
+checks that every op it uses has a reference rule (:data:`RULES`, naming any
+that does not), and returns an executable,
+``executable(argument, num_clients=None)``, that runs the computation on the
+interpreter (:mod:`.interpreter`). :func:`run_round` runs one round of a
+MapReduce form (:mod:`fedc.ir.mapreduce`) the way a deployment would.
 """
 
 from __future__ import annotations
 
 from typing import Any, Optional
 
-from fedc.errors import UnsupportedError
-from fedc.ir import building_blocks as bb
+from fedc.backends.base import Backend
 from fedc.ir.building_blocks import deep_recursion
 from fedc.ir.module import Module
 from fedc.types import FunctionType
 
-from . import intrinsics as _intrinsics  # noqa: F401  (attaches the implementations)
 from .interpreter import Interpreter
+from .intrinsics import RULES
+from .mapreduce import run_round
 
-__all__ = ["BACKEND", "ReferenceBackend"]
-
-
-def unsupported_intrinsics(module: Module, backend_name: str) -> list[tuple[str, str]]:
-    """(intrinsic, computation) pairs that ``backend_name`` has no implementation for."""
-    missing = []
-    for symbol, root in module.items():
-        for node in root.walk():
-            if isinstance(node, bb.Intrinsic) and backend_name not in node.definition.impls:
-                missing.append((node.uri, symbol))
-    return sorted(set(missing))
+__all__ = ["RULES", "ReferenceBackend", "ReferenceExecutable", "run_round"]
 
 
 class ReferenceExecutable:
@@ -47,18 +40,11 @@ class ReferenceExecutable:
         return value
 
 
-class ReferenceBackend:
+class ReferenceBackend(Backend):
+    """Runs verified IR on the reference interpreter; needs no passes."""
+
     name = "reference"
+    rules = RULES
 
-    def compile(self, module: Module, symbol: str) -> ReferenceExecutable:
-        from fedc.ir.verifier import verify
-
-        verify(module)
-        missing = unsupported_intrinsics(module, self.name)
-        if missing:
-            listed = ", ".join(f"{uri} (in @{where})" for uri, where in missing)
-            raise UnsupportedError(f"the {self.name} backend does not implement {listed}")
+    def build(self, module: Module, symbol: str) -> ReferenceExecutable:
         return ReferenceExecutable(module, symbol)
-
-
-BACKEND = ReferenceBackend()

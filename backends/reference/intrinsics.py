@@ -1,7 +1,9 @@
-"""The reference implementations of every intrinsic, registered against the registry.
+"""The reference backend's rules: its implementation of every intrinsic and local op.
 
-An implementation is ``impl(interpreter, argument, type_signature, attrs)``.
-Importing this module attaches each one to its entry as ``impls["reference"]``.
+An implementation is ``impl(interpreter, argument, type_signature, attrs)``;
+:data:`RULES` maps each op's uri (an entry of the registry,
+:mod:`fedc.ir.intrinsics`) to its implementation. The backend owns this table:
+nothing is attached to the registry.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from fedc.types import StructType
 from .local_ops import IMPLS as LOCAL_IMPLS, apply_op
 from fedc.values import Clients
 
-__all__ = ["IMPLEMENTED"]
+__all__ = ["RULES", "as_clients", "secure_sum"]
 
 
 def _tree_map(fn: Callable, *trees):
@@ -117,43 +119,56 @@ def _unflatten(structure, leaves: list):
     return _tree_map(lambda _: next(iterator), structure)
 
 
-def _secure(name: str, limits: Callable[[int], tuple[int, str]], modular: bool = False):
-    """A secure sum computed exactly in plaintext, with every client's input range checked.
+# uri -> (the exclusive upper limit of a client's value and its description, for a bound; modular?)
+_SECURE_SUMS: dict[str, tuple[Callable[[int], tuple[int, str]], bool]] = {
+    "federated_secure_sum": (lambda b: (b + 1, f"[0, {b}]"), False),
+    "federated_secure_sum_bitwidth": (lambda b: (2**b, f"[0, 2**{b})"), False),
+    "federated_secure_modular_sum": (lambda b: (b, f"[0, {b})"), True),
+}
 
-    ``limits(bound)`` gives the exclusive upper limit of a client value and
-    its description; values must lie in [0, limit).
+
+def secure_sum(uri: str, clients: Clients, bound: Any, member_type) -> Any:
+    """The secure sum ``uri`` of ``clients``' values, computed exactly in plaintext.
+
+    ``bound`` is the intrinsic's bound operand (a scalar, or one per element
+    of the value) and ``member_type`` the type of one client's value. Every
+    client's input range is checked: values must lie in [0, limit), the
+    limit following from the bound as the intrinsic defines it.
     """
+    limits, modular = _SECURE_SUMS[uri]
+    if clients.count == 0:
+        return _zeros(member_type)
+    stacked = clients.stacked()
+    if stacked is None:
+        stacked = _tree_map(lambda *xs: np.stack(xs), *clients.items())
+    value_leaves = _leaves(stacked)
+    bounds = [int(np.asarray(b)) for b in _leaves(bound)]
+    if len(bounds) == 1:
+        bounds = bounds * len(value_leaves)
+    results = []
+    for leaf, b in zip(value_leaves, bounds):
+        limit, allowed = limits(b)
+        bad = (leaf < 0) | (leaf >= limit)
+        if bad.any():
+            index = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise FedcError(
+                f"{uri}: client {index[0]} has value {leaf[index]} outside {allowed}; "
+                "secure aggregation never wraps an out-of-range input silently"
+            )
+        exact = leaf.astype(object).sum(axis=0)  # Python integers: no overflow
+        if modular:
+            exact = exact % b
+        info = np.iinfo(leaf.dtype)
+        flat = np.asarray(exact, dtype=object).ravel()
+        if any(v > info.max or v < info.min for v in flat):
+            raise FedcError(f"{uri}: the sum does not fit in {leaf.dtype.name}")
+        results.append(np.asarray(exact, dtype=object).astype(leaf.dtype))
+    return _unflatten(stacked, results)
 
+
+def _secure(uri: str) -> Callable:
     def impl(interp, argument, t, attrs):
-        clients = as_clients(interp, argument[0], name)
-        if clients.count == 0:
-            return _zeros(t.result.member)
-        stacked = clients.stacked()
-        if stacked is None:
-            stacked = _tree_map(lambda *xs: np.stack(xs), *clients.items())
-        value_leaves = _leaves(stacked)
-        bounds = [int(np.asarray(b)) for b in _leaves(argument[1])]
-        if len(bounds) == 1:
-            bounds = bounds * len(value_leaves)
-        results = []
-        for leaf, bound in zip(value_leaves, bounds):
-            limit, allowed = limits(bound)
-            bad = (leaf < 0) | (leaf >= limit)
-            if bad.any():
-                index = tuple(int(i) for i in np.argwhere(bad)[0])
-                raise FedcError(
-                    f"{name}: client {index[0]} has value {leaf[index]} outside {allowed}; "
-                    "secure aggregation never wraps an out-of-range input silently"
-                )
-            exact = leaf.astype(object).sum(axis=0)  # Python integers: no overflow
-            if modular:
-                exact = exact % bound
-            info = np.iinfo(leaf.dtype)
-            flat = np.asarray(exact, dtype=object).ravel()
-            if any(v > info.max or v < info.min for v in flat):
-                raise FedcError(f"{name}: the sum does not fit in {leaf.dtype.name}")
-            results.append(np.asarray(exact, dtype=object).astype(leaf.dtype))
-        return _unflatten(stacked, results)
+        return secure_sum(uri, as_clients(interp, argument[0], uri), argument[1], t.result.member)
 
     return impl
 
@@ -282,13 +297,9 @@ _FEDERATED: dict[str, Callable] = {
     "federated_sum": _sum,
     "federated_min": _min,
     "federated_max": _max,
-    "federated_secure_sum": _secure("federated_secure_sum", lambda b: (b + 1, f"[0, {b}]")),
-    "federated_secure_sum_bitwidth": _secure(
-        "federated_secure_sum_bitwidth", lambda b: (2**b, f"[0, 2**{b})")
-    ),
-    "federated_secure_modular_sum": _secure(
-        "federated_secure_modular_sum", lambda b: (b, f"[0, {b})"), modular=True
-    ),
+    "federated_secure_sum": _secure("federated_secure_sum"),
+    "federated_secure_sum_bitwidth": _secure("federated_secure_sum_bitwidth"),
+    "federated_secure_modular_sum": _secure("federated_secure_modular_sum"),
     "federated_select": _select("federated_select"),
     "federated_secure_select": _select("federated_secure_select"),
     "federated_value_at_clients": _identity,
@@ -308,9 +319,7 @@ def _local(uri: str) -> Callable:
     return impl
 
 
-IMPLEMENTED: frozenset = frozenset(_FEDERATED) | frozenset(LOCAL_IMPLS)
+RULES: dict[str, Callable] = {**_FEDERATED, **{uri: _local(uri) for uri in LOCAL_IMPLS}}
 
-for _uri, _impl in _FEDERATED.items():
-    registry.lookup(_uri).impls["reference"] = _impl
-for _uri in LOCAL_IMPLS:
-    registry.lookup(_uri).impls["reference"] = _local(_uri)
+for _uri in RULES:  # every rule is for an op of the registry
+    registry.lookup(_uri)

@@ -17,16 +17,18 @@ import inspect
 import os
 import re
 import sys
-import threading
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from fedc import context
+from fedc.computation import Computation, PolymorphicComputation
 from fedc.errors import FedcError, FedcTypeError, SourceLocation
 from fedc.ir import building_blocks as bb
 from fedc.ir import intrinsics as registry
 from fedc.ir.module import Module
 from fedc.ir.transform import merge_into
+from fedc.ir.verifier import verify
 from fedc.types import (
     SERVER,
     FederatedType,
@@ -53,21 +55,16 @@ def _package_dirs() -> tuple[str, ...]:
 
 
 _FEDC_DIRS = _package_dirs()
-_state = threading.local()
-
-
-def _stack() -> list:
-    if not hasattr(_state, "stack"):
-        _state.stack = []
-    return _state.stack
 
 
 def is_tracing() -> bool:
-    return bool(_stack())
+    """Whether the current context is a trace (calls build IR)."""
+    return isinstance(context.current(), Tracer)
 
 
 def current() -> "Tracer":
-    return _stack()[-1]
+    """The innermost trace."""
+    return context.current()
 
 
 def require_tracing(api_name: str) -> "Tracer":
@@ -111,8 +108,12 @@ def located(error: FedcError, location: Optional[SourceLocation] = None) -> Fedc
     return type(error)(message, location, source)
 
 
-class Tracer:
-    """The state of one trace: nested scopes of block locals, and the callee computations."""
+class Tracer(context.Context):
+    """The state of one trace: nested scopes of block locals, and the callee computations.
+
+    While a function is traced its tracer is the current context: calling a
+    computation then adds a call to the IR being built.
+    """
 
     def __init__(self, name: str):
         self.name = name
@@ -146,6 +147,12 @@ class Tracer:
     def add_computation(self, computation) -> bb.SymbolRef:
         name = merge_into(self.symbols, computation.to_ir(), computation.name)
         return bb.SymbolRef(name, computation.type_signature)
+
+    def invoke(self, computation, args: tuple, kwargs: dict) -> "Value":
+        return call_computation(computation, args, kwargs)
+
+    def invoke_polymorphic(self, computation, args: tuple, kwargs: dict) -> "Value":
+        return call_polymorphic(computation, args, kwargs)
 
 
 def _identifier(text: str) -> str:
@@ -344,8 +351,6 @@ def _is_scalar(value: Any) -> bool:
 
 def to_node(value: Any, expected: Optional[Type] = None) -> bb.Node:
     """The IR node for a traced value, a computation, a Python function or a constant."""
-    from fedc.computation import Computation, PolymorphicComputation
-
     if isinstance(value, Value):
         return value.node
     if isinstance(value, bb.Node):
@@ -377,8 +382,6 @@ def function_node(value: Any, parameter: Optional[Type], what: str = "a function
     A polymorphic tf_computation is specialised to ``parameter``, a plain
     Python function is traced as a local function of that parameter type.
     """
-    from fedc.computation import PolymorphicComputation
-
     if isinstance(value, PolymorphicComputation):
         return require_tracing("calling a computation").add_computation(value.specialize(parameter))
     if inspect.isfunction(value) or inspect.ismethod(value):
@@ -435,9 +438,7 @@ def _pack_node_arguments(parameter: Optional[Type], args: tuple, kwargs: dict, c
             raise FedcTypeError(f"{callee} takes no arguments")
         return None
     if names:
-        from fedc.computation import bind_named_arguments
-
-        values = bind_named_arguments(callee, names, args, kwargs)
+        values = context.bind_named_arguments(callee, names, args, kwargs)
         elements = [to_node(v, t) for v, t in zip(values, parameter)]
         return bb.Struct(list(zip(names, elements)))
     if kwargs:
@@ -534,8 +535,6 @@ def _call_with_parameters(fn: Callable, tracer: Tracer, parameter_name: Optional
 
 def trace_federated_computation(fn: Callable, declared: Sequence[Any]):
     """Traces ``fn`` into a :class:`~fedc.Computation`."""
-    from fedc.computation import Computation
-
     t, names = parameter_plan(fn, declared, "federated_computation")
     symbol = _identifier(fn.__name__ if fn.__name__ != "<lambda>" else "lambda")
     tracer = Tracer(symbol)
@@ -549,15 +548,12 @@ def trace_federated_computation(fn: Callable, declared: Sequence[Any]):
             tracer.used.add(n)
         parameter_name = tracer.fresh("arg")
     location = _definition_location(fn)
-    _stack().append(tracer)
-    try:
+    with context.installed(tracer):
         result = _call_with_parameters(fn, tracer, parameter_name, t, names)
         if result is None:
             raise FedcTypeError(f"federated_computation {fn.__name__!r} returned None; return the computation's result")
         result_node = to_node(result)
         body = tracer.close_scope(result_node)
-    finally:
-        _stack().pop()
     lam = bb.Lambda(parameter_name, t, body, location) if t is not None else bb.Lambda(None, None, body, location)
     table = dict(tracer.symbols)
     entry = symbol
@@ -567,8 +563,6 @@ def trace_federated_computation(fn: Callable, declared: Sequence[Any]):
         suffix += 1
     table[entry] = lam
     module = Module(entry, list(table.items()))
-    from fedc.ir.verifier import verify
-
     verify(module)
     return Computation(module, entry, names, fn)
 

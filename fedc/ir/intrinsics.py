@@ -7,9 +7,9 @@ attributes it takes, and its type rule, a function from the parameter type to
 the result type that rejects misuse with a :class:`FedcTypeError` naming the
 intrinsic, the expected and the actual type.
 
-Backends attach implementations to an entry (``definition.impls[backend] =
-fn``), the way JAX attaches rules to a primitive; a backend that lacks one
-says so when it compiles a computation, naming the intrinsic.
+Each backend keeps its own table of implementations keyed by ``uri`` (see
+:mod:`fedc.backends.base`); a backend that lacks one says so when it compiles
+a computation, naming the intrinsic.
 """
 
 from __future__ import annotations
@@ -79,7 +79,6 @@ class IntrinsicDef:
     secure: bool = False
     attrs: tuple[AttrSpec, ...] = ()
     has_parameter: bool = True
-    impls: dict = dataclasses.field(default_factory=dict)
 
     @property
     def is_federated(self) -> bool:

@@ -7,6 +7,7 @@ from typing import Iterator, Mapping, Sequence, Union
 
 from fedc.errors import FedcError, FedcTypeError
 from fedc.ir.building_blocks import Node, check_identifier
+from fedc.ir.printer import print_module
 
 __all__ = ["Module"]
 
@@ -93,6 +94,4 @@ class Module:
         return f"Module(@{self.name}: {', '.join('@' + s for s in self._computations)})"
 
     def __str__(self) -> str:
-        from fedc.ir.text import print_module
-
         return print_module(self)

@@ -17,7 +17,8 @@ from fedc import ir, passes
 from fedc.computation import Computation
 from fedc.errors import FedcError
 from fedc.ir.module import Module
-from fedc.mapreduce import PARTS, MapReduceForm, as_round, is_map_reduce_form, run_round
+from fedc.backends.reference import run_round
+from fedc.ir.mapreduce import PARTS, MapReduceForm, as_round, is_map_reduce_form
 from fedc.types import CLIENTS, SERVER, FederatedType, FunctionType, StructType, TensorType
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -340,9 +341,9 @@ def test_malformed_forms_are_reported():
 def test_run_round_checks_its_arguments():
     form = MapReduceForm(passes.run(golden_round("mean_round"), "lower-to-mapreduce").module)
     with pytest.raises(FedcError, match="client_data is a list"):
-        form.run_round(np.zeros(2, F32), np.zeros((3, 2), F32))
+        run_round(form, np.zeros(2, F32), np.zeros((3, 2), F32))
     with pytest.raises(FedcError, match="the data of client 1"):
-        form.run_round(np.zeros(2, F32), [np.zeros(2, F32), np.zeros(3, F32)])
+        run_round(form, np.zeros(2, F32), [np.zeros(2, F32), np.zeros(3, F32)])
 
 
 def test_run_round_merges_any_number_of_partial_aggregates():
@@ -351,7 +352,7 @@ def test_run_round_merges_any_number_of_partial_aggregates():
     rng = np.random.default_rng(7)
     state = rng.normal(size=2).astype(F32)
     data = [rng.normal(size=2).astype(F32) for _ in range(6)]
-    results = [form.run_round(state, data, partitions=k) for k in (1, 2, 3, 6, 9)]
+    results = [run_round(form, state, data, partitions=k) for k in (1, 2, 3, 6, 9)]
     for other in results[1:]:
         assert_close(other, results[0])
 
@@ -441,24 +442,35 @@ def test_zero_clients():
 # Errors the pass reports (the golden ERROR files cover the others)
 
 
-def test_a_round_not_in_call_dominant_form_is_normalized_or_reported(monkeypatch):
-    """A nested call of another federated computation needs inline; without it, the pass says so."""
+def _nested_round() -> Module:
+    """A round that calls another federated computation: not in call-dominant form until inlined."""
     parameter = StructType([("s", FederatedType(VECTOR, SERVER)), ("c", FederatedType(VECTOR, CLIENTS))])
     t = FederatedType(VECTOR, CLIENTS)
     average = ir.Lambda("x", t, ir.intrinsic_call("federated_mean", ir.Reference("x", t)))
     arg = ir.Reference("arg", parameter)
     called = ir.Call(ir.SymbolRef("average", average.type_signature), ir.Selection(arg, name="c"))
     body = ir.Block([("mean", called)], ir.Struct([ir.Reference("mean", called.type_signature), ir.Reference("mean", called.type_signature)]))
-    module = Module("nested", [("average", average), ("round", ir.Lambda("arg", parameter, body))])
-    if NORMAL_FORM is not None:
-        lowered = passes.run(module, "lower-to-mapreduce")
-        assert dict(lowered.statistics)["lower-to-mapreduce"]["normalized"] == 1
-        assert_form_runs_like(module, MapReduceForm(lowered.module))
-    import fedc.passes.manager as manager
+    return Module("nested", [("average", average), ("round", ir.Lambda("arg", parameter, body))])
 
-    monkeypatch.setattr(manager, "PASS_MODULES", {k: v for k, v in manager.PASS_MODULES.items() if k != "inline"})
-    with pytest.raises(FedcError, match=r"\(call-dominant form\): local %mean is not an intrinsic call on atoms"):
-        passes.run(module, "lower-to-mapreduce")
+
+def test_a_round_not_in_call_dominant_form_is_refused_naming_the_pipeline():
+    """The pass does not run other passes: it says which ones its input needs."""
+    with pytest.raises(FedcError, match=r"\(call-dominant form\): local %mean is not an intrinsic call on atoms.*"
+                                        r"run inline,call-dominant first \(the pipeline to-mapreduce does\)"):
+        passes.run(_nested_round(), "lower-to-mapreduce")
+
+
+def test_the_named_pipeline_to_mapreduce_normalizes_then_lowers():
+    module = _nested_round()
+    result = passes.run(module, "to-mapreduce")
+    assert [name for name, _ in result.timings] == ["inline", "call-dominant", "lower-to-mapreduce"]
+    assert_form_runs_like(module, MapReduceForm(result.module))
+    # Options of a named pipeline go to the steps that take them.
+    named = passes.run(module, "to-mapreduce{entry=round}")
+    assert [name for name, _ in named.timings][-1] == "lower-to-mapreduce{entry=round}"
+    assert named.module == result.module
+    with pytest.raises(FedcError, match=r"pass to-mapreduce has no option 'bits' \(its options: entry\)"):
+        passes.run(module, "to-mapreduce{bits=3}")
 
 
 def test_errors_name_the_pass_and_the_round():

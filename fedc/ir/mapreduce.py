@@ -1,4 +1,4 @@
-"""The MapReduce form of a federated round, and an executor for it.
+"""The MapReduce form of a federated round: its definition and its checks.
 
 A round ``(<S@SERVER,{D}@CLIENTS> -> <S@SERVER,X@SERVER>)`` in MapReduce form
 is a handful of placement-free computations that a MapReduce-like system runs
@@ -25,18 +25,19 @@ The form *is* an ordinary :class:`~fedc.ir.Module` whose computations have
 these names (plus any placement-free helper computations they refer to, such
 as ``fedc.value @client_update`` holding a TensorFlow graph), so it prints,
 parses and serializes like any module. :class:`MapReduceForm` wraps such a
-module and checks that its parts fit together; :func:`run_round` runs one
-round of it on the reference interpreter. ``lower-to-mapreduce``
-(:mod:`fedc.passes.mapreduce`) produces it.
+module and checks that its parts fit together; :func:`as_round` turns it back
+into one federated computation. ``lower-to-mapreduce``
+(:mod:`fedc.passes.mapreduce`) produces it; backends execute it (the
+reference backend's ``run_round``, :mod:`fedc.backends.reference.mapreduce`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 from fedc.errors import FedcError
 from fedc.ir import building_blocks as bb
-from fedc.ir.building_blocks import deep_recursion
+from fedc.ir.intrinsics import call
 from fedc.ir.module import Module
 from fedc.types import (
     CLIENTS,
@@ -52,9 +53,9 @@ __all__ = [
     "PARTS",
     "SECURE_GROUPS",
     "MapReduceForm",
+    "as_form",
     "as_round",
     "is_map_reduce_form",
-    "run_round",
 ]
 
 # The computations of a form module, in the order they are printed.
@@ -217,14 +218,10 @@ class MapReduceForm:
         return hash(self.module)
 
     def __repr__(self) -> str:
-        return f"<fedc.mapreduce.MapReduceForm @{self.module.name}: {self.type_signature}>"
+        return f"<fedc.ir.mapreduce.MapReduceForm @{self.module.name}: {self.type_signature}>"
 
     def __str__(self) -> str:
         return str(self.module)
-
-    def run_round(self, state: Any, client_data: list, partitions: int = 2) -> tuple[Any, Any]:
-        """One round on the reference interpreter; see :func:`run_round`."""
-        return run_round(self, state, client_data, partitions=partitions)
 
 
 def is_map_reduce_form(module: Module) -> bool:
@@ -238,99 +235,9 @@ def is_map_reduce_form(module: Module) -> bool:
     return True
 
 
-def _as_form(form: Union[MapReduceForm, Module]) -> MapReduceForm:
+def as_form(form: Union[MapReduceForm, Module]) -> MapReduceForm:
+    """``form`` itself, or the form that module ``form`` holds (checked)."""
     return form if isinstance(form, MapReduceForm) else MapReduceForm(form)
-
-
-def _partition(items: list, count: int) -> list[list]:
-    """``items`` in ``count`` contiguous groups, sizes as even as can be (the first ones larger)."""
-    count = max(1, count)
-    size, extra = divmod(len(items), count)
-    groups, start = [], 0
-    for i in range(count):
-        end = start + size + (1 if i < extra else 0)
-        groups.append(items[start:end])
-        start = end
-    return groups
-
-
-@deep_recursion
-def run_round(
-    form: Union[MapReduceForm, Module],
-    state: Any,
-    client_data: list,
-    partitions: int = 2,
-) -> tuple[Any, Any]:
-    """Runs one round of a MapReduce form on the reference interpreter.
-
-    ``state`` is a Python value of S, ``client_data`` a list with one value
-    of D per client (for a round with several client parameters, D is their
-    struct: one dict or tuple per client). The steps are those a deployment
-    takes: ``prepare`` once at the server; ``work`` on every client with the
-    broadcast; the clients split into ``partitions`` groups (2, like the
-    reference interpreter's ``federated_aggregate``), each folded from
-    ``zero`` with ``accumulate``, the partial accumulators combined with
-    ``merge`` and ``report`` ed; each element of B summed by its secure
-    intrinsic (the reference implementation, which checks every client's
-    input range); then ``update``. Returns ``(new_state, x)`` as Python
-    values (``x`` is ``()`` for a round that returns only its state).
-    """
-    from fedc.backends.reference import BACKEND
-    from fedc.backends.reference.interpreter import Interpreter, IntrinsicFunction
-    from fedc.values import Clients, from_python, to_python
-
-    form = _as_form(form)
-    module = form.module
-    BACKEND.compile(module, "update")  # verifies, and checks every op has a reference implementation
-    if not isinstance(client_data, (list, tuple)):
-        raise FedcError(f"run_round: client_data is a list with one value of {form.data_type} per client, "
-                        f"not a {type(client_data).__name__}")
-    count = len(client_data)
-    interpreter = Interpreter(module, count)
-    state_value = from_python(state, form.state_type, "the state of the round")
-    data = [from_python(d, form.data_type, f"the data of client {i}") for i, d in enumerate(client_data)]
-
-    broadcast = interpreter.symbol("prepare")(state_value)
-    work = interpreter.symbol("work")
-    outputs = [work((d, broadcast)) for d in data]
-
-    zero = interpreter.symbol("zero")
-    accumulate = interpreter.symbol("accumulate")
-    merge = interpreter.symbol("merge")
-    partials = []
-    for group in _partition(outputs, partitions):
-        if not group:
-            continue
-        accumulator = zero(None)
-        for a, _ in group:
-            accumulator = accumulate((accumulator, a))
-        partials.append(accumulator)
-    merged = partials[0] if partials else zero(None)
-    for other in partials[1:]:
-        merged = merge((merged, other))
-    report = interpreter.symbol("report")(merged)
-
-    secure = []
-    sum_interpreter = Interpreter(None, count)
-    for index, (group, part, uri) in enumerate(SECURE_GROUPS):
-        input_types = form.secure_input_type[group]
-        bounds = interpreter.symbol(part)
-        bound_types = module[part].type_signature
-        sums = []
-        for k, (value_type, bound_type) in enumerate(zip(input_types, bound_types)):
-            values = Clients.from_items([b[index][k] for _, b in outputs])
-            intrinsic = bb.Intrinsic(
-                uri,
-                FunctionType(
-                    StructType([FederatedType(value_type, CLIENTS, all_equal=False), bound_type]),
-                    FederatedType(value_type, SERVER),
-                ),
-            )
-            sums.append(IntrinsicFunction(intrinsic, sum_interpreter)((values, bounds[k])))
-        secure.append(tuple(sums))
-
-    new_state, output = interpreter.symbol("update")((state_value, (report, tuple(secure))))
-    return to_python(new_state, form.result_type[0]), to_python(output, form.output_type)
 
 
 def as_round(form: Union[MapReduceForm, Module], name: str = "round") -> Module:
@@ -343,9 +250,7 @@ def as_round(form: Union[MapReduceForm, Module], name: str = "round") -> Module:
     form (TFF's ``get_computation_for_map_reduce_form``). The module keeps
     the form's computations, which the round refers to by symbol.
     """
-    from fedc.ir.intrinsics import call
-
-    form = _as_form(form)
+    form = as_form(form)
     module = form.module
     if name in module:
         raise FedcError(f"as_round: the form already has a computation @{name}")
