@@ -343,7 +343,7 @@ def as_round(form: Union[MapReduceForm, Module], name: str = "round") -> Module:
     form (TFF's ``get_computation_for_map_reduce_form``). The module keeps
     the form's computations, which the round refers to by symbol.
     """
-    from fedc.ir.intrinsics import call
+    from fedc.ir.build import call
 
     form = _as_form(form)
     module = form.module
