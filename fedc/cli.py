@@ -451,7 +451,7 @@ def cmd_opt(args) -> int:
 
 
 def cmd_viz(args) -> int:
-    from fedc import ir, viz
+    from fedc import ir, stages, viz
 
     suffix = pathlib.Path(args.output).suffix.lower()
     if args.stages:
@@ -466,7 +466,7 @@ def cmd_viz(args) -> int:
     ir.verify(module)
     symbol = _entry(module, args.entry)
     if args.stages:
-        viz.render_stages(
+        stages.render_stages(
             module, args.passes, args.output, symbol, costs=args.costs,
             verify_each=args.verify_each,
             print_ir_after_all=args.print_ir_after_all,

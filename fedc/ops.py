@@ -9,7 +9,8 @@ returns a traced value. Attributes are keyword arguments (``axis``,
 
 from __future__ import annotations
 
-from fedc.ir import intrinsics as _registry
+from fedc.ir.intrinsics import IntrinsicKind as _Kind
+from fedc.ir.intrinsics import with_kind as _with_kind
 
 
 def _make(uri: str, doc: str):
@@ -24,8 +25,7 @@ def _make(uri: str, doc: str):
     return op
 
 
-__all__ = []
-for _definition in _registry.all_definitions():
-    if _definition.kind is _registry.IntrinsicKind.LOCAL:
-        globals()[_definition.uri] = _make(_definition.uri, f"{_definition.doc}: {_definition.signature}")
-        __all__.append(_definition.uri)
+__all__: list = []
+for _definition in _with_kind(_Kind.LOCAL):
+    globals()[_definition.uri] = _make(_definition.uri, f"{_definition.doc}: {_definition.signature}")
+    __all__.append(_definition.uri)

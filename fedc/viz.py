@@ -72,12 +72,13 @@ import numpy as np
 
 from fedc.errors import FedcError
 from fedc.ir import building_blocks as bb
+from fedc.ir.abstract import LOCAL, MIXED, Evaluator, Pack, leaves, placement_of
 from fedc.ir.module import Module
 from fedc.types import FederatedType, FunctionType, SequenceType, StructType, Type
 
-__all__ = ["FORMATS", "Stage", "pass_stages", "render", "render_stages", "stages_html", "to_graphviz", "to_svg"]
+__all__ = ["FORMATS", "render", "to_graphviz", "to_svg"]
 
-# The pictures across passes (fedc viz --stages) live in fedc.stages; re-exported at the end.
+# The pictures across passes (fedc viz --stages) are fedc.stages' (a tool on top of this one).
 
 FORMATS = ("svg", "png", "dot")
 
@@ -96,7 +97,7 @@ EdgeLabel = Callable[[Type], Optional[str]]
 # --------------------------------------------------------------------------
 # Styles
 
-_LOCAL = "local"
+_LOCAL = LOCAL
 _PLACEMENT_ORDER = ("SERVER", "CLIENTS", _LOCAL)
 
 # cluster label, cluster fill, border / edge colour
@@ -332,13 +333,8 @@ def _literal_text(value: np.ndarray) -> str:
 def _placement(t: Optional[Type]) -> str:
     """"SERVER", "CLIENTS" or "local": a federated type's placement, the common placement of
     a struct whose elements are all placed alike, otherwise local."""
-    if isinstance(t, FederatedType):
-        return t.placement.name
-    if isinstance(t, StructType) and len(t):
-        placements = {_placement(e) for e in t}
-        if len(placements) == 1:
-            return placements.pop()
-    return _LOCAL
+    placement = placement_of(t)
+    return _LOCAL if placement == MIXED else placement
 
 
 # --------------------------------------------------------------------------
@@ -354,15 +350,7 @@ class _Port:
     type: Type
 
 
-@dataclasses.dataclass(frozen=True)
-class _Pack:
-    """A struct built in the IR: its elements are separate values (no node for the packing)."""
-
-    elements: tuple  # ((name or None, value), ...)
-    type: Type
-
-
-_Value = Union[_Port, _Pack]
+_Value = Union[_Port, Pack]  # a struct built in the IR is a Pack: its elements are separate values
 
 
 @dataclasses.dataclass
@@ -376,11 +364,14 @@ class _Cluster:
     children: list = dataclasses.field(default_factory=list)
 
 
-class _Builder:
-    """Walks one computation, making nodes, edges and clusters; then emits a Digraph."""
+class _Builder(Evaluator):
+    """Walks one computation, making nodes, edges and clusters; then emits a Digraph.
+
+    The walk is :class:`fedc.ir.abstract.Evaluator`'s; the context is the lambda scope (a tuple
+    of lambda clusters, ``()`` at the top level) and a value is a :class:`_Port` or a pack of them."""
 
     def __init__(self, module: Module, edge_label: Optional[EdgeLabel], costs: bool = False):
-        self.module = module
+        super().__init__(module)
         self.edge_label = edge_label
         self.costs = costs
         self.unknowns = None  # names of unknown sizes, when costs are shown
@@ -460,26 +451,17 @@ class _Builder:
 
         ``crossings`` (of an intrinsic, when costs are shown) label the edges whose value crosses
         between server and clients with its bytes per client."""
-        leaves = []
-        self._leaves(value, (), (), leaves)
-        if not leaves and isinstance(value, _Pack):
-            empty = self.constant(scope, "<>", value.type, "empty struct")
+        ports = [(steps, indices, port) for indices, steps, port in leaves(value)]
+        if not ports and isinstance(value, Pack):
+            empty = self.constant_node(scope, "<>", value.type, "empty struct")
             self.add_edge(empty, head, value.type)
             return
-        data = [(slot, port) for slot, _, port in leaves if not isinstance(port.type, FunctionType)]
+        data = [(slot, port) for slot, _, port in ports if not isinstance(port.type, FunctionType)]
         show_slot = len(data) > 1 or any(s.startswith(".") for slot, _ in data for s in slot[-1:])
-        for slot, indices, port in leaves:
+        for slot, indices, port in ports:
             self.add_edge(port.node, head, port.type, port.path, slot,
                           show_slot and not isinstance(port.type, FunctionType),
                           cost=self.cost_label(crossings, indices, port))
-
-    def _leaves(self, value: _Value, slot: tuple, indices: tuple, out: list) -> None:
-        if isinstance(value, _Port):
-            out.append((slot, indices, value))
-            return
-        for index, (name, element) in enumerate(value.elements):
-            step = f".{name}" if name is not None else f"[{index}]"
-            self._leaves(element, slot + (step,), indices + (index,), out)
 
     def cost_label(self, crossings: tuple, indices: tuple, port: _Port) -> Optional[str]:
         """``↓ 31400 B per client`` for a leaf of an intrinsic's argument that crosses placements."""
@@ -520,7 +502,7 @@ class _Builder:
             lines += [f"{name} = {text}" for name, text in self.unknowns.legend.items()]
         return tuple(lines)
 
-    def constant(self, scope: tuple, title: str, t: Type, subtitle: str = "") -> str:
+    def constant_node(self, scope: tuple, title: str, t: Type, subtitle: str = "") -> str:
         return self.add_node(
             scope, _placement(t), label=_html_label(title, (subtitle,)), shape="note",
             style="filled", fillcolor="#ffffff", color="#777777", tooltip=_tooltip(str(t)),
@@ -587,82 +569,85 @@ class _Builder:
                 label = element_name if element_name is not None else f"{name}[{index}]"
                 node = self.parameter_node(scope, label, element_type)
                 elements.append((element_name, _Port(node, (), element_type)))
-            return _Pack(tuple(elements), t)
+            return Pack(tuple(elements), t)
         return _Port(self.parameter_node(scope, name, t), (), t)
 
-    def evaluate(self, node: bb.Node, env: dict, scope: tuple, local_name: Optional[str] = None) -> _Value:
-        """What ``node`` stands for, adding the nodes and edges that compute it."""
+    # Hooks of the evaluator: values ---------------------------------------
+    def free_reference(self, node: bb.Reference, scope: tuple) -> _Port:
+        return _Port(self.constant_node(scope, f"%{node.name}", node.type_signature, "free reference"), (),
+                     node.type_signature)
+
+    def select(self, source: _Port, node: bb.Selection, step: str, scope: tuple) -> _Port:
+        return _Port(source.node, source.path + (step,), node.type_signature)
+
+    def constant(self, node: bb.Node, scope: tuple, local_name: Optional[str]) -> _Port:
         named = (f"%{local_name}",) if local_name else ()
         t = node.type_signature
-        if isinstance(node, bb.Reference):
-            if node.name in env:
-                return env[node.name]
-            free = self.constant(scope, f"%{node.name}", t, "free reference")
-            return _Port(free, (), t)
-        if isinstance(node, bb.Selection):
-            source = self.evaluate(node.source, env, scope)
-            index = node.resolved_index
-            if isinstance(source, _Pack):
-                return source.elements[index][1]
-            step = f".{node.name}" if node.name is not None else f"[{index}]"
-            return _Port(source.node, source.path + (step,), t)
-        if isinstance(node, bb.Struct):
-            return _Pack(tuple((name, self.evaluate(e, env, scope)) for name, e in node.elements), t)
-        if isinstance(node, bb.Block):
-            inner = dict(env)
-            for name, value in node.locals:
-                inner[name] = self.evaluate(value, inner, scope, name)
-            return self.evaluate(node.result, inner, scope)
-        if isinstance(node, bb.Call):
-            return self.call(node, env, scope, named)
-        if isinstance(node, bb.Lambda):
-            return self.lambda_value(node, env, scope, named)
         if isinstance(node, bb.Literal):
-            return _Port(self.constant(scope, _literal_text(node.value), t, " ".join(named + (str(t),))), (), t)
+            return _Port(self.constant_node(scope, _literal_text(node.value), t, " ".join(named + (str(t),))), (), t)
         if isinstance(node, bb.Placement):
-            return _Port(self.constant(scope, node.placement.name, t, " ".join(named + ("placement",))), (), t)
-        if isinstance(node, bb.Data):
-            return _Port(self.constant(scope, "data", t, _clip(node.uri, _NODE_SUBTITLE_WIDTH)), (), t)
-        if isinstance(node, bb.Intrinsic):
-            kind = "intrinsic" if node.definition.is_federated else "op"
-            return _Port(self.call_node(scope, t, self.intrinsic_title(node), kind, named), (), t)
+            return _Port(self.constant_node(scope, node.placement.name, t, " ".join(named + ("placement",))), (), t)
         if isinstance(node, bb.Compiled):
             title, subtitle = self.compiled_title(node)
             return _Port(self.call_node(scope, t, title, "tensorflow", (subtitle,) + named), (), t)
-        if isinstance(node, bb.SymbolRef):
-            title, kind, subtitles = self.symbol_title(node.name)
-            return _Port(self.call_node(scope, t, title, kind, subtitles + named), (), t)
         # An unknown kind of node: show it rather than fail.
-        return _Port(self.constant(scope, type(node).__name__, t), (), t)
+        return _Port(self.constant_node(scope, type(node).__name__, t), (), t)
 
-    def call(self, node: bb.Call, env: dict, scope: tuple, named: tuple) -> _Value:
-        function, t = node.function, node.type_signature
-        if isinstance(function, bb.Lambda):
-            return self.applied_lambda(function, node.argument, env, scope)
-        crossings: tuple = ()
-        if isinstance(function, bb.Intrinsic):
-            kind = "intrinsic" if function.definition.is_federated else "op"
-            head = self.call_node(scope, t, self.intrinsic_title(function), kind, named)
-            crossings = self.intrinsic_crossings(function, named[0][1:] if named else None)
-        elif isinstance(function, bb.Compiled):
-            title, subtitle = self.compiled_title(function)
-            head = self.call_node(scope, t, title, "tensorflow", (subtitle,) + named)
-        elif isinstance(function, bb.SymbolRef):
-            title, kind, subtitles = self.symbol_title(function.name)
-            head = self.call_node(scope, t, title, kind, subtitles + named)
-        else:
-            # Calling a computed function (a local bound to a lambda, a parameter, …):
-            # the function flows into the call node on a dashed edge.
-            callee = self.evaluate(function, env, scope)
-            title = f"call %{function.name}" if isinstance(function, bb.Reference) else "call"
-            head = self.call_node(scope, t, title, "call", named)
-            self.connect(callee, head, scope)
+    def data(self, node: bb.Data, scope: tuple, local_name: Optional[str]) -> _Port:
+        t = node.type_signature
+        return _Port(self.constant_node(scope, "data", t, _clip(node.uri, _NODE_SUBTITLE_WIDTH)), (), t)
+
+    def intrinsic_value(self, node: bb.Intrinsic, scope: tuple, local_name: Optional[str]) -> _Port:
+        named = (f"%{local_name}",) if local_name else ()
+        kind = "intrinsic" if node.definition.is_federated else "op"
+        return _Port(self.call_node(scope, node.type_signature, self.intrinsic_title(node), kind, named), (),
+                     node.type_signature)
+
+    def symbol_value(self, node: bb.SymbolRef, scope: tuple, local_name: Optional[str]) -> _Port:
+        named = (f"%{local_name}",) if local_name else ()
+        title, kind, subtitles = self.symbol_title(node.name)
+        return _Port(self.call_node(scope, node.type_signature, title, kind, subtitles + named), (),
+                     node.type_signature)
+
+    # Hooks of the evaluator: calls ----------------------------------------
+    def intrinsic_call(self, function: bb.Intrinsic, node: bb.Call, env: dict, scope: tuple, local_name) -> _Port:
+        named = (f"%{local_name}",) if local_name else ()
+        kind = "intrinsic" if function.definition.is_federated else "op"
+        head = self.call_node(scope, node.type_signature, self.intrinsic_title(function), kind, named)
+        crossings = self.intrinsic_crossings(function, local_name)
+        return self.called(head, node, env, scope, crossings)
+
+    def compiled_call(self, function: bb.Compiled, node: bb.Call, env: dict, scope: tuple, local_name) -> _Port:
+        named = (f"%{local_name}",) if local_name else ()
+        title, subtitle = self.compiled_title(function)
+        return self.called(self.call_node(scope, node.type_signature, title, "tensorflow", (subtitle,) + named),
+                           node, env, scope)
+
+    def symbol_call(self, function: bb.SymbolRef, node: bb.Call, env: dict, scope: tuple, local_name) -> _Port:
+        named = (f"%{local_name}",) if local_name else ()
+        title, kind, subtitles = self.symbol_title(function.name)
+        return self.called(self.call_node(scope, node.type_signature, title, kind, subtitles + named),
+                           node, env, scope)
+
+    def value_call(self, callee: _Value, node: bb.Call, env: dict, scope: tuple, local_name) -> _Port:
+        """Calling a computed function (a local bound to a lambda, a parameter, …): the function
+        flows into the call node on a dashed edge."""
+        named = (f"%{local_name}",) if local_name else ()
+        function = node.function
+        title = f"call %{function.name}" if isinstance(function, bb.Reference) else "call"
+        head = self.call_node(scope, node.type_signature, title, "call", named)
+        self.connect(callee, head, scope)
+        return self.called(head, node, env, scope)
+
+    def called(self, head: str, node: bb.Call, env: dict, scope: tuple, crossings: tuple = ()) -> _Port:
+        """The call node ``head``, with the call's argument flowing into it."""
         if node.argument is not None:
             self.connect(self.evaluate(node.argument, env, scope), head, scope, crossings)
-        return _Port(head, (), t)
+        return _Port(head, (), node.type_signature)
 
-    def applied_lambda(self, function: bb.Lambda, argument, env: dict, scope: tuple) -> _Value:
+    def applied_lambda(self, function: bb.Lambda, node: bb.Call, env: dict, scope: tuple, local_name) -> _Value:
         """A lambda applied on the spot: its cluster, the argument flowing into its parameter."""
+        argument = node.argument
         inner_scope = self.new_lambda_scope(scope, self.lambda_title(function) + " (applied)")
         inner = dict(env)
         if function.parameter_name is not None:
@@ -672,8 +657,9 @@ class _Builder:
             inner[function.parameter_name] = _Port(parameter, (), function.parameter_type)
         return self.evaluate(function.result, inner, inner_scope)
 
-    def lambda_value(self, function: bb.Lambda, env: dict, scope: tuple, named: tuple) -> _Value:
+    def lambda_value(self, function: bb.Lambda, env: dict, scope: tuple, local_name: Optional[str]) -> _Value:
         """A lambda as a value: its cluster (parameter and body) ending in a ``λ x`` node."""
+        named = (f"%{local_name}",) if local_name else ()
         title = self.lambda_title(function)
         inner_scope = self.new_lambda_scope(scope, title)
         inner = dict(env)
@@ -777,6 +763,3 @@ def _attr_text(value: Any) -> str:
 
 def _dot_id(name: str) -> str:
     return name if name.isidentifier() else "computation"
-
-
-from fedc.stages import Stage, pass_stages, render_stages, stages_html  # noqa: E402  (stages uses to_svg)

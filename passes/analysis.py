@@ -39,22 +39,13 @@ every intrinsic call is bound to a named local.
 """
 
 # The analyses live in their own modules; this one gathers their public names:
-#   fedc.passes.costs     bytes, crossings and the communication cost
+#   fedc.passes.crossings what intrinsic calls move between server and clients, in bytes
+#   fedc.passes.costs     the communication cost
 #   fedc.passes.dataflow  the dataflow graph both analyses walk
 #   fedc.passes.privacy   the privacy report and the privacy-report pass
 
-from .costs import (
-    Bytes,
-    ComputationCost,
-    CostReport,
-    Crossing,
-    Transfer,
-    Unknowns,
-    bytes_label,
-    communication_cost,
-    intrinsic_crossings,
-    type_bytes,
-)
+from .costs import ComputationCost, CostReport, communication_cost
+from .crossings import Bytes, Crossing, Transfer, Unknowns, bytes_label, intrinsic_crossings, type_bytes
 from .dataflow import MAPREDUCE_NOTE, as_analysable, dataflow_graph  # noqa: F401 (fedc.viz, the tests)
 from .privacy import ComputationPrivacy, Flow, PrivacyReport, privacy_report
 

@@ -2,7 +2,7 @@
 
 :func:`dataflow_graph` gives it as a ``networkx.DiGraph`` whose nodes are
 parameters, calls — intrinsic or not —, data and the result. The walk
-(``_Dataflow``) also collects the sources of client values, the intrinsic calls
+(:class:`Dataflow`, on :class:`fedc.ir.abstract.Evaluator`) also collects the sources of client values, the intrinsic calls
 that carry values to the server (for :mod:`fedc.passes.privacy`) and what each
 call moves per client (for :mod:`fedc.passes.costs`).
 
@@ -18,11 +18,13 @@ MapReduce form into the round it runs.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Union
+from typing import Optional
 
+from fedc.ir import mapreduce
 from fedc.errors import FedcError, SourceLocation
 from fedc.ir import building_blocks as bb
-from fedc.ir.intrinsics import IntrinsicKind
+from fedc.ir.abstract import Closure, Evaluator, Pack, SymbolFn, leaves, placement_of
+from fedc.ir.intrinsics import OperandRole, Sends
 from fedc.ir.module import Module
 from fedc.types import (
     AbstractType,
@@ -34,20 +36,27 @@ from fedc.types import (
     Type,
 )
 
-from .costs import Transfer, Unknowns, _is_clients, _is_server, _natural_key, intrinsic_crossings
+from .crossings import Transfer, Unknowns, intrinsic_crossings, is_clients, is_server, natural_key
 
 __all__ = [
+    "MAPREDUCE_NOTE",
+    "Carrier",
+    "Dataflow",
+    "Leaf",
+    "analysed_symbols",
     "as_analysable",
     "dataflow_graph",
+    "is_federated_code",
+    "require_module",
 ]
 
 
 # --------------------------------------------------------------------------
-# Abstract values of the dataflow walk
+# Abstract values of the dataflow walk (besides fedc.ir.abstract's packs, closures and function values)
 
 
 @dataclasses.dataclass(frozen=True)
-class _Leaf:
+class Leaf:
     """A value computed by graph nodes ``deps``; ``path`` is the selection taken from them."""
 
     deps: frozenset
@@ -55,50 +64,8 @@ class _Leaf:
     path: str = ""
 
 
-@dataclasses.dataclass(frozen=True)
-class _Pack:
-    """A struct built in the IR; its elements stay separate values."""
-
-    elements: tuple  # ((name or None, value), ...)
-    type: Type
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class _Closure:
-    """A lambda as a value, with the environment it was defined in."""
-
-    function: bb.Lambda
-    env: dict
-    prefix: str
-
-
-@dataclasses.dataclass(frozen=True)
-class _IntrinsicFn:
-    intrinsic: bb.Intrinsic
-
-
-@dataclasses.dataclass(frozen=True)
-class _SymbolFn:
-    name: str
-    type: Type
-
-
-_Value = Union[_Leaf, _Pack, _Closure, _IntrinsicFn, _SymbolFn]
-
-
-def _placement(t: Optional[Type]) -> str:
-    if isinstance(t, FederatedType):
-        return t.placement.name
-    if isinstance(t, StructType) and len(t):
-        placements = {_placement(e) for e in t}
-        if len(placements) == 1:
-            return placements.pop()
-        return "mixed"
-    return "local"
-
-
 def _contains_clients(t: Type) -> bool:
-    return any(_is_clients(x) for x in t.walk()) if not isinstance(t, FunctionType) else False
+    return any(is_clients(x) for x in t.walk()) if not isinstance(t, FunctionType) else False
 
 
 def _has_data(t: Optional[Type]) -> bool:
@@ -112,7 +79,8 @@ def _has_data(t: Optional[Type]) -> bool:
     return any(_has_data(child) for child in t.children())
 
 
-def _is_federated_code(node: bb.Node) -> bool:
+def is_federated_code(node: bb.Node) -> bool:
+    """Whether any node of ``node`` has a placed type (else it is local computation)."""
     return any(isinstance(t, FederatedType) for n in node.walk() for t in n.type_signature.walk())
 
 
@@ -121,24 +89,29 @@ def _is_federated_code(node: bb.Node) -> bool:
 
 
 @dataclasses.dataclass
-class _Carrier:
+class Carrier:
+    """A graph node whose call carries client values to the server."""
+
     node: str
     intrinsic: str
     secure: bool
 
 
-class _Dataflow:
+class Dataflow(Evaluator):
     """Walks one computation: a networkx DiGraph of its dataflow, the sources of client values,
-    the intrinsic calls that carry values to the server, and what each call moves per client."""
+    the intrinsic calls that carry values to the server, and what each call moves per client.
+
+    The walk is :class:`fedc.ir.abstract.Evaluator`'s; the context is the prefix of the labels
+    (``@symbol: `` inside a followed call)."""
 
     def __init__(self, module: Module, symbol: str):
         import networkx as nx
 
-        self.module = module
+        super().__init__(module)
         self.symbol = symbol
         self.graph = nx.DiGraph(computation=symbol)
         self.sources: list[str] = []
-        self.carriers: list[_Carrier] = []
+        self.carriers: list[Carrier] = []
         self.transfers: list[Transfer] = []
         self.unknowns = Unknowns()
         self.expanding: list[str] = [symbol]
@@ -150,7 +123,7 @@ class _Dataflow:
                  **attrs) -> str:
         node_id = f"n{self.graph.number_of_nodes()}"
         shown = f"{prefix}{label}"
-        self.graph.add_node(node_id, kind=kind, label=shown, type=t, placement=_placement(t),
+        self.graph.add_node(node_id, kind=kind, label=shown, type=t, placement=placement_of(t),
                             location=location, computation=self.expanding[-1], **attrs)
         return node_id
 
@@ -164,23 +137,18 @@ class _Dataflow:
         self.graph.add_edge(tail, head, slots=[slot] if slot else [], path=path, carried=carried)
 
     # Helpers ------------------------------------------------------------
-    def leaves(self, value: _Value, slot: tuple = (), names: tuple = ()) -> list[tuple[tuple, str, _Value]]:
+    @staticmethod
+    def leaves(value) -> list[tuple[tuple, str, object]]:
         """(index slot, display slot, leaf) for each leaf of ``value``."""
-        if isinstance(value, _Pack):
-            out = []
-            for index, (name, element) in enumerate(value.elements):
-                step = f".{name}" if name is not None else f"[{index}]"
-                out.extend(self.leaves(element, slot + (index,), names + (step,)))
-            return out
-        return [(slot, "".join(names), value)]
+        return [(indices, "".join(steps), leaf) for indices, steps, leaf in leaves(value)]
 
-    def deps(self, value: _Value) -> list[tuple[str, str]]:
+    def deps(self, value) -> list[tuple[str, str]]:
         """(graph node, selection path) pairs that ``value`` is computed from."""
-        if isinstance(value, _Leaf):
-            return [(d, value.path) for d in sorted(value.deps, key=_natural_key)]
-        if isinstance(value, _Pack):
+        if isinstance(value, Leaf):
+            return [(d, value.path) for d in sorted(value.deps, key=natural_key)]
+        if isinstance(value, Pack):
             return [d for _, e in value.elements for d in self.deps(e)]
-        if isinstance(value, _Closure):
+        if isinstance(value, Closure):
             from .util import free_references
 
             out = []
@@ -190,13 +158,13 @@ class _Dataflow:
             return out
         return []
 
-    def leaf(self, node_id: str, t: Type) -> _Leaf:
-        return _Leaf(frozenset([node_id]), t)
+    def leaf(self, node_id: str, t: Type) -> Leaf:
+        return Leaf(frozenset([node_id]), t)
 
     # The walk -----------------------------------------------------------
     @bb.deep_recursion
-    def build(self, computation: bb.Node) -> "_Dataflow":
-        env: dict[str, _Value] = {}
+    def build(self, computation: bb.Node) -> "Dataflow":
+        env: dict = {}
         if isinstance(computation, bb.Lambda):
             if computation.parameter_name is not None:
                 env[computation.parameter_name] = self.parameters(
@@ -205,17 +173,17 @@ class _Dataflow:
         else:
             value = self.evaluate(computation, env, "")
         for _, shown, leaf in self.leaves(value):
-            t = leaf.type if isinstance(leaf, (_Leaf, _SymbolFn)) else None
+            t = leaf.type if isinstance(leaf, (Leaf, SymbolFn)) else None
             node = self.add_node("result", f"result{shown}", t, computation.location, "")
             self.results.append(node)
             for dep, path in self.deps(leaf):
                 self.add_edge(dep, node, path=path)
         return self
 
-    def parameters(self, name: str, t: Type, location) -> _Value:
+    def parameters(self, name: str, t: Type, location):
         """One source node per placed element of a struct parameter (recursively), else one."""
 
-        def split(t: Type, label: str, top: bool) -> _Value:
+        def split(t: Type, label: str, top: bool):
             if isinstance(t, StructType) and len(t) and any(
                     isinstance(x, FederatedType) for x in t.walk()) and not isinstance(t, FederatedType):
                 elements = []
@@ -225,7 +193,7 @@ class _Dataflow:
                     else:
                         sub = f"{label}.{element_name}" if element_name is not None else f"{label}[{index}]"
                     elements.append((element_name, split(element_type, sub, False)))
-                return _Pack(tuple(elements), t)
+                return Pack(tuple(elements), t)
             node = self.add_node("parameter", label, t, location, "")
             if _contains_clients(t):
                 self.sources.append(node)
@@ -233,66 +201,36 @@ class _Dataflow:
 
         return split(t, name, True)
 
-    def evaluate(self, node: bb.Node, env: dict, prefix: str, name: Optional[str] = None) -> _Value:
+    # Hooks of the evaluator: values --------------------------------------
+    def free_reference(self, node: bb.Reference, prefix: str) -> Leaf:
+        return self.leaf(self.add_node("free", f"%{node.name}", node.type_signature, node.location, prefix),
+                         node.type_signature)
+
+    def select(self, source, node: bb.Selection, step: str, prefix: str) -> Leaf:
+        if isinstance(source, Leaf):
+            return Leaf(source.deps, node.type_signature, source.path + step)
+        return Leaf(frozenset(d for d, _ in self.deps(source)), node.type_signature)
+
+    def data(self, node: bb.Data, prefix: str, name: Optional[str]) -> Leaf:
         t = node.type_signature
-        if isinstance(node, bb.Reference):
-            if node.name in env:
-                return env[node.name]
-            free = self.add_node("free", f"%{node.name}", t, node.location, prefix)
-            return self.leaf(free, t)
-        if isinstance(node, bb.Selection):
-            source = self.evaluate(node.source, env, prefix)
-            index = node.resolved_index
-            if isinstance(source, _Pack):
-                return source.elements[index][1]
-            step = f".{node.name}" if node.name is not None else f"[{index}]"
-            if isinstance(source, _Leaf):
-                return _Leaf(source.deps, t, source.path + step)
-            return _Leaf(frozenset(d for d, _ in self.deps(source)), t)
-        if isinstance(node, bb.Struct):
-            return _Pack(tuple((n, self.evaluate(e, env, prefix)) for n, e in node.elements), t)
-        if isinstance(node, bb.Block):
-            inner = dict(env)
-            for local, value in node.locals:
-                inner[local] = self.evaluate(value, inner, prefix, local)
-            return self.evaluate(node.result, inner, prefix)
-        if isinstance(node, bb.Call):
-            return self.call(node, env, prefix, name)
-        if isinstance(node, bb.Lambda):
-            return _Closure(node, env, prefix)
-        if isinstance(node, bb.Intrinsic):
-            return _IntrinsicFn(node)
-        if isinstance(node, bb.SymbolRef):
-            return _SymbolFn(node.name, t)
-        if isinstance(node, bb.Data):
-            data = self.add_node("data", f"data {node.uri!r}", t, node.location, prefix)
-            if _contains_clients(t):
-                self.sources.append(data)
-            return self.leaf(data, t)
+        data = self.add_node("data", f"data {node.uri!r}", t, node.location, prefix)
+        if _contains_clients(t):
+            self.sources.append(data)
+        return self.leaf(data, t)
+
+    def constant(self, node: bb.Node, prefix: str, name: Optional[str]) -> Leaf:
         # Literals, placements, compiled functions: constants that depend on nothing.
-        return _Leaf(frozenset(), t)
+        return Leaf(frozenset(), node.type_signature)
 
-    def call(self, node: bb.Call, env: dict, prefix: str, name: Optional[str]) -> _Value:
-        function = self.evaluate(node.function, env, prefix)
-        argument = self.evaluate(node.argument, env, prefix) if node.argument is not None else None
-        return self.apply(function, argument, node, prefix, name)
-
-    def apply(self, function: _Value, argument, node: bb.Call, prefix: str, name: Optional[str]) -> _Value:
-        if isinstance(function, _Closure):
-            lam = function.function
-            inner = dict(function.env)
-            if lam.parameter_name is not None and argument is not None:
-                inner[lam.parameter_name] = argument
-            return self.evaluate(lam.result, inner, function.prefix)
-        if isinstance(function, _IntrinsicFn):
-            return self.intrinsic_call(function.intrinsic, argument, node, prefix, name)
-        if isinstance(function, _SymbolFn) and function.name in self.module:
+    # Hooks of the evaluator: calls ---------------------------------------
+    def apply_symbol(self, function: SymbolFn, argument, node: bb.Call, prefix: str, name) -> object:
+        if function.name in self.module:
             target = self.module[function.name]
-            if _is_federated_code(target) and function.name not in self.expanding:
+            if is_federated_code(target) and function.name not in self.expanding:
                 return self.expand(function.name, target, argument, node, prefix, name)
-        return self.opaque_call(node, function, argument, prefix, name)
+        return self.apply_opaque(function, argument, node, prefix, name)
 
-    def expand(self, symbol: str, target: bb.Node, argument, call: bb.Call, prefix: str, name) -> _Value:
+    def expand(self, symbol: str, target: bb.Node, argument, call: bb.Call, prefix: str, name) -> object:
         """A call of another federated computation of the module: its dataflow, inline."""
         self.expanding.append(symbol)
         try:
@@ -301,14 +239,14 @@ class _Dataflow:
         finally:
             self.expanding.pop()
 
-    def callee_text(self, function: _Value, node: bb.Call) -> str:
-        if isinstance(function, _SymbolFn):
+    def callee_text(self, function, node: bb.Call) -> str:
+        if isinstance(function, SymbolFn):
             return f"@{function.name}"
         if isinstance(node.function, bb.Compiled):
             return node.function.name or "TensorFlow"
         return _atom_text(node.function) or "a function"
 
-    def opaque_call(self, node: bb.Call, function: _Value, argument, prefix: str, name) -> _Value:
+    def apply_opaque(self, function, argument, node: bb.Call, prefix: str, name) -> Leaf:
         t = node.type_signature
         callee = self.callee_text(function, node)
         label = f"%{name} (call {callee})" if name else f"call {callee}"
@@ -317,30 +255,29 @@ class _Dataflow:
         # (a function parameter, say) may carry them across: report it as an opaque carrier.
         crosses = (isinstance(fn_type, FunctionType) and fn_type.parameter is not None
                    and _contains_clients(fn_type.parameter)
-                   and any(_is_server(x) for x in fn_type.result.walk()))
+                   and any(is_server(x) for x in fn_type.result.walk()))
         head = self.add_node("call", label, t, node.location, prefix, callee=callee)
         for dep, path in self.deps(function):
             self.add_edge(dep, head, slot="function", path=path)
         if argument is not None:
             for _, shown, leaf in self.leaves(argument):
-                carried = crosses and isinstance(leaf, _Leaf) and _contains_clients(leaf.type)
+                carried = crosses and isinstance(leaf, Leaf) and _contains_clients(leaf.type)
                 for dep, path in self.deps(leaf):
                     self.add_edge(dep, head, slot=shown, path=path, carried=carried)
         if crosses:
-            self.carriers.append(_Carrier(head, f"call {callee}", False))
+            self.carriers.append(Carrier(head, f"call {callee}", False))
             self.opaque.append(f"call {callee}" + (f" at {node.location}" if node.location else ""))
         return self.leaf(head, t)
 
-    def intrinsic_call(self, intrinsic: bb.Intrinsic, argument, node: bb.Call, prefix: str, name) -> _Value:
+    def apply_intrinsic(self, intrinsic: bb.Intrinsic, argument, node: bb.Call, prefix: str, name) -> Leaf:
         t = node.type_signature
         location = node.location or intrinsic.location
         definition = intrinsic.definition
         detail = ""
-        if argument is not None and definition.kind in (IntrinsicKind.MAP, IntrinsicKind.SEQUENCE,
-                                                       IntrinsicKind.PLACEMENT):
-            leaves = self.leaves(argument)
-            first = leaves[0][2] if leaves else None
-            if isinstance(first, _SymbolFn):
+        if argument is not None and definition.operands and definition.operands[0].role is OperandRole.FUNCTION:
+            first = self.leaves(argument)
+            first = first[0][2] if first else None
+            if isinstance(first, SymbolFn):
                 detail = f" @{first.name}"
         what = f"{intrinsic.uri}{detail}"
         label = f"%{name} ({what})" if name else what
@@ -352,19 +289,21 @@ class _Dataflow:
                 self.transfers.append(Transfer(
                     crossing.direction, intrinsic.uri, name, location, crossing.type, crossing.bytes,
                     crossing.secure, self.expanding[-1], crossing.what))
-        carries = definition.kind in (IntrinsicKind.AGGREGATION, IntrinsicKind.SELECT)
+        carries = definition.uploads
         parameter = intrinsic.type_signature.parameter
-        if intrinsic.uri == "federated_aggregate" and isinstance(parameter, StructType) and len(parameter) >= 2:
-            carries = _has_data(parameter[1])  # what crosses is the accumulator: an empty one tells nothing
+        if any(rule.sends is Sends.ACCUMULATOR for rule in definition.crossings):
+            # What crosses is the accumulator: an empty one tells nothing.
+            zero = definition.operand_with_role(OperandRole.ZERO).name
+            carries = _has_data(parameter[definition.operand_index(zero)])
         if argument is not None:
             for _, shown, leaf in self.leaves(argument):
-                carried = (carries and isinstance(leaf, _Leaf) and _contains_clients(leaf.type)
+                carried = (carries and isinstance(leaf, Leaf) and _contains_clients(leaf.type)
                            and _has_data(leaf.type))
                 for dep, path in self.deps(leaf):
                     self.add_edge(dep, head, slot=shown, path=path, carried=carried)
         if carries:
-            self.carriers.append(_Carrier(head, intrinsic.uri, bool(definition.secure)))
-        if intrinsic.uri == "federated_eval_at_clients":
+            self.carriers.append(Carrier(head, intrinsic.uri, bool(definition.secure)))
+        if definition.originates_at_clients:
             self.sources.append(head)  # a value computed at the clients: their data, their randomness
         return self.leaf(head, t)
 
@@ -393,24 +332,16 @@ def dataflow_graph(module: Module, symbol: str):
     ``path`` (the selection taken) and ``carried`` (the value crosses to the
     server there).
     """
-    module = _as_module(module)
-    return _Dataflow(module, symbol).build(module.lookup(symbol)).graph
+    module = require_module(module)
+    return Dataflow(module, symbol).build(module.lookup(symbol)).graph
 
 
-def _as_module(module) -> Module:
-    from fedc.computation import Computation
-
-    if isinstance(module, Computation):
-        return module.to_ir()
+def require_module(module) -> Module:
+    """``module`` if it is a :class:`Module`; else a :class:`FedcError` (an analysis takes IR: the
+    API and the tools unwrap a ``fedc.Computation`` with ``to_ir()``)."""
     if not isinstance(module, Module):
-        raise FedcError(f"an analysis needs a fedc.ir.Module or a fedc.Computation, not {type(module).__name__}")
+        raise FedcError(f"an analysis needs a fedc.ir.Module, not {type(module).__name__}")
     return module
-
-
-def _default_symbol(module) -> Optional[str]:
-    from fedc.computation import Computation
-
-    return module.name if isinstance(module, Computation) else None
 
 
 #: The note on the computation that stands for a MapReduce form.
@@ -419,24 +350,23 @@ MAPREDUCE_NOTE = "the MapReduce form, analysed as the round it runs"
 
 def as_analysable(module: Module) -> tuple[Module, Optional[str]]:
     """``module``, or — for a MapReduce form, whose computations are all placement-free — the
-    module with the round the form runs added (``fedc.ir.mapreduce.as_round``), and its name."""
-    if not len(module) or any(_is_federated_code(node) for _, node in module.items()):
+    module with the round the form runs added (``mapreduce.as_round``), and its name."""
+    if not len(module) or any(is_federated_code(node) for _, node in module.items()):
         return module, None
     try:
-        from fedc.ir import mapreduce
-
         if not mapreduce.is_map_reduce_form(module):
             return module, None
         name = "round"
         while name in module:
             name += "_"
         return mapreduce.as_round(module, name), name
-    except (ImportError, FedcError):
+    except FedcError:
         return module, None
 
 
-def _symbols(module: Module, symbol: Optional[str]) -> tuple[Module, list, Optional[str]]:
+def analysed_symbols(module: Module, symbol: Optional[str]) -> tuple[Module, list, Optional[str]]:
     """The module to analyse, the symbols to report on, and the round of a MapReduce form."""
+    module = require_module(module)
     if symbol:
         module.lookup(symbol)
         return module, [symbol], None
@@ -444,4 +374,3 @@ def _symbols(module: Module, symbol: Optional[str]) -> tuple[Module, list, Optio
     if round_name is None:
         return module, module.symbols, None
     return module, [round_name] + [s for s in module.symbols if s != round_name], round_name
-

@@ -35,7 +35,9 @@ import numpy as np
 
 from fedc.errors import FedcError
 from fedc.ir import building_blocks as bb
-from fedc.ir.intrinsics import call as intrinsic_call
+from fedc.ir import intrinsics
+from fedc.ir.build import call as intrinsic_call
+from fedc.ir.intrinsics import IntrinsicKind, OperandRole, Role
 from fedc.ir.module import Module
 from fedc.ir.transform import rename_symbols
 from fedc.ir.constant import fold
@@ -57,35 +59,19 @@ __all__ = ["lower_to_mapreduce", "lower"]
 
 
 # --------------------------------------------------------------------------
-# What each federated intrinsic is in a round
+# What each federated intrinsic is in a round: its registry entry's role
 
-_SERVER_OPS = {"federated_apply", "federated_value_at_server", "federated_eval_at_server", "federated_zip_at_server"}
-_CLIENT_OPS = {
-    "federated_map",
-    "federated_map_all_equal",
-    "federated_value_at_clients",
-    "federated_eval_at_clients",
-    "federated_zip_at_clients",
-}
-_BROADCAST = "federated_broadcast"
-_PLAIN_AGGREGATIONS = {"federated_mean", "federated_weighted_mean", "federated_sum", "federated_aggregate"}
-_SECURE = {uri: group for group, _, uri in SECURE_GROUPS}
-_UNAGGREGATABLE = {"federated_min", "federated_max"}
-_SELECT = {"federated_select", "federated_secure_select"}
-_AGGREGATIONS = _PLAIN_AGGREGATIONS | set(_SECURE) | _UNAGGREGATABLE
+# The secure sums' groups in B, by the secure intrinsic they sum with.
+_SECURE_GROUP = {uri: group for group, _, uri in SECURE_GROUPS}
 
-# the value operand(s) of each aggregation that come from the clients, by position in its argument
-_ARITY = {
-    "federated_mean": 1,
-    "federated_sum": 1,
-    "federated_min": 1,
-    "federated_max": 1,
-    "federated_weighted_mean": 2,
-    "federated_aggregate": 5,
-    "federated_secure_sum_bitwidth": 2,
-    "federated_secure_sum": 2,
-    "federated_secure_modular_sum": 2,
-}
+
+def _role(local: "_Local") -> Optional[Role]:
+    """The role in a round of the intrinsic a call local calls (None for other locals)."""
+    return local.definition.role if local.kind == "call" else None
+
+
+def _is_aggregation(local: "_Local") -> bool:
+    return _role(local) in (Role.AGGREGATION, Role.SECURE_AGGREGATION)
 
 
 def _placed(t: Type) -> bool:
@@ -158,6 +144,11 @@ class _Local:
     @property
     def location(self):
         return self.value.location
+
+    @property
+    def definition(self):
+        """The registry entry of the intrinsic a call local calls."""
+        return intrinsics.lookup(self.uri)
 
     def describe(self) -> str:
         what = self.uri or ("data" if self.kind == "data" else "value")
@@ -399,18 +390,18 @@ class _Stage:
         if local.kind == "alias":
             self.alias(local.name, self.operand(local.operand))
             return
-        uri = local.uri
+        definition = local.definition
         location = local.location
-        if uri in ("federated_apply", "federated_map", "federated_map_all_equal"):
+        takes_function = bool(definition.operands) and definition.operands[0].role is OperandRole.FUNCTION
+        if definition.role not in (Role.SERVER, Role.CLIENTS):  # pragma: no cover - the callers check each step
+            raise FedcError(f"internal: lower-to-mapreduce cannot unplace {local.uri}")
+        if definition.kind is IntrinsicKind.MAP:  # apply, map, map_all_equal: f(x)
             function, value = _parts(self.operand(local.operand), 2)
             self.bind(local.name, bb.Call(function, value, location))
-        elif uri in ("federated_eval_at_server", "federated_eval_at_clients"):
+        elif takes_function:  # eval at a placement: f()
             self.bind(local.name, bb.Call(self.operand(local.operand), None, location))
-        elif uri in ("federated_value_at_server", "federated_value_at_clients",
-                     "federated_zip_at_server", "federated_zip_at_clients"):
+        else:  # value_at and zip: the value itself
             self.alias(local.name, self.operand(local.operand))
-        else:  # pragma: no cover - the callers check the ops of each step
-            raise FedcError(f"internal: lower-to-mapreduce cannot unplace {uri}")
 
     def block(self, result: bb.Node) -> bb.Node:
         return bb.Block(self.locals, result) if self.locals else result
@@ -519,43 +510,42 @@ def lower(module: Module, symbol: str, ctx: Optional[PassContext] = None, hint: 
         )
     R = round_
     params = R.param_keys()
-    aggregation_names = {n for n, l in R.locals.items() if l.kind == "call" and l.uri in _AGGREGATIONS}
-    broadcast_names = {n for n, l in R.locals.items() if l.kind == "call" and l.uri == _BROADCAST}
+    aggregation_names = {n for n, l in R.locals.items() if _is_aggregation(l)}
+    broadcast_names = {n for n, l in R.locals.items() if _role(l) is Role.BROADCAST}
 
     # -- the server update: what the result needs, back to the aggregations and the state
     update_keys = R.closure(R.deps(R.result), aggregation_names | params)
     for local in R.in_order(update_keys):
         _check_data(R, local)
-        if local.kind == "call" and local.uri in _UNAGGREGATABLE:
+        if _role(local) is Role.AGGREGATION and not local.definition.mapreduce_aggregation:
             raise R.fail(
                 "the aggregation",
                 f"a client value reaches the server through {local.uri} (%{local.name}{_where(local.value)}), "
                 "which the MapReduce form cannot aggregate: its aggregation is zero/accumulate/merge/report "
                 "(federated_aggregate, sum, mean, weighted mean) and the secure sums",
             )
-        if local.kind == "call" and local.name not in aggregation_names and local.uri not in _SERVER_OPS:
+        if local.kind == "call" and local.name not in aggregation_names and _role(local) is not Role.SERVER:
             raise R.fail("the server update", f"{local.describe()} cannot run at the server after the aggregation")
     aggregations = [
-        _Aggregation(l, _parts(l.operand, _ARITY[l.uri]) if _ARITY[l.uri] > 1 else [l.operand])
+        _Aggregation(l, _parts(l.operand, len(l.definition.operands)) if len(l.definition.operands) > 1
+                     else [l.operand])
         for l in R.in_order(update_keys & aggregation_names)
     ]
-    plain = [a for a in aggregations if a.uri in _PLAIN_AGGREGATIONS]
-    secure = [a for a in aggregations if a.uri in _SECURE]
+    plain = [a for a in aggregations if a.local.definition.role is Role.AGGREGATION]
+    secure = [a for a in aggregations if a.local.definition.role is Role.SECURE_AGGREGATION]
 
     # -- the client work: what the aggregated client values need, back to the broadcasts and the data
     client_operands = []
     for a in aggregations:
-        client_operands.append(a.operands[0])
-        if a.uri == "federated_weighted_mean":
-            client_operands.append(a.operands[1])
+        client_operands += [o for o, spec in zip(a.operands, a.local.definition.operands) if spec.placement is CLIENTS]
     work_targets = set().union(*(R.deps(o) for o in client_operands)) if client_operands else set()
-    select_names = {n for n, l in R.locals.items() if l.kind == "call" and l.uri in _SELECT}
+    select_names = {n for n, l in R.locals.items() if _role(l) is Role.SELECT}
     work_keys = R.closure(work_targets, broadcast_names | params | aggregation_names | select_names)
     for local in R.in_order(work_keys):
         _check_data(R, local)
-        if local.kind != "call" or local.uri in _CLIENT_OPS or local.uri == _BROADCAST:
+        if local.kind != "call" or _role(local) in (Role.CLIENTS, Role.BROADCAST):
             continue
-        if local.uri in _SELECT:
+        if _role(local) is Role.SELECT:
             raise R.fail(
                 "the client work",
                 f"{local.describe()} sends clients parts of a server value chosen by their keys: the MapReduce "
@@ -579,7 +569,7 @@ def lower(module: Module, symbol: str, ctx: Optional[PassContext] = None, hint: 
         prepare_keys |= R.closure(R.deps(b.operand), params)
     for local in R.in_order(prepare_keys):
         _check_data(R, local)
-        if local.kind == "call" and local.uri not in _SERVER_OPS:
+        if local.kind == "call" and _role(local) is not Role.SERVER:
             raise R.fail("the broadcast step", f"{local.describe()} cannot run at the server before the broadcast")
 
     names = R.names
@@ -732,7 +722,7 @@ def lower(module: Module, symbol: str, ctx: Optional[PassContext] = None, hint: 
     for a in plain:
         env[a.name] = bb.Selection(bb.Selection(aggregates, index=0), name=a.name)
     for a in secure:
-        group = _SECURE[a.uri]
+        group = _SECURE_GROUP[a.uri]
         env[a.name] = bb.Selection(bb.Selection(bb.Selection(aggregates, index=1), name=group), name=a.name)
     stage = _Stage(R, names, env)
     for local in R.in_order(update_keys - aggregation_names):

@@ -22,8 +22,8 @@ from fedc.errors import FedcError, SourceLocation
 from fedc.ir.module import Module
 from fedc.types import Type
 
-from .costs import _natural_key
-from .dataflow import MAPREDUCE_NOTE, _as_module, _Dataflow, _default_symbol, _is_federated_code, _symbols
+from .crossings import natural_key
+from .dataflow import MAPREDUCE_NOTE, Dataflow, analysed_symbols, is_federated_code
 from .manager import Option, PassContext, register
 
 __all__ = [
@@ -166,9 +166,9 @@ def _computation_privacy(module: Module, symbol: str) -> ComputationPrivacy:
     import networkx as nx
 
     node = module[symbol]
-    if not _is_federated_code(node):
+    if not is_federated_code(node):
         return ComputationPrivacy(symbol, node.location, False, [])
-    flow = _Dataflow(module, symbol).build(node)
+    flow = Dataflow(module, symbol).build(node)
     graph = flow.graph
     flows = []
     results = set(flow.results)
@@ -180,7 +180,7 @@ def _computation_privacy(module: Module, symbol: str) -> ComputationPrivacy:
         for u in carried_in:
             reaching[u] = nx.ancestors(graph, u) | {u}
         reaches = tuple(graph.nodes[r]["label"] for r in sorted(nx.descendants(graph, carrier.node) & results,
-                                                               key=_natural_key))
+                                                               key=natural_key))
         attrs = graph.nodes[carrier.node]
         for source in flow.sources:
             starts = [u for u in carried_in if source in reaching[u]]
@@ -207,11 +207,10 @@ def _computation_privacy(module: Module, symbol: str) -> ComputationPrivacy:
                               tuple(graph.nodes[s]["label"] for s in flow.sources))
 
 
-def privacy_report(module, symbol: Optional[str] = None) -> PrivacyReport:
+def privacy_report(module: Module, symbol: Optional[str] = None) -> PrivacyReport:
     """Every path by which a client value reaches the server, in each computation of ``module``
-    (or only in ``symbol``). ``module`` may be a :class:`fedc.Computation`."""
-    symbol = symbol or _default_symbol(module)
-    module, symbols, round_name = _symbols(_as_module(module), symbol)
+    (or only in ``symbol``)."""
+    module, symbols, round_name = analysed_symbols(module, symbol)
     computations = [_computation_privacy(module, s) for s in symbols]
     for c in computations:
         if c.symbol == round_name:

@@ -27,6 +27,7 @@ import numpy as np
 
 from fedc.errors import FedcError
 from fedc.ir import building_blocks as bb
+from fedc.ir.intrinsics import Role
 from fedc.ir.module import Module
 from fedc.types import StructType, Type
 
@@ -176,14 +177,12 @@ class _Securer:
                 rebuilt.append((name, value))
                 continue
             definition = value.function.definition
-            kind = definition.kind.value
-            if definition.secure or kind not in ("aggregation", "select"):
+            if definition.secure or definition.role not in (Role.AGGREGATION, Role.SELECT):
                 rebuilt.append((name, value))
                 continue
-            uri = parts[0]
             member = agg.sum_member(name, value, defs, self.names, known_shapes=False)
             if member is None:
-                self.refuse(value, _why_not(uri))
+                self.refuse(value, definition.insecure_reason)
                 rebuilt.append((name, value))
                 continue
             new_locals = self.secure(member, defs)
@@ -363,18 +362,6 @@ class _Securer:
         x = agg.op("clip", agg.cast_to(x, F64), const(-clip, F64, "low"), const(clip, F64, "high"))
         w = agg.op("clip", agg.cast_to(w, F64), const(0.0, F64, "zero"), const(weight_bound, F64, "weight_clip"))
         return agg.op("multiply", x, w)
-
-
-def _why_not(uri: str) -> str:
-    return {
-        "federated_min": "secure aggregation computes sums, and a minimum is not a sum",
-        "federated_max": "secure aggregation computes sums, and a maximum is not a sum",
-        "federated_select": "it sends each client's keys to the server in the clear (federated_secure_select does not)",
-        "federated_aggregate": (
-            "its accumulate is not a sum (a sum-form aggregate has zero = zeros, accumulate = "
-            "add(<acc, h(value)>), merge = add; see fedc.passes.aggregates)"
-        ),
-    }.get(uri, "it is not a sum of numeric client values")
 
 
 @register(

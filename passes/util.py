@@ -292,7 +292,7 @@ def coerce(node: bb.Node, target, names: Names) -> Optional[bb.Node]:
     are mapped with an identity function of the target member type. Tensor shapes that
     only ``target`` leaves unknown, and function types, cannot be converted.
     """
-    from fedc.ir import intrinsics
+    from fedc.ir.build import call as intrinsic_call
     from fedc.types import CLIENTS, FederatedType, SequenceType, StructType
 
     source = node.type_signature
@@ -322,9 +322,9 @@ def coerce(node: bb.Node, target, names: Names) -> Optional[bb.Node]:
             uri = "federated_map_all_equal" if target.all_equal else "federated_map"
         else:
             uri = "federated_apply"
-        return intrinsics.call(uri, bb.Struct([identity(target.member), node]), node.location)
+        return intrinsic_call(uri, bb.Struct([identity(target.member), node]), node.location)
     if isinstance(target, SequenceType) and isinstance(source, SequenceType):
-        return intrinsics.call("sequence_map", bb.Struct([identity(target.element), node]), node.location)
+        return intrinsic_call("sequence_map", bb.Struct([identity(target.element), node]), node.location)
     return None
 
 

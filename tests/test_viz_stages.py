@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 import strategies
 
 from fedc import viz
+from fedc.stages import Stage, pass_stages, render_stages, stages_html
 from fedc.errors import FedcError
 from fedc.frontend import fed
 from fedc.ir import building_blocks as bb
@@ -127,7 +128,7 @@ def check_html(text: str) -> _Checker:
 
 
 def test_stages_page_has_the_input_and_one_panel_per_pass(temperature, tmp_path):
-    path = viz.render_stages(temperature, "verify,strip-locations", tmp_path / "stages.html", costs=True)
+    path = render_stages(temperature, "verify,strip-locations", tmp_path / "stages.html", costs=True)
     text = path.read_text(encoding="utf-8")
     checker = check_html(text)
     assert checker.sections == 3
@@ -153,17 +154,17 @@ def test_stages_of_fedavg_through_the_normalizing_passes(fedavg, tmp_path):
     from fedc import passes
 
     pipeline = ",".join(p for p in ("inline", "call-dominant", "verify") if p in passes.manager.PASS_MODULES)
-    stages = viz.pass_stages(fedavg, pipeline)
+    stages = pass_stages(fedavg, pipeline)
     assert [s.name for s in stages] == ["input"] + pipeline.split(",")
-    page = viz.stages_html(stages, "next")
+    page = stages_html(stages, "next")
     assert check_html(page).sections == len(stages)
     assert len(DATA_URI.findall(page)) == len(stages)
 
 
 def test_a_stage_without_the_computation_says_so(temperature):
     empty = Module("temperature", [("other", bb.Literal(1.0))])
-    stages = [viz.Stage("input", temperature), viz.Stage("drop", empty, {"dropped": 1}, 0.001, True)]
-    page = viz.stages_html(stages, "get_average_temperature")
+    stages = [Stage("input", temperature), Stage("drop", empty, {"dropped": 1}, 0.001, True)]
+    page = stages_html(stages, "get_average_temperature")
     check_html(page)
     assert "@get_average_temperature is not in the module at this stage (it has @other)" in page
     assert len(DATA_URI.findall(page)) == 1
@@ -171,11 +172,11 @@ def test_a_stage_without_the_computation_says_so(temperature):
 
 def test_stages_errors(temperature, tmp_path):
     with pytest.raises(FedcError, match="give a .html file"):
-        viz.render_stages(temperature, "verify", tmp_path / "x.svg")
+        render_stages(temperature, "verify", tmp_path / "x.svg")
     with pytest.raises(FedcError, match="unknown pass 'nope'"):
-        viz.render_stages(temperature, "nope", tmp_path / "x.html")
+        render_stages(temperature, "nope", tmp_path / "x.html")
     with pytest.raises(FedcError, match="no computation @missing"):
-        viz.render_stages(temperature, "verify", tmp_path / "x.html", "missing")
+        render_stages(temperature, "verify", tmp_path / "x.html", "missing")
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -189,8 +190,8 @@ def test_random_modules_draw_with_costs(module):
 
 def test_a_stage_in_mapreduce_form_draws_the_round(fedavg):
     pipeline = ["inline", "call-dominant", "fuse-map-mean", "lower-to-mapreduce"]
-    stages = viz.pass_stages(fedavg, ",".join(pipeline))
-    page = viz.stages_html(stages, "next", costs=True)
+    stages = pass_stages(fedavg, ",".join(pipeline))
+    page = stages_html(stages, "next", costs=True)
     check_html(page)
     assert "@next is now a MapReduce form" in page and "drawn as the round it runs" in page
     images = DATA_URI.findall(page)

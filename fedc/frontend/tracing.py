@@ -24,13 +24,13 @@ import numpy as np
 from fedc import context
 from fedc.computation import Computation, PolymorphicComputation
 from fedc.errors import FedcError, FedcTypeError, SourceLocation
+from fedc.frontend.api import BINARY_OPERATORS, UNARY_OPERATORS, map_intrinsic
 from fedc.ir import building_blocks as bb
-from fedc.ir import intrinsics as registry
+from fedc.ir.build import call as intrinsic_call
 from fedc.ir.module import Module
 from fedc.ir.transform import merge_into
 from fedc.ir.verifier import verify
 from fedc.types import (
-    SERVER,
     FederatedType,
     FunctionType,
     Placement,
@@ -245,9 +245,8 @@ class Value:
             param = tracer.fresh("x")
             select = bb.Selection(bb.Reference(param, member), name=key if by_name else None, index=None if by_name else key)
             fn = bb.Lambda(param, member, select)
-            uri = "federated_apply" if t.placement is SERVER else (
-                "federated_map_all_equal" if t.all_equal else "federated_map")
-            return tracer.bind(registry.call(uri, bb.Struct([fn, self._node]), location), f"{key}" if by_name else "element")
+            uri = map_intrinsic(t, keep_all_equal=True)
+            return tracer.bind(intrinsic_call(uri, bb.Struct([fn, self._node]), location), f"{key}" if by_name else "element")
         raise FedcTypeError(f"{'.' + key if by_name else f'[{key}]'}: a value of type {t} has no elements")
 
     def __iter__(self):
@@ -272,34 +271,33 @@ class Value:
         argument = _pack_node_arguments(t.parameter, args, kwargs, "the traced function")
         return tracer.bind(bb.Call(self._node, argument, user_location()), "call")
 
-    # Local math --------------------------------------------------------------
+    # Local math: Python's operators (set up below) call the local ops of fedc.frontend.api's tables.
     def _op(self, uri: str, *others, reverse: bool = False):
         return apply_local_op(uri, *((others[0], self) if reverse else (self, *others)))
 
-    def __add__(self, other): return self._op("add", other)
-    def __radd__(self, other): return self._op("add", other, reverse=True)
-    def __sub__(self, other): return self._op("subtract", other)
-    def __rsub__(self, other): return self._op("subtract", other, reverse=True)
-    def __mul__(self, other): return self._op("multiply", other)
-    def __rmul__(self, other): return self._op("multiply", other, reverse=True)
-    def __truediv__(self, other): return self._op("divide", other)
-    def __rtruediv__(self, other): return self._op("divide", other, reverse=True)
-    def __floordiv__(self, other): return self._op("floor_divide", other)
-    def __rfloordiv__(self, other): return self._op("floor_divide", other, reverse=True)
-    def __mod__(self, other): return self._op("mod", other)
-    def __rmod__(self, other): return self._op("mod", other, reverse=True)
-    def __pow__(self, other): return self._op("pow", other)
-    def __rpow__(self, other): return self._op("pow", other, reverse=True)
-    def __matmul__(self, other): return self._op("matmul", other)
-    def __rmatmul__(self, other): return self._op("matmul", other, reverse=True)
-    def __lt__(self, other): return self._op("less", other)
-    def __le__(self, other): return self._op("less_equal", other)
-    def __gt__(self, other): return self._op("greater", other)
-    def __ge__(self, other): return self._op("greater_equal", other)
-    def __neg__(self): return apply_local_op("negative", self)
-    def __abs__(self): return apply_local_op("abs", self)
-
     __hash__ = object.__hash__
+
+
+# Python's operator methods: binary ones (and their reflections, for arithmetic), then unary ones.
+_ARITHMETIC = {"add": "+", "sub": "-", "mul": "*", "truediv": "/", "floordiv": "//", "mod": "%", "pow": "**",
+               "matmul": "@"}
+_COMPARISONS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+
+
+def _binary_method(uri: str, reverse: bool):
+    return lambda self, other: self._op(uri, other, reverse=reverse)
+
+
+for _method, _symbol in {**_ARITHMETIC, **_COMPARISONS}.items():
+    setattr(Value, f"__{_method}__", _binary_method(BINARY_OPERATORS[_symbol], False))
+    if _method in _ARITHMETIC:
+        setattr(Value, f"__r{_method}__", _binary_method(BINARY_OPERATORS[_symbol], True))
+def _unary_method(uri: str):
+    return lambda self: apply_local_op(uri, self)
+
+
+for _method, _symbol in {"neg": "-", "abs": "abs"}.items():
+    setattr(Value, f"__{_method}__", _unary_method(UNARY_OPERATORS[_symbol]))
 
 
 def _no_element(t: Type, key: str) -> str:
@@ -336,7 +334,7 @@ def apply_local_op(uri: str, *operands, **attrs) -> Value:
         nodes[i] = to_node(op, TensorType(dtype) if dtype is not None and not isinstance(op, Value) and _is_scalar(op) else None)
     argument = nodes[0] if len(nodes) == 1 else (bb.Struct(nodes) if nodes else None)
     try:
-        return tracer.bind(registry.call(uri, argument, location, **attrs), uri)
+        return tracer.bind(intrinsic_call(uri, argument, location, **attrs), uri)
     except FedcTypeError as e:
         raise located(e, location) from None
 

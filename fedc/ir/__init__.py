@@ -17,8 +17,8 @@ from fedc.ir.building_blocks import (
     SymbolRef,
     equal,
 )
-from fedc.ir.intrinsics import IntrinsicDef, IntrinsicKind, all_definitions, lookup
-from fedc.ir.intrinsics import call as intrinsic_call
+from fedc.ir.build import call as intrinsic_call
+from fedc.ir.intrinsics import IntrinsicDef, IntrinsicKind, Role, all_definitions, lookup, with_kind, with_role
 from fedc.ir.module import Module
 
 

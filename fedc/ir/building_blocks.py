@@ -25,6 +25,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from fedc.errors import FedcTypeError, SourceLocation
+from fedc.ir import intrinsics
 from fedc.types import (
     FederatedType,
     FunctionType,
@@ -475,8 +476,6 @@ class Intrinsic(Node):
         attrs: Optional[Mapping[str, Any]] = None,
         location: Optional[SourceLocation] = None,
     ):
-        from fedc.ir import intrinsics
-
         definition = intrinsics.lookup(uri)
         type_signature = to_type(type_signature)
         normalized = definition.normalize_attrs(attrs or {})
@@ -491,8 +490,6 @@ class Intrinsic(Node):
 
     @property
     def definition(self):
-        from fedc.ir import intrinsics
-
         return intrinsics.lookup(self.uri)
 
     def __repr__(self) -> str:

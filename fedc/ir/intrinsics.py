@@ -1,26 +1,42 @@
-"""The one registry of intrinsics: federated intrinsics and local tensor ops.
+"""The federated intrinsics and sequence operations of the registry, and the registry's queries.
 
-Each entry (:class:`IntrinsicDef`) is defined once, here or in
-:mod:`fedc.ir.local_ops`: its name (``uri``), its polymorphic signature in TFF
-notation, its kind (broadcast, aggregation, map, …; secure or not), the
-attributes it takes, and its type rule, a function from the parameter type to
-the result type that rejects misuse with a :class:`FedcTypeError` naming the
-intrinsic, the expected and the actual type.
-
-Each backend keeps its own table of implementations keyed by ``uri`` (see
-:mod:`fedc.backends.base`); a backend that lacks one says so when it compiles
-a computation, naming the intrinsic.
+Each entry (:class:`IntrinsicDef`, see :mod:`fedc.ir.registry`) is defined
+once, here or in :mod:`fedc.ir.local_ops`: its name (``uri``) and op name, its
+polymorphic signature in TFF notation, its kind and role in a round, its
+operands, what it moves between server and clients, the attributes it takes,
+and its type rule, a function from the parameter type to the result type that
+rejects misuse with a :class:`FedcTypeError` naming the intrinsic, the
+expected and the actual type. Importing this module loads the local ops too,
+so its queries (:func:`lookup`, :func:`with_kind`, :func:`with_role`, …) see
+the whole registry.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-from typing import Any, Callable, Mapping, Optional
+from typing import Callable, Optional
 
 import numpy as np
 
-from fedc.errors import FedcTypeError, ParseError
+from fedc.errors import FedcTypeError
+from fedc.ir import local_ops  # noqa: F401  (registers the local ops, so that lookups see them)
+from fedc.ir.registry import (
+    AttrSpec,
+    CrossingRule,
+    Direction,
+    IntrinsicDef,
+    IntrinsicKind,
+    Operand,
+    OperandRole,
+    Role,
+    Sends,
+    all_definitions,
+    by_op_name,
+    lookup,
+    op_names,
+    register,
+    with_kind,
+    with_role,
+)
 from fedc.types import (
     CLIENTS,
     SERVER,
@@ -35,179 +51,24 @@ from fedc.types import (
 )
 
 __all__ = [
+    "AttrSpec",
+    "CrossingRule",
+    "Direction",
     "IntrinsicDef",
     "IntrinsicKind",
+    "NOT_A_SUM",
+    "Operand",
+    "OperandRole",
+    "Role",
+    "Sends",
     "all_definitions",
-    "call",
+    "by_op_name",
     "lookup",
+    "op_names",
     "register",
+    "with_kind",
+    "with_role",
 ]
-
-
-class IntrinsicKind(enum.Enum):
-    """What an intrinsic does with placements."""
-
-    BROADCAST = "broadcast"  # server -> clients
-    AGGREGATION = "aggregation"  # clients -> server
-    MAP = "map"  # applies a local function at a placement
-    PLACEMENT = "placement"  # places a local value (value_at, eval_at)
-    ZIP = "zip"  # struct of federated values -> federated struct
-    SELECT = "select"  # clients fetch keyed slices of a server value
-    SEQUENCE = "sequence"  # local operations on sequences
-    LOCAL = "local"  # placement-free tensor math
-
-
-@dataclasses.dataclass(frozen=True)
-class AttrSpec:
-    """An attribute of an intrinsic: a name, a normalizer (raises on bad values), a default."""
-
-    name: str
-    normalize: Callable[[Any], Any]
-    default: Any = None
-    doc: str = ""
-
-
-@dataclasses.dataclass(eq=False)
-class IntrinsicDef:
-    """One intrinsic: its name, signature, kind, type rule and attributes."""
-
-    uri: str
-    signature: str
-    kind: IntrinsicKind
-    rule: Callable[["IntrinsicDef", Optional[Type], dict], Type]
-    doc: str
-    secure: bool = False
-    attrs: tuple[AttrSpec, ...] = ()
-    has_parameter: bool = True
-
-    @property
-    def is_federated(self) -> bool:
-        return self.kind not in (IntrinsicKind.LOCAL, IntrinsicKind.SEQUENCE)
-
-    def fail(self, parameter: Optional[Type], why: str) -> FedcTypeError:
-        """A type error naming this intrinsic, its signature and the actual argument type."""
-        got = "no argument" if parameter is None else f"an argument of type {parameter}"
-        return FedcTypeError(f"{self.uri} expects {self.signature}; got {got}: {why}")
-
-    def normalize_attrs(self, attrs: Mapping[str, Any]) -> tuple:
-        """Validates attributes; returns them sorted, defaults left out (a canonical form)."""
-        specs = {a.name: a for a in self.attrs}
-        result = []
-        for key, value in attrs.items():
-            spec = specs.get(key)
-            if spec is None:
-                known = ", ".join(specs) or "none"
-                raise FedcTypeError(f"{self.uri} has no attribute {key!r} (its attributes: {known})")
-            try:
-                value = spec.normalize(value)
-            except (FedcTypeError, ParseError) as e:  # ParseError: a type attribute given as bad text
-                raise FedcTypeError(f"{self.uri} attribute {key}: {e.message}") from None
-            if not _same_attr(value, spec.default):
-                result.append((key, value))
-        return tuple(sorted(result))
-
-    def attr_values(self, attrs: Mapping[str, Any]) -> dict:
-        """Attributes with defaults filled in."""
-        values = {a.name: a.default for a in self.attrs}
-        values.update(attrs)
-        return values
-
-    def result_type(self, parameter: Optional[Type], attrs: Mapping[str, Any] = ()) -> Type:
-        """The result type for a parameter type, or a :class:`FedcTypeError`."""
-        attrs = dict(attrs)
-        if self.has_parameter and parameter is None:
-            raise self.fail(None, "it needs an argument")
-        if not self.has_parameter and parameter is not None:
-            raise self.fail(parameter, "it takes no argument")
-        try:
-            return self.rule(self, parameter, self.attr_values(attrs))
-        except FedcTypeError as e:
-            if e.message.startswith(f"{self.uri} expects "):  # already from self.fail
-                raise
-            raise self.fail(parameter, e.message) from None
-
-    def check_signature(self, type_signature: Type, attrs: Mapping[str, Any]) -> None:
-        """Checks a concrete signature against the type rule."""
-        if not isinstance(type_signature, FunctionType):
-            raise FedcTypeError(f"{self.uri} must have a function type, not {type_signature}")
-        expected = self.result_type(type_signature.parameter, attrs)
-        if expected != type_signature.result:
-            raise FedcTypeError(
-                mismatch_message(
-                    f"{self.uri} applied to {type_signature.parameter} has a different result type",
-                    expected,
-                    type_signature.result,
-                )
-            )
-
-    def instance_type(self, parameter: Optional[Type], attrs: Mapping[str, Any] = ()) -> FunctionType:
-        """The concrete function type of this intrinsic applied to ``parameter``."""
-        return FunctionType(parameter, self.result_type(parameter, attrs))
-
-
-def _same_attr(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b
-
-
-_REGISTRY: dict[str, IntrinsicDef] = {}
-
-
-def register(definition: IntrinsicDef) -> IntrinsicDef:
-    """Adds an intrinsic to the registry (once per uri)."""
-    if definition.uri in _REGISTRY:
-        raise ValueError(f"intrinsic {definition.uri} is registered twice")
-    _REGISTRY[definition.uri] = definition
-    return definition
-
-
-def lookup(uri: str) -> IntrinsicDef:
-    """The definition of intrinsic ``uri``; a :class:`FedcTypeError` if there is none."""
-    _ensure_loaded()
-    try:
-        return _REGISTRY[uri]
-    except (KeyError, TypeError):
-        import difflib
-
-        close = difflib.get_close_matches(str(uri), list(_REGISTRY), n=3)
-        hint = f"; did you mean {' or '.join(close)}?" if close else ""
-        raise FedcTypeError(f"unknown intrinsic {uri!r}{hint}") from None
-
-
-def all_definitions() -> list[IntrinsicDef]:
-    """Every registered intrinsic, federated ones first, then by name."""
-    _ensure_loaded()
-    return sorted(_REGISTRY.values(), key=lambda d: (not d.is_federated, d.uri))
-
-
-def _ensure_loaded() -> None:
-    from fedc.ir import local_ops  # noqa: F401  (registers the local ops)
-
-
-def implicit_zip(t: Type) -> Optional[str]:
-    """The zip TFF applies implicitly to a value of type ``t`` given where a placed value is expected.
-
-    A non-empty struct of values all placed at one placement is zipped into a
-    placed struct (``federated_zip_at_clients`` or ``_at_server``); for any other
-    type this is None.
-    """
-    if (
-        isinstance(t, StructType)
-        and len(t) > 0
-        and all(isinstance(e, FederatedType) for e in t)
-        and len({e.placement for e in t}) == 1
-    ):
-        return "federated_zip_at_server" if next(iter(t)).placement is SERVER else "federated_zip_at_clients"
-    return None
-
-
-def call(uri: str, argument=None, location=None, **attrs):
-    """Builds ``Call(Intrinsic(uri, <inferred type>), argument)``."""
-    from fedc.ir.building_blocks import Call, Intrinsic
-
-    definition = lookup(uri)
-    parameter = None if argument is None else argument.type_signature
-    fn_type = definition.instance_type(parameter, definition.normalize_attrs(attrs))
-    return Call(Intrinsic(uri, fn_type, attrs, location), argument, location)
 
 
 # --------------------------------------------------------------------------
@@ -450,66 +311,177 @@ def _rule_sequence_sum(d, p, attrs):
     return p.element
 
 
-_FEDERATED = [
-    ("federated_aggregate", "(<{T}@CLIENTS,U,(<U,T> -> U),(<U,U> -> U),(U -> R)> -> R@SERVER)",
-     IntrinsicKind.AGGREGATION, _rule_aggregate, False,
-     "Aggregates client values with a zero, accumulate, merge and report."),
-    ("federated_apply", "(<(T -> U),T@SERVER> -> U@SERVER)", IntrinsicKind.MAP, _rule_apply, False,
-     "Applies a local function to the server's value."),
-    ("federated_broadcast", "(T@SERVER -> T@CLIENTS)", IntrinsicKind.BROADCAST, _rule_broadcast, False,
-     "Sends the server's value to every client."),
-    ("federated_eval_at_clients", "(( -> T) -> {T}@CLIENTS)", IntrinsicKind.PLACEMENT,
-     _rule_eval_at(CLIENTS), False, "Evaluates a no-argument local function on every client."),
-    ("federated_eval_at_server", "(( -> T) -> T@SERVER)", IntrinsicKind.PLACEMENT,
-     _rule_eval_at(SERVER), False, "Evaluates a no-argument local function on the server."),
-    ("federated_map", "(<(T -> U),{T}@CLIENTS> -> {U}@CLIENTS)", IntrinsicKind.MAP, _rule_map, False,
-     "Applies a local function to each client's value."),
-    ("federated_map_all_equal", "(<(T -> U),T@CLIENTS> -> U@CLIENTS)", IntrinsicKind.MAP,
-     _rule_map_all_equal, False, "Applies a local function to an all-equal client value."),
-    ("federated_mean", "({T}@CLIENTS -> T@SERVER)", IntrinsicKind.AGGREGATION,
-     _rule_reduction(_is_floating, "T must be floating-point tensors or structs of them"), False,
-     "The mean of the client values, at the server."),
-    ("federated_weighted_mean", "(<{T}@CLIENTS,{W}@CLIENTS> -> T@SERVER)", IntrinsicKind.AGGREGATION,
-     _rule_weighted_mean, False, "The mean of the client values weighted by a per-client scalar."),
-    ("federated_sum", "({T}@CLIENTS -> T@SERVER)", IntrinsicKind.AGGREGATION,
-     _rule_reduction(_is_numeric, "T must be numeric tensors or structs of them"), False,
-     "The sum of the client values, at the server."),
-    ("federated_min", "({T}@CLIENTS -> T@SERVER)", IntrinsicKind.AGGREGATION,
-     _rule_reduction(lambda dt: dt.kind in "iuf", "T must be real numeric tensors or structs of them"),
-     False, "The element-wise minimum of the client values, at the server."),
-    ("federated_max", "({T}@CLIENTS -> T@SERVER)", IntrinsicKind.AGGREGATION,
-     _rule_reduction(lambda dt: dt.kind in "iuf", "T must be real numeric tensors or structs of them"),
-     False, "The element-wise maximum of the client values, at the server."),
-    ("federated_secure_sum", "(<{V}@CLIENTS,M> -> V@SERVER)", IntrinsicKind.AGGREGATION,
-     _rule_secure("max_input"), True,
-     "The sum of integer client values in [0, max_input], by secure aggregation."),
-    ("federated_secure_sum_bitwidth", "(<{V}@CLIENTS,B> -> V@SERVER)", IntrinsicKind.AGGREGATION,
-     _rule_secure("bitwidth"), True,
-     "The sum of integer client values in [0, 2**bitwidth), by secure aggregation."),
-    ("federated_secure_modular_sum", "(<{V}@CLIENTS,M> -> V@SERVER)", IntrinsicKind.AGGREGATION,
-     _rule_secure("modulus"), True,
-     "The sum of integer client values in [0, modulus) modulo modulus, by secure aggregation."),
-    ("federated_select", "(<{int32[n]}@CLIENTS,int32@SERVER,T@SERVER,(<T,int32> -> U)> -> {U*}@CLIENTS)",
-     IntrinsicKind.SELECT, _rule_select, False,
-     "Each client receives select_fn(server value, key) for each of its keys."),
-    ("federated_secure_select", "(<{int32[n]}@CLIENTS,int32@SERVER,T@SERVER,(<T,int32> -> U)> -> {U*}@CLIENTS)",
-     IntrinsicKind.SELECT, _rule_select, True,
-     "federated_select without revealing the clients' keys to the server."),
-    ("federated_value_at_clients", "(T -> T@CLIENTS)", IntrinsicKind.PLACEMENT,
-     _rule_value_at(CLIENTS), False, "Places a local value at every client."),
-    ("federated_value_at_server", "(T -> T@SERVER)", IntrinsicKind.PLACEMENT,
-     _rule_value_at(SERVER), False, "Places a local value at the server."),
-    ("federated_zip_at_clients", "(<{T}@CLIENTS,{U}@CLIENTS> -> {<T,U>}@CLIENTS)", IntrinsicKind.ZIP,
-     _rule_zip(CLIENTS), False, "Turns a struct of client values into client values of structs."),
-    ("federated_zip_at_server", "(<T@SERVER,U@SERVER> -> <T,U>@SERVER)", IntrinsicKind.ZIP,
-     _rule_zip(SERVER), False, "Turns a struct of server values into a server value of a struct."),
-    ("sequence_map", "(<(T -> U),T*> -> U*)", IntrinsicKind.SEQUENCE, _rule_sequence_map, False,
-     "Applies a local function to each element of a sequence."),
-    ("sequence_reduce", "(<T*,U,(<U,T> -> U)> -> U)", IntrinsicKind.SEQUENCE, _rule_sequence_reduce,
-     False, "Folds a sequence with a zero and an operator."),
-    ("sequence_sum", "(T* -> T)", IntrinsicKind.SEQUENCE, _rule_sequence_sum, False,
-     "The sum of the elements of a sequence."),
-]
+# --------------------------------------------------------------------------
+# The entries
 
-for _uri, _signature, _kind, _rule, _secure, _doc in _FEDERATED:
-    register(IntrinsicDef(_uri, _signature, _kind, _rule, _doc, secure=_secure))
+
+def _operand(name: str, role: OperandRole = OperandRole.VALUE, placement=None) -> Operand:
+    return Operand(name, placement, role)
+
+
+_FN = OperandRole.FUNCTION
+
+
+def _define(uri: str, op_name: str, signature: str, kind: IntrinsicKind, role: Role, rule, operands, doc: str,
+            **facts) -> IntrinsicDef:
+    return register(IntrinsicDef(uri, signature, kind, rule, doc, op_name=op_name, role=role,
+                                 operands=tuple(operands), **facts))
+
+
+def _upload(operand: str = "value", sends: Sends = Sends.MEMBER, what: str = "value") -> CrossingRule:
+    return CrossingRule(Direction.TO_SERVER, operand, sends, what)
+
+
+def _download(operand: str = "value", sends: Sends = Sends.MEMBER, what: str = "value") -> CrossingRule:
+    return CrossingRule(Direction.TO_CLIENTS, operand, sends, what)
+
+
+#: Why a plain sum, mean or weighted mean may not be made secure (its value is not numeric, say).
+NOT_A_SUM = "it is not a sum of numeric client values"
+
+_define(
+    "federated_aggregate", "fed.aggregate",
+    "(<{T}@CLIENTS,U,(<U,T> -> U),(<U,U> -> U),(U -> R)> -> R@SERVER)",
+    IntrinsicKind.AGGREGATION, Role.AGGREGATION, _rule_aggregate,
+    [_operand("value", placement=CLIENTS), _operand("zero", OperandRole.ZERO), _operand("accumulate", _FN),
+     _operand("merge", _FN), _operand("report", _FN)],
+    "Aggregates client values with a zero, accumulate, merge and report.",
+    # Each client folds its value into the zero with accumulate and sends the accumulator to be merged.
+    crossings=(_upload(sends=Sends.ACCUMULATOR, what="accumulator"),),
+    mapreduce_aggregation=True,
+    insecure_reason=(
+        "its accumulate is not a sum (a sum-form aggregate has zero = zeros, accumulate = "
+        "add(<acc, h(value)>), merge = add; see fedc.passes.aggregates)"
+    ),
+)
+_define(
+    "federated_apply", "fed.apply", "(<(T -> U),T@SERVER> -> U@SERVER)", IntrinsicKind.MAP, Role.SERVER,
+    _rule_apply, [_operand("fn", _FN), _operand("arg", placement=SERVER)],
+    "Applies a local function to the server's value.",
+)
+_define(
+    "federated_broadcast", "fed.broadcast", "(T@SERVER -> T@CLIENTS)", IntrinsicKind.BROADCAST, Role.BROADCAST,
+    _rule_broadcast, [_operand("value", placement=SERVER)], "Sends the server's value to every client.",
+    crossings=(_download(),),
+)
+_define(
+    "federated_eval_at_clients", "fed.eval_at_clients", "(( -> T) -> {T}@CLIENTS)", IntrinsicKind.PLACEMENT,
+    Role.CLIENTS, _rule_eval_at(CLIENTS), [_operand("fn", _FN)],
+    "Evaluates a no-argument local function on every client.",
+    originates_at_clients=True,
+)
+_define(
+    "federated_eval_at_server", "fed.eval_at_server", "(( -> T) -> T@SERVER)", IntrinsicKind.PLACEMENT,
+    Role.SERVER, _rule_eval_at(SERVER), [_operand("fn", _FN)],
+    "Evaluates a no-argument local function on the server.",
+)
+_define(
+    "federated_map", "fed.map", "(<(T -> U),{T}@CLIENTS> -> {U}@CLIENTS)", IntrinsicKind.MAP, Role.CLIENTS,
+    _rule_map, [_operand("fn", _FN), _operand("arg", placement=CLIENTS)],
+    "Applies a local function to each client's value.",
+)
+_define(
+    "federated_map_all_equal", "fed.map_all_equal", "(<(T -> U),T@CLIENTS> -> U@CLIENTS)", IntrinsicKind.MAP,
+    Role.CLIENTS, _rule_map_all_equal, [_operand("fn", _FN), _operand("arg", placement=CLIENTS)],
+    "Applies a local function to an all-equal client value.",
+)
+_define(
+    "federated_mean", "fed.mean", "({T}@CLIENTS -> T@SERVER)", IntrinsicKind.AGGREGATION, Role.AGGREGATION,
+    _rule_reduction(_is_floating, "T must be floating-point tensors or structs of them"),
+    [_operand("value", placement=CLIENTS)], "The mean of the client values, at the server.",
+    crossings=(_upload(),), mapreduce_aggregation=True, insecure_reason=NOT_A_SUM,
+)
+_define(
+    "federated_weighted_mean", "fed.weighted_mean", "(<{T}@CLIENTS,{W}@CLIENTS> -> T@SERVER)",
+    IntrinsicKind.AGGREGATION, Role.AGGREGATION, _rule_weighted_mean,
+    [_operand("value", placement=CLIENTS), _operand("weight", OperandRole.WEIGHT, CLIENTS)],
+    "The mean of the client values weighted by a per-client scalar.",
+    crossings=(_upload(), _upload("weight", what="weight")), mapreduce_aggregation=True,
+    insecure_reason=NOT_A_SUM,
+)
+_define(
+    "federated_sum", "fed.sum", "({T}@CLIENTS -> T@SERVER)", IntrinsicKind.AGGREGATION, Role.AGGREGATION,
+    _rule_reduction(_is_numeric, "T must be numeric tensors or structs of them"),
+    [_operand("value", placement=CLIENTS)], "The sum of the client values, at the server.",
+    crossings=(_upload(),), mapreduce_aggregation=True, insecure_reason=NOT_A_SUM,
+)
+for _name, _word in [("min", "minimum"), ("max", "maximum")]:
+    _define(
+        f"federated_{_name}", f"fed.{_name}", "({T}@CLIENTS -> T@SERVER)", IntrinsicKind.AGGREGATION,
+        Role.AGGREGATION,
+        _rule_reduction(lambda dt: dt.kind in "iuf", "T must be real numeric tensors or structs of them"),
+        [_operand("value", placement=CLIENTS)], f"The element-wise {_word} of the client values, at the server.",
+        crossings=(_upload(),), insecure_reason=f"secure aggregation computes sums, and a {_word} is not a sum",
+    )
+for _uri, _bound, _doc in [
+    ("federated_secure_sum", "max_input", "The sum of integer client values in [0, max_input], by secure aggregation."),
+    ("federated_secure_sum_bitwidth", "bitwidth",
+     "The sum of integer client values in [0, 2**bitwidth), by secure aggregation."),
+    ("federated_secure_modular_sum", "modulus",
+     "The sum of integer client values in [0, modulus) modulo modulus, by secure aggregation."),
+]:
+    _define(
+        _uri, "fed." + _uri[len("federated_"):],
+        "(<{V}@CLIENTS,%s> -> V@SERVER)" % ("B" if _bound == "bitwidth" else "M"),
+        IntrinsicKind.AGGREGATION, Role.SECURE_AGGREGATION, _rule_secure(_bound),
+        [_operand("value", placement=CLIENTS), _operand(_bound, OperandRole.BOUND)], _doc,
+        secure=True, crossings=(_upload(),),
+    )
+_SELECT_OPERANDS = [
+    _operand("client_keys", OperandRole.KEYS, CLIENTS),
+    _operand("max_key", OperandRole.MAX_KEY, SERVER),
+    _operand("server_val", placement=SERVER),
+    _operand("select_fn", _FN),
+]
+_SELECT_CROSSINGS = (
+    _upload("client_keys", Sends.KEYS, "keys"),
+    _download("server_val", Sends.PER_KEY, "selected values"),
+)
+_define(
+    "federated_select", "fed.select",
+    "(<{int32[n]}@CLIENTS,int32@SERVER,T@SERVER,(<T,int32> -> U)> -> {U*}@CLIENTS)",
+    IntrinsicKind.SELECT, Role.SELECT, _rule_select, _SELECT_OPERANDS,
+    "Each client receives select_fn(server value, key) for each of its keys.",
+    crossings=_SELECT_CROSSINGS,
+    insecure_reason="it sends each client's keys to the server in the clear (federated_secure_select does not)",
+)
+_define(
+    "federated_secure_select", "fed.secure_select",
+    "(<{int32[n]}@CLIENTS,int32@SERVER,T@SERVER,(<T,int32> -> U)> -> {U*}@CLIENTS)",
+    IntrinsicKind.SELECT, Role.SELECT, _rule_select, _SELECT_OPERANDS,
+    "federated_select without revealing the clients' keys to the server.",
+    secure=True, crossings=_SELECT_CROSSINGS,
+)
+_define(
+    "federated_value_at_clients", "fed.value_at_clients", "(T -> T@CLIENTS)", IntrinsicKind.PLACEMENT,
+    Role.CLIENTS, _rule_value_at(CLIENTS), [_operand("value")], "Places a local value at every client.",
+    crossings=(_download(sends=Sends.OPERAND),),
+)
+_define(
+    "federated_value_at_server", "fed.value_at_server", "(T -> T@SERVER)", IntrinsicKind.PLACEMENT,
+    Role.SERVER, _rule_value_at(SERVER), [_operand("value")], "Places a local value at the server.",
+)
+# The operand of a zip is a struct of values each placed at the zip's placement.
+_define(
+    "federated_zip_at_clients", "fed.zip_at_clients", "(<{T}@CLIENTS,{U}@CLIENTS> -> {<T,U>}@CLIENTS)",
+    IntrinsicKind.ZIP, Role.CLIENTS, _rule_zip(CLIENTS), [_operand("value", placement=CLIENTS)],
+    "Turns a struct of client values into client values of structs.",
+)
+_define(
+    "federated_zip_at_server", "fed.zip_at_server", "(<T@SERVER,U@SERVER> -> <T,U>@SERVER)",
+    IntrinsicKind.ZIP, Role.SERVER, _rule_zip(SERVER), [_operand("value", placement=SERVER)],
+    "Turns a struct of server values into a server value of a struct.",
+)
+_define(
+    "sequence_map", "seq.map", "(<(T -> U),T*> -> U*)", IntrinsicKind.SEQUENCE, Role.LOCAL, _rule_sequence_map,
+    [_operand("fn", _FN), _operand("arg")], "Applies a local function to each element of a sequence.",
+)
+_define(
+    "sequence_reduce", "seq.reduce", "(<T*,U,(<U,T> -> U)> -> U)", IntrinsicKind.SEQUENCE, Role.LOCAL,
+    _rule_sequence_reduce, [_operand("value"), _operand("zero", OperandRole.ZERO), _operand("op", _FN)],
+    "Folds a sequence with a zero and an operator.",
+)
+_define(
+    "sequence_sum", "seq.sum", "(T* -> T)", IntrinsicKind.SEQUENCE, Role.LOCAL, _rule_sequence_sum,
+    [_operand("value")], "The sum of the elements of a sequence.",
+)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from fedc.errors import FedcTypeError
-from fedc.ir.intrinsics import AttrSpec, IntrinsicDef, IntrinsicKind, register
+from fedc.ir.registry import AttrSpec, IntrinsicDef, IntrinsicKind, Operand, OperandRole, register
 from fedc.types import (
     FederatedType,
     FunctionType,
@@ -358,27 +358,29 @@ _UNARY = [
 LOCAL_OPS: list[IntrinsicDef] = []
 
 
-def _op(uri, signature, rule, doc, attrs=(), has_parameter=True):
+def _op(uri, signature, rule, doc, attrs=(), operands=("x",)):
     definition = IntrinsicDef(
-        uri, signature, IntrinsicKind.LOCAL, rule, doc, attrs=tuple(attrs), has_parameter=has_parameter
+        uri, signature, IntrinsicKind.LOCAL, rule, doc, attrs=tuple(attrs), has_parameter=bool(operands),
+        op_name="local." + uri, operands=tuple(Operand(name, None, OperandRole.VALUE) for name in operands),
     )
     LOCAL_OPS.append(register(definition))
 
 
 for _name, _kinds, _result, _doc in _BINARY:
     _sig = "(<T,T> -> bool-valued T)" if _result is not None else "(<T,T> -> T)"
-    _op(_name, _sig, _elementwise_rule(2, _kinds, _result), _doc)
+    _op(_name, _sig, _elementwise_rule(2, _kinds, _result), _doc, operands=("x", "y"))
 
 for _name, _kinds, _doc in _UNARY:
     _op(_name, "(T -> T)", _elementwise_rule(1, _kinds), _doc)
 
-_op("where", "(<bool-valued T,T,T> -> T)", _rule_where, "elements of x where the condition holds, else of y")
-_op("clip", "(<T,T,T> -> T)", _rule_clip, "x clipped to [low, high]")
+_op("where", "(<bool-valued T,T,T> -> T)", _rule_where, "elements of x where the condition holds, else of y",
+    operands=("condition", "x", "y"))
+_op("clip", "(<T,T,T> -> T)", _rule_clip, "x clipped to [low, high]", operands=("x", "low", "high"))
 _op("cast", "(T -> T with dtype)", _rule_cast, "converts the dtype",
     [AttrSpec("dtype", _norm_dtype, None, "the target dtype")])
 _op("reshape", "(T -> T with shape)", _rule_reshape, "changes the shape (one -1 is inferred)",
     [AttrSpec("shape", _norm_shape, None, "the target shape")])
-_op("matmul", "(<T[m,k],T[k,n]> -> T[m,n])", _rule_matmul, "matrix product")
+_op("matmul", "(<T[m,k],T[k,n]> -> T[m,n])", _rule_matmul, "matrix product", operands=("x", "y"))
 for _name, _kinds, _doc in [
     ("reduce_sum", "numeric", "sum over axes"),
     ("reduce_mean", "floating", "mean over axes"),
@@ -388,4 +390,4 @@ for _name, _kinds, _doc in [
     _op(_name, "(T -> T reduced)", _reduce_rule(_kinds), _doc, [_AXIS, _KEEPDIMS])
 for _name, _doc in [("zeros", "zeros of a type"), ("ones", "ones of a type")]:
     _op(_name, "( -> T)", _rule_fill, _doc,
-        [AttrSpec("type", _norm_type, None, "the type of the result")], has_parameter=False)
+        [AttrSpec("type", _norm_type, None, "the type of the result")], operands=())

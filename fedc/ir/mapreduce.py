@@ -37,7 +37,7 @@ from typing import Optional, Union
 
 from fedc.errors import FedcError
 from fedc.ir import building_blocks as bb
-from fedc.ir.intrinsics import call
+from fedc.ir.build import call
 from fedc.ir.module import Module
 from fedc.types import (
     CLIENTS,

@@ -38,13 +38,13 @@ from fedc.ir.building_blocks import (
 )
 from fedc.ir.module import Module
 from fedc.ir.text_format import (
-    _DECIMAL_INT,
-    _HEX_INT,
-    _BadEscape,
-    _float_bits_from_text,
-    _op_table,
-    _uint_dtype,
-    _unquote,
+    DECIMAL_INT as _DECIMAL_INT,
+    HEX_INT as _HEX_INT,
+    BadEscape as _BadEscape,
+    float_bits_from_text as _float_bits_from_text,
+    op_table as _op_table,
+    uint_dtype as _uint_dtype,
+    unquote as _unquote,
 )
 from fedc.types import FunctionType, TensorType, Type
 

@@ -25,7 +25,7 @@ from fedc.ir.building_blocks import (
     Struct,
     SymbolRef,
 )
-from fedc.ir.text_format import _format_attrs, _format_literal, _quote, op_name
+from fedc.ir.text_format import format_attrs as _format_attrs, format_literal as _format_literal, op_name, quote as _quote
 from fedc.types import Type
 
 __all__ = [

@@ -19,8 +19,19 @@ from fedc.ir import intrinsics
 from fedc.types import Type
 
 __all__ = [
+    "BadEscape",
+    "DECIMAL_INT",
+    "DENSE_THRESHOLD",
+    "HEX_INT",
+    "float_bits_from_text",
+    "format_attrs",
+    "format_literal",
     "intrinsic_uri",
     "op_name",
+    "op_table",
+    "quote",
+    "uint_dtype",
+    "unquote",
 ]
 
 # Arrays with more elements than this print as raw bytes: dense<"0x...">.
@@ -28,24 +39,17 @@ DENSE_THRESHOLD = 64
 
 
 # --------------------------------------------------------------------------
-# Op names of intrinsics
+# Op names of intrinsics (each registry entry names its own op)
 
 
 def op_name(definition: intrinsics.IntrinsicDef) -> str:
-    """The op name of an intrinsic: ``federated_X`` → ``fed.X``, ``sequence_X`` →
-    ``seq.X``, a local op ``X`` → ``local.X`` (anything else: ``intrinsic.X``)."""
-    uri = definition.uri
-    if definition.kind is intrinsics.IntrinsicKind.LOCAL:
-        return "local." + uri
-    if uri.startswith("federated_"):
-        return "fed." + uri[len("federated_"):]
-    if uri.startswith("sequence_"):
-        return "seq." + uri[len("sequence_"):]
-    return "intrinsic." + uri
+    """The op name of an intrinsic in the textual IR (``fed.mean``, ``seq.reduce``, ``local.add``)."""
+    return definition.op_name
 
 
-def _op_table() -> dict[str, str]:
-    return {op_name(d): d.uri for d in intrinsics.all_definitions()}
+def op_table() -> dict[str, str]:
+    """Op name -> intrinsic uri, for every registered intrinsic."""
+    return {name: intrinsics.by_op_name(name).uri for name in intrinsics.op_names()}
 
 
 def intrinsic_uri(name: str) -> str:
@@ -53,13 +57,12 @@ def intrinsic_uri(name: str) -> str:
 
     Raises :class:`FedcError` naming close matches for an unknown op.
     """
-    table = _op_table()
-    uri = table.get(name)
-    if uri is None:
-        close = difflib.get_close_matches(name, list(table), n=3)
+    definition = intrinsics.by_op_name(name)
+    if definition is None:
+        close = difflib.get_close_matches(name, intrinsics.op_names(), n=3)
         hint = f"; did you mean {' or '.join(close)}?" if close else ""
         raise FedcError(f"unknown op {name!r}{hint}")
-    return uri
+    return definition.uri
 
 
 # --------------------------------------------------------------------------
@@ -71,7 +74,7 @@ _ESCAPE_RE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|(.))", re.S)
 _PLAIN_STRING = re.compile(r"[ !#-\[\]-~]*\Z")  # printable ASCII except " and \
 
 
-def _quote(text: str) -> str:
+def quote(text: str) -> str:
     """A double-quoted string: JSON escapes; non-printable characters as ``\\uXXXX``
     (or ``\\UXXXXXXXX`` beyond the BMP), never surrogate pairs."""
     if _PLAIN_STRING.match(text):
@@ -89,13 +92,13 @@ def _quote(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-class _BadEscape(Exception):
+class BadEscape(Exception):
     def __init__(self, offset: int, message: str):
         self.offset = offset
         self.message = message
 
 
-def _unquote(quoted: str) -> str:
+def unquote(quoted: str) -> str:
     body = quoted[1:-1]
 
     def replace(match: re.Match) -> str:
@@ -104,11 +107,11 @@ def _unquote(quoted: str) -> str:
         if match.group(2) is not None:
             code = int(match.group(2), 16)
             if code > 0x10FFFF:
-                raise _BadEscape(match.start(), f"\\U{match.group(2)} is not a Unicode code point")
+                raise BadEscape(match.start(), f"\\U{match.group(2)} is not a Unicode code point")
             return chr(code)
         char = match.group(3)
         if char not in _UNESCAPES:
-            raise _BadEscape(
+            raise BadEscape(
                 match.start(),
                 f"unknown escape \\{char}; the escapes are \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX \\UXXXXXXXX",
             )
@@ -117,18 +120,18 @@ def _unquote(quoted: str) -> str:
     return _ESCAPE_RE.sub(replace, body)
 
 
-_DECIMAL_INT = re.compile(r"[+-]?[0-9]+\Z")
-_HEX_INT = re.compile(r"[+-]?0x[0-9A-Fa-f]+\Z")
+DECIMAL_INT = re.compile(r"[+-]?[0-9]+\Z")
+HEX_INT = re.compile(r"[+-]?0x[0-9A-Fa-f]+\Z")
 
 
-def _uint_dtype(dtype: np.dtype) -> np.dtype:
+def uint_dtype(dtype: np.dtype) -> np.dtype:
     return np.dtype(f"<u{dtype.itemsize}")
 
 
-def _float_bits_from_text(text: str, dtype: np.dtype) -> int:
+def float_bits_from_text(text: str, dtype: np.dtype) -> int:
     """The bit pattern of ``text`` read as a float of ``dtype`` (hex is the raw bits)."""
     width = dtype.itemsize * 8
-    if _HEX_INT.match(text):
+    if HEX_INT.match(text):
         if text[0] in "+-":
             raise ValueError("a hexadecimal float is its raw bit pattern and has no sign")
         bits = int(text, 16)
@@ -140,17 +143,17 @@ def _float_bits_from_text(text: str, dtype: np.dtype) -> int:
         array = np.array(value, dtype=np.float64).astype(dtype.newbyteorder("<"))
     if np.isinf(array) and not math.isinf(value):
         raise ValueError(f"{text} is too large for {dtype}")
-    return int(array.view(_uint_dtype(dtype)))
+    return int(array.view(uint_dtype(dtype)))
 
 
 def _format_float(value: np.floating) -> str:
     """The shortest text that reads back as the same bits; else the bits in hex."""
     dtype = np.dtype(value.dtype).newbyteorder("<")
     array = np.array(value, dtype=dtype)
-    bits = int(array.view(_uint_dtype(dtype)))
+    bits = int(array.view(uint_dtype(dtype)))
     text = str(value)
     try:
-        if _float_bits_from_text(text, dtype) == bits:
+        if float_bits_from_text(text, dtype) == bits:
             return text
     except ValueError:
         pass
@@ -161,7 +164,7 @@ def _format_float(value: np.floating) -> str:
 # Literal values
 
 
-def _format_literal(array: np.ndarray) -> str:
+def format_literal(array: np.ndarray) -> str:
     dtype = array.dtype
     if dtype.kind != "U" and array.size > DENSE_THRESHOLD:
         raw = np.ascontiguousarray(array).astype(dtype.newbyteorder("<")).tobytes()
@@ -179,7 +182,7 @@ def _format_literal(array: np.ndarray) -> str:
         parts = flat.view(component).reshape(-1, 2)
         items = [f"({_format_float(re_)}, {_format_float(im)})" for re_, im in parts]
     elif kind == "U":
-        items = [_quote(v) for v in flat.tolist()]
+        items = [quote(v) for v in flat.tolist()]
     else:  # pragma: no cover - Literal only holds fedc dtypes
         raise FedcError(f"cannot print a literal of dtype {dtype}")
     return _nest(items, array.shape, 0)
@@ -206,7 +209,7 @@ def _format_attr_value(key: str, value: Any) -> str:
     if isinstance(value, (float, np.floating)):
         return repr(float(value))
     if isinstance(value, str):
-        return _quote(value)
+        return quote(value)
     if isinstance(value, Type):
         return f"!<{value}>"
     if isinstance(value, (tuple, list)) and all(
@@ -216,7 +219,7 @@ def _format_attr_value(key: str, value: Any) -> str:
     raise FedcError(f"cannot print attribute {key} = {value!r} in the textual IR")
 
 
-def _format_attrs(attrs: tuple) -> str:
+def format_attrs(attrs: tuple) -> str:
     if not attrs:
         return ""
     return " {" + ", ".join(f"{k} = {_format_attr_value(k, v)}" for k, v in attrs) + "}"

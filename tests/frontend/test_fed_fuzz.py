@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import fedc
 from fedc.frontend import fed
+from fedc.frontend.api import BINARY_OPERATORS
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 EXAMPLE_FILES = ["temperature.fed", "add_half.fed", "analytics.fed", "fedavg.fed"]
@@ -126,7 +127,7 @@ def expressions():
 
     def extend(inner):
         return st.one_of(
-            st.tuples(inner, st.sampled_from(list(fed._BINARY_OPS)), inner).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+            st.tuples(inner, st.sampled_from(list(BINARY_OPERATORS)), inner).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
             inner.map(lambda e: f"(-{e})"),
             inner.map(lambda e: f"(not {e})"),
             st.tuples(inner, st.sampled_from(["a", "b", "weights", "0", "1"])).map(

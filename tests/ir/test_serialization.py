@@ -13,9 +13,9 @@ from hypothesis import given, settings, strategies as st
 import fedc
 from fedc import ir
 from fedc.errors import SerializationError, SourceLocation
-from fedc.ir import intrinsics, serialization
+from fedc.ir import registry, serialization
 from fedc.ir.serialization import pb  # computation_pb2, imported without its version warning
-from fedc.ir.intrinsics import AttrSpec, IntrinsicDef, IntrinsicKind
+from fedc.ir.registry import AttrSpec, IntrinsicDef, IntrinsicKind
 from fedc.types import (
     _DTYPE_NAMES,
     CLIENTS,
@@ -338,7 +338,7 @@ def test_intrinsic_attr_values_roundtrip(monkeypatch):
         "a test intrinsic", attrs=tuple(AttrSpec(n, lambda v: v, default="unset") for n in names),
         has_parameter=False,
     )
-    monkeypatch.setitem(intrinsics._REGISTRY, definition.uri, definition)
+    monkeypatch.setitem(registry._REGISTRY, definition.uri, definition)
     attrs = {"none": None, "flag": False, "count": -(1 << 62), "ratio": -0.0, "text": "ü",
              "dims": (), "t": FederatedType(W, CLIENTS)}
     node = ir.Intrinsic(definition.uri, FunctionType(None, I32), attrs)

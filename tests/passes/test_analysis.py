@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 
 import strategies
 
+import fedc
 from fedc import ir, passes
 from fedc.errors import FedcError
 from fedc.frontend import fed
@@ -279,9 +280,10 @@ def test_traced_fedavg_cost(fedavg):
     spec = importlib.util.spec_from_file_location("fedavg_example", EXAMPLES / "fedavg.py")
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    report = communication_cost(example.next_fn)  # a fedc.Computation: its own symbol
+    module, symbol = example.next_fn.to_ir(), example.next_fn.name  # an analysis takes IR
+    report = communication_cost(module, symbol)
     assert report.broadcast == report.upload == 31400
-    [flow] = privacy_report(example.next_fn).flows
+    [flow] = privacy_report(module, symbol).flows
     assert flow.source == "federated_dataset" and flow.intrinsic == "federated_mean"
 
 
@@ -363,8 +365,10 @@ fedc.module @m {
 
 
 def test_analyses_reject_what_is_not_a_module():
-    with pytest.raises(FedcError, match="Module or a fedc.Computation"):
+    with pytest.raises(FedcError, match="an analysis needs a fedc.ir.Module, not str"):
         privacy_report("not a module")
+    with pytest.raises(FedcError, match="an analysis needs a fedc.ir.Module, not .*Computation"):
+        communication_cost(fedc.federated_computation(lambda: fedc.federated_value(1, fedc.SERVER)))
     with pytest.raises(FedcError, match="no computation @nope"):
         communication_cost(fed.load(EXAMPLES / "temperature.fed"), "nope")
 

@@ -41,7 +41,6 @@ import os
 from typing import Sequence, Union
 
 from fedc.errors import FedcError, FedcTypeError
-from fedc.frontend.fed.calls import _BINARY_OPS  # noqa: F401  (the operators, for tests)
 from fedc.frontend.fed.units import _os_reason
 from fedc.ir.module import Module
 

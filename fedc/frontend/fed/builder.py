@@ -3,7 +3,7 @@
 ``_FunctionBuilder`` walks a definition's statements and expressions in
 scopes of SSA locals, as tracing Python builds them; names resolve to locals,
 definitions (through the compiler) and built-ins. Its calls are built by the
-``calls._Calls`` mixin and its constants by ``literals._Literals``.
+``calls.Calls`` mixin and its constants by ``literals._Literals``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import re
 from typing import TYPE_CHECKING, Callable, Optional
 
 from fedc.errors import FedcError, FedcTypeError, SourceLocation
-from fedc.frontend.fed.calls import _API_PARAMS, _BINARY_OPS, _Calls, _builtin_names, _local_ops
+from fedc.frontend.api import API, BINARY_OPERATORS, UNARY_OPERATORS
+from fedc.frontend.fed.calls import Calls, builtin_names, local_ops
 from fedc.frontend.fed.literals import _Literals, _is_weak, _strip_sign, _target_dtype
 from fedc.frontend.fed.syntax import (
     Pos,
@@ -36,7 +37,7 @@ from fedc.frontend.fed.syntax import (
 )
 from fedc.frontend.fed.units import _POISON, _Ambiguous, _Def, _Poisoned, _did_you_mean, _is_placed, _plural
 from fedc.ir import building_blocks as bb
-from fedc.ir import intrinsics as registry
+from fedc.ir.build import call as intrinsic_call
 from fedc.types import (
     SERVER,
     FederatedType,
@@ -95,7 +96,7 @@ class _Scope:
         self.bindings: list = []
 
 
-class _FunctionBuilder(_Literals, _Calls):
+class _FunctionBuilder(_Literals, Calls):
     """Type-checks one ``computation`` / ``local`` definition and builds its Lambda."""
 
     def __init__(self, compiler: _Compiler, d: _Def):
@@ -362,10 +363,9 @@ class _FunctionBuilder(_Literals, _Calls):
                 node = self.expr(e.operand)
                 self.local_operand(node, "+", e.pos)
                 return node
-            uri = "negative" if e.op == "-" else "logical_not"
-            return self.local_op(uri, [e.operand], {}, e.pos, f"operator {e.op!r}")
+            return self.local_op(UNARY_OPERATORS[e.op], [e.operand], {}, e.pos, f"operator {e.op!r}")
         if isinstance(e, _Binary):
-            return self.local_op(_BINARY_OPS[e.op], [e.left, e.right], {}, e.op_pos, f"operator {e.op!r}")
+            return self.local_op(BINARY_OPERATORS[e.op], [e.left, e.right], {}, e.op_pos, f"operator {e.op!r}")
         if isinstance(e, _Field):
             return self.select(e.obj, e.name, None, e.name_pos)
         if isinstance(e, _Index):
@@ -413,11 +413,11 @@ class _FunctionBuilder(_Literals, _Calls):
             return ("def", d)
         if name in ("SERVER", "CLIENTS"):
             return ("placement", Placement(name))
-        if name in _API_PARAMS:
+        if name in API:
             return ("intrinsic", name)
-        if name in _local_ops():
+        if name in local_ops():
             return ("op", name)
-        candidates = [n for n, v in self.unit.namespace.items() if v is not _POISON] + _builtin_names()
+        candidates = [n for n, v in self.unit.namespace.items() if v is not _POISON] + builtin_names()
         scope = self.scope
         while scope is not None:
             candidates[:0] = [n for n, v in scope.names.items() if v is not _POISON]
@@ -486,11 +486,11 @@ class _FunctionBuilder(_Literals, _Calls):
         if isinstance(e, _Name) and parameter is not _UNKNOWN:
             kind, entry = self.lookup(e.name, e.pos)
             if kind == "op":
-                definition, arity = _local_ops()[e.name]
+                definition, arity = local_ops()[e.name]
                 if arity == 0 or parameter is None:
                     raise self.error(e.pos, f"{what} takes a parameter, but {e.name} takes no operand here", FedcTypeError)
                 x = self.namer.temp("x")
-                call = self.guard(e.pos, registry.call, e.name, bb.Reference(x, parameter), self.loc(e.pos))
+                call = self.guard(e.pos, intrinsic_call, e.name, bb.Reference(x, parameter), self.loc(e.pos))
                 return bb.Lambda(x, parameter, call, self.loc(e.pos))
         node = self.expr(e)
         if not isinstance(node.type_signature, FunctionType):

@@ -1,10 +1,11 @@
 """Calls in ``.fed`` source: of intrinsics, local ops, operators and functions.
 
-The names a file can call without defining them are the Python API's
-intrinsics (``_API_PARAMS``, which ``call_intrinsic`` turns into the IR's
-intrinsics, as the Python API does) and the local ops of the intrinsic
-registry (``_local_ops``); operators are local ops (``_BINARY_OPS``).
-``_Calls`` is mixed into ``builder._FunctionBuilder``.
+The names a file can call without defining them are the functions of the
+federated API (:data:`fedc.frontend.api.API`, shared with the Python API,
+which ``call_intrinsic`` turns into the IR's intrinsics) and the local ops of
+the intrinsic registry (:func:`local_ops`); operators are local ops
+(:data:`fedc.frontend.api.BINARY_OPERATORS`). :class:`Calls` is mixed into
+``builder._FunctionBuilder``.
 """
 
 from __future__ import annotations
@@ -15,18 +16,17 @@ from typing import Optional, Sequence
 import numpy as np
 
 from fedc.errors import FedcError, FedcTypeError
+from fedc.frontend.api import API, Arguments
 from fedc.frontend.fed.literals import _convertible, _is_weak, _leaf_dtype, _weak_kind
 from fedc.frontend.fed.syntax import Pos, _Arg, _Call, _Name, _TypeExpr
 from fedc.frontend.fed.units import _POISON, _Ambiguous, _Poisoned, _is_placed, _plural
 from fedc.ir import building_blocks as bb
 from fedc.ir import intrinsics as registry
+from fedc.ir.build import call as intrinsic_call
 from fedc.types import (
-    SERVER,
-    FederatedType,
     FunctionType,
     Placement,
     StructType,
-    SequenceType,
     TensorType,
     Type,
     _DTYPE_NAMES,
@@ -35,78 +35,50 @@ from fedc.types import (
 )
 
 
-# Python-API intrinsics: name -> parameters (None default = optional).
-_API_PARAMS = {
-    "federated_value": ["value", "placement"],
-    "federated_eval": ["fn", "placement"],
-    "federated_broadcast": ["value"],
-    "federated_map": ["fn", "arg"],
-    "federated_apply": ["fn", "arg"],
-    "federated_map_all_equal": ["fn", "arg"],
-    "federated_zip": ["value"],
-    "federated_zip_at_clients": ["value"],
-    "federated_zip_at_server": ["value"],
-    "federated_value_at_clients": ["value"],
-    "federated_value_at_server": ["value"],
-    "federated_eval_at_clients": ["fn"],
-    "federated_eval_at_server": ["fn"],
-    "federated_mean": ["value", "weight?"],
-    "federated_weighted_mean": ["value", "weight"],
-    "federated_sum": ["value"],
-    "federated_min": ["value"],
-    "federated_max": ["value"],
-    "federated_secure_sum": ["value", "max_input"],
-    "federated_secure_sum_bitwidth": ["value", "bitwidth"],
-    "federated_secure_modular_sum": ["value", "modulus"],
-    "federated_aggregate": ["value", "zero", "accumulate", "merge", "report"],
-    "federated_select": ["client_keys", "max_key", "server_val", "select_fn"],
-    "federated_secure_select": ["client_keys", "max_key", "server_val", "select_fn"],
-    "sequence_map": ["fn", "arg"],
-    "sequence_reduce": ["value", "zero", "op"],
-    "sequence_sum": ["value"],
-}
-
-_BINARY_OPS = {
-    "+": "add", "-": "subtract", "*": "multiply", "/": "divide", "//": "floor_divide", "%": "mod",
-    "**": "pow", "@": "matmul", "<": "less", "<=": "less_equal", ">": "greater", ">=": "greater_equal",
-    "==": "equal", "!=": "not_equal", "and": "logical_and", "or": "logical_or",
-}
-
-
 @functools.lru_cache(maxsize=None)
-def _local_ops() -> dict:
-    """Local op name -> (definition, number of operands)."""
-    result = {}
-    for d in registry.all_definitions():
-        if d.is_federated:
-            continue
-        if d.uri.startswith("sequence_"):
-            continue
-        if not d.has_parameter:
-            arity = 0
-        elif d.signature.startswith("(<"):
-            depth, count = 0, 1
-            for ch in d.signature[1:]:
-                if ch == "<":
-                    depth += 1
-                elif ch == ">":
-                    depth -= 1
-                    if depth == 0:
-                        break
-                elif ch == "," and depth == 1:
-                    count += 1
-            arity = count
-        else:
-            arity = 1
-        result[d.uri] = (d, arity)
-    return result
+def local_ops() -> dict:
+    """Local op name -> (definition, number of operands), for the local ops a file can call by name."""
+    return {d.uri: (d, len(d.operands)) for d in registry.with_kind(registry.IntrinsicKind.LOCAL)}
 
 
-def _builtin_names() -> list:
-    return list(_API_PARAMS) + list(_local_ops()) + ["SERVER", "CLIENTS"]
+def builtin_names() -> list:
+    """The names a file can use without defining them: the API functions, the local ops, the placements."""
+    return list(API) + list(local_ops()) + ["SERVER", "CLIENTS"]
 
 
-class _Calls:
+class _FedArguments(Arguments):
+    """The arguments of a call of an API function in a ``.fed`` file, for :meth:`ApiFunction.build`."""
+
+    def __init__(self, builder: "Calls", name: str, args: dict, pos: Pos):
+        self.builder = builder
+        self.name = name
+        self.args = args
+        self.pos = pos
+
+    def given(self, parameter: str) -> bool:
+        return parameter in self.args
+
+    def value(self, parameter: str) -> bb.Node:
+        return self.builder.expr(self.args[parameter])
+
+    def function(self, parameter: str, parameter_type) -> bb.Node:
+        return self.builder.function(self.args[parameter], parameter_type, f"the function of {self.name}")
+
+    def placement(self, parameter: str) -> Placement:
+        return self.builder.placement(self.args[parameter], self.name)
+
+    def call(self, uri: str, argument, base: str) -> bb.Call:
+        return self.builder.based(self.builder.intrinsic(uri, argument, self.pos), base)
+
+    def bind(self, uri: str, argument, base: str) -> bb.Node:
+        return self.builder.bind(self.builder.intrinsic(uri, argument, self.pos), base)
+
+    def error(self, parameter, message: str) -> FedcError:
+        pos = self.pos if parameter is None else self.args[parameter].pos
+        return self.builder.error(pos, message, FedcTypeError)
+
+
+class Calls:
     """The calls of a function being built (a mixin of ``builder._FunctionBuilder``)."""
 
     # Local ops ---------------------------------------------------------------
@@ -150,7 +122,7 @@ class _Calls:
                 "member, without placements (write a computation instead)",
                 FedcTypeError,
             )
-        return self.guard(pos, registry.call, uri, argument, self.loc(pos), prefix=prefix, **attrs)
+        return self.guard(pos, intrinsic_call, uri, argument, self.loc(pos), prefix=prefix, **attrs)
 
     def attribute(self, uri: str, a: _Arg):
         e = a.value
@@ -294,7 +266,7 @@ class _Calls:
         return values
 
     def call_op(self, uri: str, e: _Call) -> bb.Node:
-        definition, arity = _local_ops()[uri]
+        definition, arity = local_ops()[uri]
         operands = [a for a in e.args if a.name is None]
         attr_names = {s.name for s in definition.attrs}
         if len(operands) != arity:
@@ -316,23 +288,6 @@ class _Calls:
             attrs[a.name] = self.attribute(uri, a)
         return self.local_op(uri, [a.value for a in operands], attrs, e.pos, uri)
 
-    def placed(self, e) -> bb.Node:
-        """A placed value; a struct of values placed alike is zipped first, as in the Python API."""
-        node = self.expr(e)
-        uri = registry.implicit_zip(node.type_signature)
-        if uri is not None:
-            node = self.bind(self.intrinsic(uri, node, e.pos), "zipped")
-        return node
-
-    def federated(self, node: bb.Node, name: str, what: str, pos: Pos) -> FederatedType:
-        t = node.type_signature
-        if not isinstance(t, FederatedType):
-            raise self.error(
-                pos, f"{name}: {what} must be a placed value (such as {{T}}@CLIENTS or T@SERVER), but has type {t}",
-                FedcTypeError,
-            )
-        return t
-
     def placement(self, e, name: str) -> Placement:
         if isinstance(e, _Name):
             kind, entry = self.lookup(e.name, e.pos)
@@ -341,95 +296,10 @@ class _Calls:
         raise self.error(e.pos, f"{name}: the placement is SERVER or CLIENTS")
 
     def call_intrinsic(self, name: str, e: _Call) -> bb.Node:
-        params = _API_PARAMS[name]
-        optional = [p[:-1] for p in params if p.endswith("?")]
-        names = [p.rstrip("?") for p in params]
-        args = self.bind_arguments(name, names, e, optional)
-        pos = e.pos
-
-        def fn(key: str, parameter):
-            return self.function(args[key], parameter, f"the function of {name}")
-
-        if name == "federated_value":
-            value = self.expr(args["value"])
-            p = self.placement(args["placement"], name)
-            uri = "federated_value_at_server" if p is SERVER else "federated_value_at_clients"
-            return self.based(self.intrinsic(uri, value, pos), "value")
-        if name == "federated_eval":
-            p = self.placement(args["placement"], name)
-            f = fn("fn", None)
-            uri = "federated_eval_at_server" if p is SERVER else "federated_eval_at_clients"
-            return self.based(self.intrinsic(uri, f, pos), "eval")
-        if name in ("federated_eval_at_server", "federated_eval_at_clients"):
-            return self.based(self.intrinsic(name, fn("fn", None), pos), "eval")
-        if name in ("federated_map", "federated_apply", "federated_map_all_equal"):
-            arg = self.placed(args["arg"])
-            t = self.federated(arg, name, "the mapped value", args["arg"].pos)
-            f = fn("fn", t.member)
-            uri = name
-            if name == "federated_map":
-                uri = "federated_apply" if t.placement is SERVER else "federated_map"
-            base = "applied" if uri == "federated_apply" else "mapped"
-            return self.based(self.intrinsic(uri, bb.Struct([f, arg]), pos), base)
-        if name in ("federated_zip", "federated_zip_at_clients", "federated_zip_at_server"):
-            value = self.expr(args["value"])
-            uri = name
-            if name == "federated_zip":
-                t = value.type_signature
-                if not isinstance(t, StructType) or len(t) == 0 or not isinstance(next(iter(t)), FederatedType):
-                    raise self.error(pos, f"federated_zip: expected a non-empty struct of placed values, got {t}", FedcTypeError)
-                uri = "federated_zip_at_server" if next(iter(t)).placement is SERVER else "federated_zip_at_clients"
-            return self.based(self.intrinsic(uri, value, pos), "zipped")
-        if name == "federated_mean" and "weight" not in args or name in (
-            "federated_broadcast", "federated_sum", "federated_min", "federated_max"
-        ):
-            base = {"federated_broadcast": "broadcast"}.get(name, name[len("federated_"):])
-            return self.based(self.intrinsic(name, self.placed(args["value"]), pos), base)
-        if name in ("federated_mean", "federated_weighted_mean"):
-            value = self.placed(args["value"])
-            weight = self.expr(args["weight"])
-            return self.based(self.intrinsic("federated_weighted_mean", bb.Struct([value, weight]), pos), "mean")
-        if name in ("federated_value_at_server", "federated_value_at_clients"):
-            return self.based(self.intrinsic(name, self.expr(args["value"]), pos), "value")
-        if name in ("federated_secure_sum", "federated_secure_sum_bitwidth", "federated_secure_modular_sum"):
-            value = self.placed(args["value"])
-            bound_name = names[1]
-            bound = self.expr(args[bound_name])
-            return self.based(self.intrinsic(name, bb.Struct([value, bound]), pos), "secure_sum")
-        if name == "federated_aggregate":
-            value = self.placed(args["value"])
-            t = self.federated(value, name, "the value", args["value"].pos)
-            zero = self.expr(args["zero"])
-            u = zero.type_signature
-            accumulate = fn("accumulate", StructType([u, t.member]))
-            merge = fn("merge", StructType([u, u]))
-            report = fn("report", u)
-            return self.based(self.intrinsic(name, bb.Struct([value, zero, accumulate, merge, report]), pos), "aggregate")
-        if name in ("federated_select", "federated_secure_select"):
-            keys = self.expr(args["client_keys"])
-            max_key = self.expr(args["max_key"])
-            server = self.expr(args["server_val"])
-            t = self.federated(server, name, "server_val", args["server_val"].pos)
-            select_fn = fn("select_fn", StructType([t.member, TensorType(np.int32)]))
-            return self.based(self.intrinsic(name, bb.Struct([keys, max_key, server, select_fn]), pos), "selected")
-        if name == "sequence_map":
-            arg = self.expr(args["arg"])
-            t = arg.type_signature
-            if not isinstance(t, SequenceType):
-                raise self.error(args["arg"].pos, f"sequence_map: the mapped value must be a sequence, but has type {t}", FedcTypeError)
-            f = fn("fn", t.element)
-            return self.based(self.intrinsic(name, bb.Struct([f, arg]), pos), "seq_mapped")
-        if name == "sequence_reduce":
-            value = self.expr(args["value"])
-            t = value.type_signature
-            if not isinstance(t, SequenceType):
-                raise self.error(args["value"].pos, f"sequence_reduce: the reduced value must be a sequence, but has type {t}", FedcTypeError)
-            zero = self.expr(args["zero"])
-            op = fn("op", StructType([zero.type_signature, t.element]))
-            return self.based(self.intrinsic(name, bb.Struct([value, zero, op]), pos), "reduced")
-        if name == "sequence_sum":
-            return self.based(self.intrinsic(name, self.expr(args["value"]), pos), "seq_sum")
-        raise AssertionError(name)  # pragma: no cover
+        """A call of a function of the federated API (:data:`fedc.frontend.api.API`)."""
+        function = API[name]
+        args = self.bind_arguments(name, list(function.parameters), e, function.optional)
+        return function.build(_FedArguments(self, name, args, e.pos))
 
 
 def _given(n: int) -> str:
