@@ -575,7 +575,7 @@ def lower(module: Module, symbol: str, ctx: Optional[PassContext] = None, hint: 
     names = R.names
     names.used |= set(PARTS)
     for a in plain:
-        if a.uri in ("federated_mean", "federated_sum", "federated_weighted_mean"):
+        if a.local.definition.operand_with_role(OperandRole.ZERO) is None:  # its zero is built from the type
             _require_known_shapes(R, a)
 
     parts: dict[str, bb.Node] = {}

@@ -66,6 +66,12 @@ CASES = {
         "computation f(x: {int32}@CLIENTS) { return federated_secure_sum_bitwidth(x, 8) }",
         ["{int32}@CLIENTS"], lambda x: fedc.federated_secure_sum_bitwidth(x, 8),
     ),
+    "selecting from placed structs maps the selection": (
+        "computation f(s: <a=float32,b=int32>@SERVER, c: <a=float32>@CLIENTS, d: {<a=float32>}@CLIENTS) "
+        "{ return <s.a, c.a, d.a> }",
+        ["<a=float32,b=int32>@SERVER", "<a=float32>@CLIENTS", "{<a=float32>}@CLIENTS"],
+        lambda s, c, d: (s.a, c.a, d.a),
+    ),
     "sum, min and max": (
         "computation f(x: {int32}@CLIENTS) { return <federated_sum(x), federated_min(x), federated_max(x)> }",
         ["{int32}@CLIENTS"], lambda x: (fedc.federated_sum(x), fedc.federated_min(x), fedc.federated_max(x)),
@@ -147,3 +153,9 @@ def test_operators_call_local_ops_in_both_frontends():
     from_python = traced([TensorType(F32), TensorType(F32)],
                          lambda x, y: (x + y, x - y, x * y, x / y, x ** y, x < y, -x))
     assert intrinsic_calls(from_fed) == intrinsic_calls(from_python)
+
+
+def test_every_federated_intrinsic_and_sequence_op_is_an_api_function():
+    non_local = {d.uri for d in ir.all_definitions() if d.kind is not ir.IntrinsicKind.LOCAL}
+    assert non_local <= set(API)
+    assert set(API) - non_local == {"federated_value", "federated_eval", "federated_zip"}

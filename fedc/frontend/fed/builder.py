@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING, Callable, Optional
 
 from fedc.errors import FedcError, FedcTypeError, SourceLocation
-from fedc.frontend.api import API, BINARY_OPERATORS, UNARY_OPERATORS
+from fedc.frontend.api import API, BINARY_OPERATORS, UNARY_OPERATORS, map_intrinsic
 from fedc.frontend.fed.calls import Calls, builtin_names, local_ops
 from fedc.frontend.fed.literals import _Literals, _is_weak, _strip_sign, _target_dtype
 from fedc.frontend.fed.syntax import (
@@ -39,7 +39,6 @@ from fedc.frontend.fed.units import _POISON, _Ambiguous, _Def, _Poisoned, _did_y
 from fedc.ir import building_blocks as bb
 from fedc.ir.build import call as intrinsic_call
 from fedc.types import (
-    SERVER,
     FederatedType,
     FunctionType,
     Placement,
@@ -473,9 +472,7 @@ class _FunctionBuilder(_Literals, Calls):
         # Selecting from a placed struct maps the selection over the placement.
         param = self.namer.temp("x")
         fn = bb.Lambda(param, member, bb.Selection(bb.Reference(param, member), name=name, index=index, location=self.loc(pos)))
-        uri = "federated_apply" if t.placement is SERVER else (
-            "federated_map_all_equal" if t.all_equal else "federated_map")
-        call = self.intrinsic(uri, bb.Struct([fn, obj]), pos)
+        call = self.intrinsic(map_intrinsic(t, keep_all_equal=True), bb.Struct([fn, obj]), pos)
         return self.based(call, name if name is not None else "element")
 
     # Functions as values ---------------------------------------------------
