@@ -15,7 +15,6 @@ import collections.abc
 import dataclasses
 import inspect
 import os
-import re
 import sys
 import threading
 from typing import Any, Callable, Optional, Sequence
@@ -26,6 +25,7 @@ from fedc.errors import FedcError, FedcTypeError, SourceLocation
 from fedc.ir import building_blocks as bb
 from fedc.ir import intrinsics as registry
 from fedc.ir.module import Module
+from fedc.ir.names import FreshNames, identifier
 from fedc.ir.transform import merge_into
 from fedc.types import (
     SERVER,
@@ -118,19 +118,10 @@ class Tracer:
         self.name = name
         self.scopes: list[list[tuple[str, bb.Node]]] = [[]]
         self.symbols: dict[str, bb.Node] = {}
-        self.used: set[str] = set()
+        self.names = FreshNames()
 
     def fresh(self, base: str) -> str:
-        base = _identifier(base)
-        if base not in self.used:
-            self.used.add(base)
-            return base
-        n = 1
-        while f"{base}_{n}" in self.used:
-            n += 1
-        name = f"{base}_{n}"
-        self.used.add(name)
-        return name
+        return self.names.fresh(base)
 
     def bind(self, node: bb.Node, base: str) -> "Value":
         name = self.fresh(base)
@@ -146,13 +137,6 @@ class Tracer:
     def add_computation(self, computation) -> bb.SymbolRef:
         name = merge_into(self.symbols, computation.to_ir(), computation.name)
         return bb.SymbolRef(name, computation.type_signature)
-
-
-def _identifier(text: str) -> str:
-    text = re.sub(r"[^A-Za-z0-9_]", "_", text) or "v"
-    if text[0].isdigit():
-        text = "v" + text
-    return text
 
 
 # --------------------------------------------------------------------------
@@ -537,7 +521,7 @@ def trace_federated_computation(fn: Callable, declared: Sequence[Any]):
     from fedc.computation import Computation
 
     t, names = parameter_plan(fn, declared, "federated_computation")
-    symbol = _identifier(fn.__name__ if fn.__name__ != "<lambda>" else "lambda")
+    symbol = identifier(fn.__name__ if fn.__name__ != "<lambda>" else "lambda")
     tracer = Tracer(symbol)
     python_names = _parameters(fn)
     if t is None:
@@ -546,7 +530,7 @@ def trace_federated_computation(fn: Callable, declared: Sequence[Any]):
         parameter_name = tracer.fresh(python_names[0])
     else:
         for n in python_names:
-            tracer.used.add(n)
+            tracer.names.take(n)
         parameter_name = tracer.fresh("arg")
     location = _definition_location(fn)
     _stack().append(tracer)
