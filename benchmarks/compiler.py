@@ -215,6 +215,12 @@ def stages(shape: str, n: int):
     yield "pipeline", lambda: manager.run(state["module"], ",".join(PIPELINE))
 
 
+# The stage whose output a stage works on (besides the program built by the first stage).
+NEEDS = {"parse": "print", "deserialize": "serialize"}
+NEEDS.update({f"pass:{b}": f"pass:{a}" for a, b in zip(PIPELINE, PIPELINE[1:])})
+FIRST_STAGES = {"build", "trace", "fed-compile"}
+
+
 def slope(points: list[tuple[int, float]]) -> float | None:
     """The least-squares slope of log(seconds) against log(N)."""
     points = [(n, t) for n, t in points if t > 0]
@@ -229,15 +235,26 @@ def slope(points: list[tuple[int, float]]) -> float | None:
 
 def run(shapes: list[str], sizes: list[int], repeats: int, budget: float, output=None) -> dict:
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 10 * max(sizes) + 1000))
-    results = []
+    results, failures = [], []
     for shape in shapes:
         over_budget: set[str] = set()
         timings: dict[str, list[tuple[int, float]]] = {}
         for n in sizes:
+            skipped: set[str] = set()
             for stage, fn in stages(shape, n):
-                if stage in over_budget:
-                    break  # the later stages need this one's output
-                seconds, _ = median_time(fn, repeats)
+                needed = NEEDS.get(stage)
+                if stage in over_budget or (needed is not None and needed in skipped) or FIRST_STAGES & skipped:
+                    skipped.add(stage)  # so are the stages that need its output
+                    continue
+                try:
+                    seconds, _ = median_time(fn, repeats)
+                except (RecursionError, fedc.FedcError) as e:
+                    # Recorded, not fatal: the other stages are still measured.
+                    failures.append({"shape": shape, "stage": stage, "size": n, "error": f"{type(e).__name__}: {str(e)[:200]}"})
+                    print(f"{shape:15} N={n:<6} {stage:20} failed: {type(e).__name__}", flush=True)
+                    over_budget.add(stage)
+                    skipped.add(stage)
+                    continue
                 timings.setdefault(stage, []).append((n, seconds))
                 print(f"{shape:15} N={n:<6} {stage:20} {seconds:9.4f} s", flush=True)
                 if seconds > budget:
@@ -252,7 +269,8 @@ def run(shapes: list[str], sizes: list[int], repeats: int, budget: float, output
                     "exponent": slope(points),
                 }
             )
-    record = {"sizes": sizes, "repeats": repeats, "budget_s": budget, "pipeline": ",".join(PIPELINE), "results": results}
+    record = {"sizes": sizes, "repeats": repeats, "budget_s": budget, "pipeline": ",".join(PIPELINE),
+              "results": results, "failures": failures}
     path = write("compiler", record, output)
     print(f"wrote {path}")
     return record

@@ -49,3 +49,4 @@ def test_compiler_benchmark_records_each_stage_and_its_growth(tmp_path):
         assert common <= stage_names, shape
         assert {f"pass:{p}" for p in record["pipeline"].split(",")} <= stage_names
     assert "trace" in by_shape["traced"] and "fed-compile" in by_shape["fed"]
+    assert record["failures"] == []
