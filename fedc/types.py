@@ -195,7 +195,7 @@ def _is_dtype_like(value: Any) -> bool:
 class Type:
     """Base class of fedc types: immutable, hashable, equal by structure."""
 
-    __slots__ = ("_hash",)
+    __slots__ = ("_hash", "_placed", "_compact")
 
     def __setattr__(self, key, value):
         raise AttributeError(f"{type(self).__name__} is immutable")
@@ -204,6 +204,8 @@ class Type:
         for key, value in fields.items():
             object.__setattr__(self, key, value)
         object.__setattr__(self, "_hash", hash((type(self).__name__, self._key())))
+        object.__setattr__(self, "_placed", None)
+        object.__setattr__(self, "_compact", None)
 
     # Subclasses define these.
     def _key(self) -> tuple:
@@ -237,8 +239,49 @@ class Type:
         return (parse, (self.compact_representation(),))
 
     def compact_representation(self) -> str:
-        """The one-line form TFF prints, e.g. ``{float32}@CLIENTS``."""
-        return "".join(_lines(self, formatted=False))
+        """The one-line form TFF prints, e.g. ``{float32}@CLIENTS`` (computed once per type)."""
+        text = self._compact
+        if text is None:
+            # Bottom-up over the nested types not printed yet (each reuses its children's
+            # strings), so a deep type needs no deep recursion.
+            stack = [(self, False)]
+            while stack:
+                t, expanded = stack.pop()
+                if t._compact is not None:
+                    continue
+                if expanded:
+                    object.__setattr__(t, "_compact", "".join(_lines(t, formatted=False)))
+                else:
+                    stack.append((t, True))
+                    stack.extend((c, False) for c in t.children() if c._compact is None)
+            text = self._compact
+        return text
+
+    @property
+    def is_placed(self) -> bool:
+        """Whether this type mentions a placement: a federated or placement type anywhere in it.
+
+        Computed once per type (types are immutable), from the children's answers.
+        """
+        placed = self._placed
+        if placed is None:
+            # Iterative post-order over the types not answered yet, so deep types need no deep stack.
+            stack = [(self, False)]
+            while stack:
+                t, expanded = stack.pop()
+                if t._placed is not None:
+                    continue
+                if isinstance(t, (FederatedType, PlacementType)):
+                    object.__setattr__(t, "_placed", True)
+                    continue
+                children = list(t.children())
+                if expanded:
+                    object.__setattr__(t, "_placed", any(c._placed for c in children))
+                else:
+                    stack.append((t, True))
+                    stack.extend((c, False) for c in children if c._placed is None)
+            placed = self._placed
+        return placed
 
     def formatted_representation(self) -> str:
         """The multi-line form TFF prints: struct elements one per line."""
@@ -631,19 +674,19 @@ def _lines(t: Type, formatted: bool) -> list[str]:
         for index, (name, element) in enumerate(t.items()):
             if index:
                 parts.append([",", ""] if formatted else [","])
-            element_lines = _lines(element, formatted)
+            element_lines = _part(element, formatted)
             parts.append(_combine([[f"{name}="], element_lines]) if name is not None else element_lines)
         body = _combine(parts)
         if formatted:
             return _combine([["<", ""], ["  " + line for line in body], ["", ">"]])
         return _combine([["<"], body, [">"]])
     if isinstance(t, SequenceType):
-        return _combine([_lines(t.element, formatted), ["*"]])
+        return _combine([_part(t.element, formatted), ["*"]])
     if isinstance(t, FunctionType):
-        parameter = _lines(t.parameter, formatted) if t.parameter is not None else [""]
-        return _combine([["("], parameter, [" -> "], _lines(t.result, formatted), [")"]])
+        parameter = _part(t.parameter, formatted) if t.parameter is not None else [""]
+        return _combine([["("], parameter, [" -> "], _part(t.result, formatted), [")"]])
     if isinstance(t, FederatedType):
-        member = _lines(t.member, formatted)
+        member = _part(t.member, formatted)
         if t.all_equal:
             return _combine([member, [f"@{t.placement}"]])
         return _combine([["{"], member, ["}"], [f"@{t.placement}"]])
@@ -652,6 +695,11 @@ def _lines(t: Type, formatted: bool) -> list[str]:
     if isinstance(t, AbstractType):
         return [t.label]
     raise FedcTypeError(f"not a fedc type: {t!r}")
+
+
+def _part(t: Type, formatted: bool) -> list[str]:
+    """The lines of a nested type; the one-line form reuses the nested type's cached string."""
+    return _lines(t, True) if formatted else [t.compact_representation()]
 
 
 # --------------------------------------------------------------------------

@@ -58,9 +58,9 @@ from fedc.errors import FedcError
 from fedc.ir import building_blocks as bb
 from fedc.ir import intrinsics
 from fedc.ir.transform import rewrite
-from fedc.types import FederatedType, FunctionType, PlacementType, StructType, TensorType, Type
+from fedc.types import FederatedType, FunctionType, StructType, TensorType, Type
 
-from .util import Names, free_references, rename_bound, substitute
+from .util import Names, free_references, is_atom, rename_bound, substitute
 
 __all__ = [
     "CDFComputation",
@@ -122,17 +122,6 @@ def cast_to(node: bb.Node, dtype) -> bb.Node:
     return op("cast", node, dtype=dtype)
 
 
-def is_atom(node: bb.Node) -> bool:
-    """References, selections of atoms and structs of atoms (CDF's operands)."""
-    if isinstance(node, bb.Reference):
-        return True
-    if isinstance(node, bb.Selection):
-        return is_atom(node.source)
-    if isinstance(node, bb.Struct):
-        return all(is_atom(v) for _, v in node.elements)
-    return False
-
-
 def select(node: bb.Node, index: int) -> bb.Node:
     """Element ``index`` of ``node``: the element itself for a struct literal."""
     if isinstance(node, bb.Struct):
@@ -177,10 +166,6 @@ def is_summable(t: Type, known_shapes: bool = True) -> bool:
         isinstance(leaf, TensorType) and (leaf.is_fully_defined() or not known_shapes) and leaf.dtype.kind in "iufc"
         for _, leaf in tensor_leaves(t)
     )
-
-
-def is_placed(t: Type) -> bool:
-    return any(isinstance(sub, (FederatedType, PlacementType)) for sub in t.walk())
 
 
 def simplify_selections(node: bb.Node) -> bb.Node:
@@ -269,7 +254,7 @@ class CDFComputation:
     @property
     def is_local(self) -> bool:
         """A placement-free computation (no federated orchestration in it)."""
-        return not is_placed(self.node.type_signature) and not any(
+        return not self.node.type_signature.is_placed and not any(
             isinstance(n, bb.Intrinsic) and n.definition.is_federated for n in self.node.walk()
         )
 

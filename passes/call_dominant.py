@@ -65,7 +65,6 @@ from .util import (
     bound_names,
     coerce,
     free_references,
-    is_placed,
     needs_own_local,
     rename_bound,
     short_name,
@@ -132,7 +131,7 @@ def _value_problem(value: bb.Node) -> Optional[str]:
             return None
         return f"it calls a {type(function).__name__}, not an intrinsic, a local or a symbol"
     if isinstance(value, bb.Lambda):
-        if is_placed(value.type_signature):
+        if value.type_signature.is_placed:
             problem = is_call_dominant(value)
             if problem:
                 return f"the placed lambda is not in call-dominant form: {problem}"
@@ -305,13 +304,13 @@ class _Normalizer:
     def lambda_local(self, node: bb.Lambda, env: dict, out: list, hint: Optional[str]) -> bb.Reference:
         value = self.lambda_value(node, env)
         ref = self.emit(value, hint or "fn", out)
-        if is_placed(node.type_signature):
+        if node.type_signature.is_placed:
             self.closures[ref.name] = (node, env)
         return ref
 
     def lambda_value(self, node: bb.Lambda, env: dict) -> bb.Lambda:
         """``node`` as a function value of the output."""
-        if is_placed(node.type_signature):
+        if node.type_signature.is_placed:
             # Orchestration code: its body is put in CDF as well.
             inner = dict(env)
             name = None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from fedc.errors import SourceLocation
+from fedc.errors import FedcError, SourceLocation
 from fedc.ir.module import Module
 
 from .crossings import BROADCAST, UPLOAD, Bytes, Transfer, natural_key

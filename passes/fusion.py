@@ -79,7 +79,7 @@ class _MapFuser:
         if isinstance(node, bb.Block):
             return self.block(node, orchestration)
         if isinstance(node, bb.Lambda):
-            inner = orchestration and agg.is_placed(node.type_signature)
+            inner = orchestration and node.type_signature.is_placed
             result = self.visit(node.result, inner)
             return node if result is node.result else bb.Lambda(node.parameter_name, node.parameter_type, result, node.location)
         children = list(node.children())

@@ -46,14 +46,13 @@ from fedc.types import (
     CLIENTS,
     SERVER,
     FederatedType,
-    PlacementType,
     StructType,
     TensorType,
     Type,
 )
 
 from .manager import Option, PassContext, register
-from .util import Names
+from .util import Names, is_atom
 
 __all__ = ["lower_to_mapreduce", "lower"]
 
@@ -74,12 +73,8 @@ def _is_aggregation(local: "_Local") -> bool:
     return _role(local) in (Role.AGGREGATION, Role.SECURE_AGGREGATION)
 
 
-def _placed(t: Type) -> bool:
-    return any(isinstance(sub, (FederatedType, PlacementType)) for sub in t.walk())
-
-
 def _placed_anywhere(node: bb.Node) -> bool:
-    return any(_placed(n.type_signature) for n in node.walk())
+    return any(n.type_signature.is_placed for n in node.walk())
 
 
 def _at_server(t: Type) -> bool:
@@ -87,16 +82,6 @@ def _at_server(t: Type) -> bool:
     if isinstance(t, FederatedType):
         return t.placement is SERVER and t.all_equal
     return isinstance(t, StructType) and all(_at_server(e) for e in t)
-
-
-def _is_atom(node: bb.Node) -> bool:
-    if isinstance(node, (bb.Reference, bb.SymbolRef)):
-        return True
-    if isinstance(node, bb.Selection):
-        return _is_atom(node.source)
-    if isinstance(node, bb.Struct):
-        return all(_is_atom(v) for _, v in node.elements)
-    return False
 
 
 def _is_operand(node: bb.Node) -> bool:
@@ -356,7 +341,7 @@ class _Stage:
         return bb.Reference(name, node.type_signature)
 
     def alias(self, name: str, node: bb.Node) -> None:
-        if _is_atom(node):
+        if is_atom(node):
             self.env[name] = node
         else:
             self.bind(name, node)
@@ -636,7 +621,7 @@ def lower(module: Module, symbol: str, ctx: Optional[PassContext] = None, hint: 
             zero = intrinsic_call("zeros", type=a.value_type)
         else:
             zero = intrinsic_call("zeros", type=StructType([a.value_type, _scalars_like(a.value_type)]))
-        zeros.append((a.name, stage.bind(a.name, zero) if not _is_atom(zero) else zero))
+        zeros.append((a.name, stage.bind(a.name, zero) if not is_atom(zero) else zero))
     zero_value = bb.Struct(zeros)
     parts["zero"] = bb.Lambda(None, None, stage.block(zero_value))
     u_type = zero_value.type_signature

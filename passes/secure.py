@@ -33,7 +33,7 @@ from fedc.types import StructType, Type
 
 from . import aggregates as agg
 from .manager import Option, PassContext, register
-from .util import Names, transform_computations
+from .util import Names, is_atom, transform_computations
 
 F64 = np.dtype(np.float64)
 MAX_BITS = 40
@@ -236,12 +236,12 @@ class _Securer:
             if isinstance(t, StructType):
                 if isinstance(resolved, bb.Struct):
                     e = resolved
-                elif not agg.is_atom(e):
+                elif not is_atom(e):
                     e = bindings.atom(e, "summands")
                 for index, element_type in enumerate(t):
                     collect(agg.select(e, index), element_type, path + (index,))
                 return
-            if isinstance(resolved, bb.Literal) or agg.is_atom(resolved) or not agg.is_atom(e):
+            if isinstance(resolved, bb.Literal) or is_atom(resolved) or not is_atom(e):
                 e = resolved
             leaves.append((path, t, e))
 

@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Optional
 
 from fedc.ir import building_blocks as bb
 from fedc.ir.module import Module
+from fedc.ir.names import FreshNames, identifier
 from fedc.ir.transform import rewrite, with_children
 
 __all__ = [
@@ -24,7 +25,6 @@ __all__ = [
     "free_references",
     "is_atom",
     "is_identity_lambda",
-    "is_placed",
     "needs_own_local",
     "reference_counts",
     "rename_bound",
@@ -78,33 +78,25 @@ def reference_counts(node: bb.Node) -> Counter:
     return Counter(n.name for n in node.walk() if isinstance(n, bb.Reference))
 
 
-class Names:
-    """Fresh SSA names for one computation: ``names.fresh("mean")`` -> ``mean``, ``mean_1``, …"""
+class Names(FreshNames):
+    """Fresh SSA names for one computation: ``names.fresh("mean")`` -> ``mean``, ``mean_1``, …
+
+    Knows every name bound or referenced in ``nodes``. A base that already ends in a
+    numeric suffix loses it first, so a copy of ``mean_1`` is named ``mean_2``, not ``mean_1_1``.
+    """
 
     def __init__(self, *nodes: bb.Node, taken: Iterable[str] = ()):
-        self.used = set(taken)
+        super().__init__(taken)
         for node in nodes:
             self.used |= bound_names(node)
             self.used |= free_references(node)
-        # base -> the suffix to try first: names are only ever added to ``used``, so
-        # the smallest free suffix never decreases (keeps ``fresh`` linear overall).
-        self._next: dict[str, int] = {}
 
     def fresh(self, base: str) -> str:
-        base = re.sub(r"[^A-Za-z0-9_]", "_", base) or "v"
-        if base[0].isdigit():
-            base = "v" + base
-        base = re.sub(r"_\d+$", "", base) or base
-        if base not in self.used:
-            self.used.add(base)
-            return base
-        n = self._next.get(base, 1)
-        while f"{base}_{n}" in self.used:
-            n += 1
-        self._next[base] = n + 1
-        name = f"{base}_{n}"
-        self.used.add(name)
-        return name
+        base = identifier(base)
+        return super().fresh(_NUMERIC_SUFFIX.sub("", base) or base)
+
+
+_NUMERIC_SUFFIX = re.compile(r"_\d+$")
 
 
 def substitute(node: bb.Node, replacements: dict[str, bb.Node]) -> bb.Node:
@@ -189,13 +181,6 @@ def transform_computations(module: Module, fn: Callable[[str, bb.Node], Optional
 
 # --------------------------------------------------------------------------
 # Shapes of nodes that several passes look for
-
-
-def is_placed(t) -> bool:
-    """Whether a type mentions a placement (a federated or placement type anywhere in it)."""
-    from fedc.types import FederatedType, PlacementType
-
-    return any(isinstance(sub, (FederatedType, PlacementType)) for sub in t.walk())
 
 
 def is_atom(node: bb.Node) -> bool:
@@ -345,6 +330,6 @@ def needs_own_local(atom: bb.Node) -> bool:
     ``<x={float32}@CLIENTS,k=float32>``) may be used inside a placement-free lambda only
     through a local: the lambda may not reference the placed ``%arg`` itself.
     """
-    if isinstance(atom, bb.Reference) or is_placed(atom.type_signature):
+    if isinstance(atom, bb.Reference) or atom.type_signature.is_placed:
         return False
-    return any(isinstance(n, bb.Reference) and is_placed(n.type_signature) for n in atom.walk())
+    return any(isinstance(n, bb.Reference) and n.type_signature.is_placed for n in atom.walk())

@@ -194,7 +194,7 @@ class _Gen:
     def local_lambda(self, parameter_type, scope, depth):
         """A placement-free function taking ``parameter_type``; it may capture local values."""
         name = self.fresh("x")
-        inner = {n: t for n, t in scope.items() if not _placed(t)}
+        inner = {n: t for n, t in scope.items() if not t.is_placed}
         inner[name] = parameter_type
         if self.draw(st.booleans()):
             body = ir.Reference(name, parameter_type)
@@ -268,10 +268,6 @@ class _Gen:
         return self.block(scope, depth, local=False)
 
 
-def _placed(t) -> bool:
-    return any(isinstance(s, (FederatedType, PlacementType)) for s in t.walk())
-
-
 @st.composite
 def computations(draw, symbols=None, max_depth=4):
     """A random well-typed computation (a lambda over a random parameter, or a value)."""
@@ -282,7 +278,7 @@ def computations(draw, symbols=None, max_depth=4):
         return gen.value({}, depth)
     if kind == "func0":
         body = gen.value({}, depth)
-        if not _placed(body.type_signature):  # a local function: local work only
+        if not body.type_signature.is_placed:  # a local function: local work only
             body = gen.local_value({}, depth)
         return gen.loc(ir.Lambda(None, None, body))
     parameter_type = draw(st.sampled_from([
@@ -300,7 +296,7 @@ def computations(draw, symbols=None, max_depth=4):
         body = ir.Block([("s1", s), ("c1", c)], gen.value(body_scope, depth))
     else:
         body = gen.value(scope, depth)
-        if not _placed(body.type_signature) and not _placed(parameter_type):
+        if not body.type_signature.is_placed and not parameter_type.is_placed:
             body = gen.local_value(scope, depth)
     return gen.loc(ir.Lambda(name, parameter_type, body))
 

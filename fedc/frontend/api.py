@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from fedc.errors import FedcError, FedcTypeError
+from fedc.errors import FedcError
 from fedc.ir import building_blocks as bb
 from fedc.ir import intrinsics
 from fedc.types import SERVER, FederatedType, Placement, SequenceType, StructType, TensorType, Type

@@ -15,7 +15,8 @@ from typing import Any, Callable, Optional, Sequence
 
 from fedc.computation import Computation, PolymorphicComputation
 from fedc.errors import FedcError, FedcTypeError
-from fedc.frontend.tracing import _identifier, parameter_plan
+from fedc.frontend.tracing import parameter_plan
+from fedc.ir.names import identifier
 from fedc.ir import building_blocks as bb
 from fedc.ir.module import Module
 from fedc.types import FunctionType, SequenceType, StructType, TensorType, Type
@@ -56,7 +57,7 @@ def _decorate(fn: Callable, declared: Sequence[Any], polymorphic_if_untyped: boo
                 return trace_tf_computation(fn, [parameter_type[i] for i in range(len(params))])
             return trace_tf_computation(fn, [parameter_type] if parameter_type is not None else [])
 
-        return PolymorphicComputation(trace, _identifier(fn.__name__), fn)
+        return PolymorphicComputation(trace, identifier(fn.__name__), fn)
     return trace_tf_computation(fn, declared)
 
 
@@ -107,7 +108,7 @@ def trace_tf_computation(fn: Callable, declared: Sequence[Any]) -> Computation:
     """Traces ``fn`` with TensorFlow into a :class:`~fedc.Computation` holding a ``Compiled`` node."""
     import tensorflow as tf
 
-    name = _identifier(fn.__name__ if fn.__name__ != "<lambda>" else "lambda")
+    name = identifier(fn.__name__ if fn.__name__ != "<lambda>" else "lambda")
     parameter_type, packed_names = parameter_plan(fn, declared, "tf_computation")
     python_params = list(inspect.signature(fn).parameters)
     where = f"tf_computation {fn.__name__!r}"

@@ -15,7 +15,6 @@ import collections.abc
 import dataclasses
 import inspect
 import os
-import re
 import sys
 from typing import Any, Callable, Optional, Sequence
 
@@ -28,6 +27,7 @@ from fedc.frontend.api import BINARY_OPERATORS, UNARY_OPERATORS, map_intrinsic
 from fedc.ir import building_blocks as bb
 from fedc.ir.build import call as intrinsic_call
 from fedc.ir.module import Module
+from fedc.ir.names import FreshNames, identifier
 from fedc.ir.transform import merge_into
 from fedc.ir.verifier import verify
 from fedc.types import (
@@ -119,19 +119,10 @@ class Tracer(context.Context):
         self.name = name
         self.scopes: list[list[tuple[str, bb.Node]]] = [[]]
         self.symbols: dict[str, bb.Node] = {}
-        self.used: set[str] = set()
+        self.names = FreshNames()
 
     def fresh(self, base: str) -> str:
-        base = _identifier(base)
-        if base not in self.used:
-            self.used.add(base)
-            return base
-        n = 1
-        while f"{base}_{n}" in self.used:
-            n += 1
-        name = f"{base}_{n}"
-        self.used.add(name)
-        return name
+        return self.names.fresh(base)
 
     def bind(self, node: bb.Node, base: str) -> "Value":
         name = self.fresh(base)
@@ -153,13 +144,6 @@ class Tracer(context.Context):
 
     def invoke_polymorphic(self, computation, args: tuple, kwargs: dict) -> "Value":
         return call_polymorphic(computation, args, kwargs)
-
-
-def _identifier(text: str) -> str:
-    text = re.sub(r"[^A-Za-z0-9_]", "_", text) or "v"
-    if text[0].isdigit():
-        text = "v" + text
-    return text
 
 
 # --------------------------------------------------------------------------
@@ -534,7 +518,7 @@ def _call_with_parameters(fn: Callable, tracer: Tracer, parameter_name: Optional
 def trace_federated_computation(fn: Callable, declared: Sequence[Any]):
     """Traces ``fn`` into a :class:`~fedc.Computation`."""
     t, names = parameter_plan(fn, declared, "federated_computation")
-    symbol = _identifier(fn.__name__ if fn.__name__ != "<lambda>" else "lambda")
+    symbol = identifier(fn.__name__ if fn.__name__ != "<lambda>" else "lambda")
     tracer = Tracer(symbol)
     python_names = _parameters(fn)
     if t is None:
@@ -543,7 +527,7 @@ def trace_federated_computation(fn: Callable, declared: Sequence[Any]):
         parameter_name = tracer.fresh(python_names[0])
     else:
         for n in python_names:
-            tracer.used.add(n)
+            tracer.names.take(n)
         parameter_name = tracer.fresh("arg")
     location = _definition_location(fn)
     with context.installed(tracer):

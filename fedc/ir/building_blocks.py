@@ -88,9 +88,51 @@ class Node:
     def _key(self) -> tuple:
         raise NotImplementedError
 
-    def children(self) -> Iterator["Node"]:
+    # The fields that hold child nodes, declared once per class, in order: ``ONE`` a node,
+    # ``OPTIONAL`` a node or None, ``PAIRS`` a tuple of (name, node) pairs. children(),
+    # with_children(), equality and every generic traversal read this declaration.
+    child_fields: tuple[tuple[str, str], ...] = ()
+
+    def children(self) -> list["Node"]:
         """The direct child nodes, in order."""
-        return iter(())
+        result = []
+        for field, kind in self.child_fields:
+            value = getattr(self, field)
+            if kind == PAIRS:
+                result.extend(v for _, v in value)
+            elif value is not None:
+                result.append(value)
+        return result
+
+    def attributes(self) -> tuple:
+        """What identifies this node besides its children (the names of its pairs included)."""
+        key = self._key()
+        if not self.child_fields:
+            return key
+        return _without_children(key)
+
+    def with_children(self, children: Sequence["Node"]) -> "Node":
+        """This node rebuilt with ``children`` in place of ``children()`` (same count), keeping its location."""
+        children = list(children)
+        old = self.children()
+        if len(children) != len(old):
+            raise ValueError(f"{type(self).__name__} has {len(old)} children, not {len(children)}")
+        if all(a is b for a, b in zip(children, old)):
+            return self
+        fields = {}
+        position = 0
+        for field, kind in self.child_fields:
+            value = getattr(self, field)
+            if kind == PAIRS:
+                fields[field] = [(name, children[position + i]) for i, (name, _) in enumerate(value)]
+                position += len(value)
+            elif value is not None:
+                fields[field] = children[position]
+                position += 1
+        return self._replace(fields)
+
+    def _replace(self, fields: dict) -> "Node":
+        raise ValueError(f"{type(self).__name__} has no children to replace")
 
     def __eq__(self, other) -> bool:
         # Iterative, so that deep trees compare without exhausting Python's stack:
@@ -102,7 +144,7 @@ class Node:
                 continue
             if type(a) is not type(b) or a._hash != b._hash:
                 return False
-            if _without_children(a._key()) != _without_children(b._key()):
+            if a.attributes() != b.attributes():
                 return False
             stack.extend(zip(a.children(), b.children()))
         return True
@@ -134,9 +176,10 @@ class Node:
         while stack:
             node = stack.pop()
             yield node
-            stack.extend(reversed(list(node.children())))
+            stack.extend(reversed(node.children()))
 
 
+ONE, OPTIONAL, PAIRS = "one", "optional", "pairs"
 _CHILD = object()
 
 # Deep IR (long chains of ops) is walked recursively by the printer, parser,
@@ -168,7 +211,7 @@ def _without_children(key):
     if isinstance(key, Node):
         return _CHILD
     if isinstance(key, tuple):
-        return tuple(_without_children(k) for k in key)
+        return tuple(_CHILD if isinstance(k, Node) else _without_children(k) for k in key)
     return key
 
 
@@ -260,11 +303,13 @@ class Selection(Node):
             element = struct[index]
         self._init(element, location, source=source, name=name, index=index)
 
+    child_fields = (("source", ONE),)
+
     def _key(self):
         return (self.source, self.name, self.index)
 
-    def children(self):
-        yield self.source
+    def _replace(self, fields):
+        return Selection(fields["source"], self.name, self.index, self.location)
 
     def _rebuild(self, location):
         return Selection(self.source, self.name, self.index, location)
@@ -316,11 +361,13 @@ class Struct(Node):
             python_container=python_container,
         )
 
+    child_fields = (("elements", PAIRS),)
+
     def _key(self):
         return self.elements
 
-    def children(self):
-        return (v for _, v in self.elements)
+    def _replace(self, fields):
+        return Struct(fields["elements"], self.python_container, self.location)
 
     def _rebuild(self, location):
         return Struct(self.elements, self.python_container, location)
@@ -363,13 +410,13 @@ class Call(Node):
                 )
         self._init(fn_type.result, location, function=function, argument=argument)
 
+    child_fields = (("function", ONE), ("argument", OPTIONAL))
+
     def _key(self):
         return (self.function, self.argument)
 
-    def children(self):
-        yield self.function
-        if self.argument is not None:
-            yield self.argument
+    def _replace(self, fields):
+        return Call(fields["function"], fields.get("argument"), self.location)
 
     def _rebuild(self, location):
         return Call(self.function, self.argument, location)
@@ -411,11 +458,13 @@ class Lambda(Node):
             result=result,
         )
 
+    child_fields = (("result", ONE),)
+
     def _key(self):
         return (self.parameter_name, self.parameter_type, self.result)
 
-    def children(self):
-        yield self.result
+    def _replace(self, fields):
+        return Lambda(self.parameter_name, self.parameter_type, fields["result"], self.location)
 
     def _rebuild(self, location):
         return Lambda(self.parameter_name, self.parameter_type, self.result, location)
@@ -447,13 +496,13 @@ class Block(Node):
         _check_node(result, "the result of a block")
         self._init(result.type_signature, location, locals=tuple(normalized), result=result)
 
+    child_fields = (("locals", PAIRS), ("result", ONE))
+
     def _key(self):
         return (self.locals, self.result)
 
-    def children(self):
-        for _, value in self.locals:
-            yield value
-        yield self.result
+    def _replace(self, fields):
+        return Block(fields["locals"], fields["result"], self.location)
 
     def _rebuild(self, location):
         return Block(self.locals, self.result, location)

@@ -106,22 +106,30 @@ def _position(item: Any) -> Optional[tuple[int, int]]:
 
 
 class _Temp:
-    __slots__ = ("node", "token", "use")
+    __slots__ = ("node", "token", "use", "_free")
 
     def __init__(self, node: Node, token):
         self.node = node
         self.token = token
         self.use = None
+        self._free = None
+
+    @property
+    def free_names(self) -> set[str]:
+        if self._free is None:
+            self._free = _free_names(self.node)
+        return self._free
 
 
 class _RegionFrame:
     """A region being parsed: its named values and temporaries."""
 
-    __slots__ = ("named", "temps", "later")
+    __slots__ = ("named", "temps", "pending", "later")
 
     def __init__(self):
         self.named: dict[str, tuple[Type, Any]] = {}
         self.temps: dict[str, _Temp] = {}
+        self.pending: dict[str, _Temp] = {}  # the temporaries not used yet, in definition order
         self.later: dict[str, Any] = {}
 
 
@@ -144,6 +152,7 @@ class _Parser:
         self.symbols: dict[str, Type] = {}
         self.resources: Optional[dict[str, bytes]] = None
         self.frames: list = []
+        self.reset_scopes()
         self.definitions: dict[str, Any] = {}  # every named value of the computation → token
         self.op_table: Optional[dict[str, str]] = None
 
@@ -295,6 +304,7 @@ class _Parser:
 
     def entry(self, entry) -> Node:
         self.frames = []
+        self.reset_scopes()
         self.definitions = {}
         symbol = entry.children[0]
         what = f"@{str(symbol)[1:]}" if symbol is not None else "the computation"
@@ -313,7 +323,9 @@ class _Parser:
             name, t, token = parameter
             self.note_definition(name, token)
             self.frames.append(_LambdaFrame(name, t, token))
+            self.visible.setdefault(name, []).append(t)
             body = self.region(region)
+            self.unbind(name)
             self.frames.pop()
         else:
             name = t = None
@@ -337,6 +349,7 @@ class _Parser:
             if target.type == "TEMP_ID":
                 frame.later.setdefault(str(target)[1:], target)
         self.frames.append(frame)
+        self.region_frames.append(frame)
         locals_ = []
         for op in ops:
             target, body = op.children
@@ -346,7 +359,7 @@ class _Parser:
                 if previous is not None:
                     raise self.error(target, f"%{name} is defined twice (first at {self.at(previous.token)})")
                 node = self.op(body)
-                frame.temps[name] = _Temp(node, target)
+                temp = frame.temps[name] = frame.pending[name] = self.visible_temps[name] = _Temp(node, target)
             else:
                 if name in frame.named:
                     first = frame.named[name][1]
@@ -356,6 +369,7 @@ class _Parser:
                 node = self.op(body)
                 self.check_capture(frame, name, target)
                 frame.named[name] = (node.type_signature, target)
+                self.visible.setdefault(name, []).append(node.type_signature)
                 self.note_definition(name, target)
                 locals_.append((name, node))
         (result_tree,) = ret.children
@@ -367,6 +381,11 @@ class _Parser:
                     f"temporary %{temp_name} is never used; a numbered value is used exactly once, "
                     f"later in its region (give it a name, %name, to keep an unused value)",
                 )
+        for name in frame.named:
+            self.unbind(name)
+        for name in frame.temps:
+            del self.visible_temps[name]
+        self.region_frames.pop()
         self.frames.pop()
         if force_block or locals_:
             return self.wrap(where or tree, lambda: Block(locals_, result, block_location))
@@ -375,19 +394,26 @@ class _Parser:
     def note_definition(self, name: str, token) -> None:
         self.definitions.setdefault(name, token)
 
-    def regions(self):
-        return [f for f in self.frames if isinstance(f, _RegionFrame)]
+    def reset_scopes(self) -> None:
+        # What is visible where the parser is, kept up to date as regions and lambdas are
+        # entered and left, so that a lookup does not search the enclosing frames.
+        self.visible: dict[str, list[Type]] = {}  # named value -> its types, innermost last
+        self.visible_temps: dict[str, _Temp] = {}  # temporaries of the enclosing regions
+        self.region_frames: list[_RegionFrame] = []
+
+    def unbind(self, name: str) -> None:
+        types = self.visible[name]
+        types.pop()
+        if not types:
+            del self.visible[name]
 
     def visible_temp(self, name: str) -> Optional[_Temp]:
-        for frame in self.regions():
-            if name in frame.temps:
-                return frame.temps[name]
-        return None
+        return self.visible_temps.get(name)
 
     def check_capture(self, frame: _RegionFrame, name: str, token) -> None:
         """A pending temporary must not move under a definition that shadows a name it uses."""
-        for temp_name, temp in frame.temps.items():
-            if temp.use is None and name in _free_names(temp.node):
+        for temp_name, temp in frame.pending.items():
+            if name in temp.free_names:
                 raise self.error(
                     token,
                     f"%{name} shadows the %{name} that temporary %{temp_name} (defined at "
@@ -396,14 +422,8 @@ class _Parser:
                 )
 
     def lookup(self, name: str) -> Optional[Type]:
-        for frame in reversed(self.frames):
-            if isinstance(frame, _RegionFrame):
-                entry = frame.named.get(name)
-                if entry is not None:
-                    return entry[0]
-            elif frame.name == name:
-                return frame.type
-        return None
+        types = self.visible.get(name)
+        return types[-1] if types else None
 
     # Ops -------------------------------------------------------------------
     def op(self, body) -> Node:
@@ -574,7 +594,7 @@ class _Parser:
 
     def use_temp(self, token) -> Node:
         name = str(token)[1:]
-        frame = self.regions()[-1]
+        frame = self.region_frames[-1]
         temp = frame.temps.get(name)
         if temp is None:
             if name in frame.later:
@@ -596,6 +616,7 @@ class _Parser:
                 "used exactly once (name it, %name, to share it)",
             )
         temp.use = token
+        del frame.pending[name]
         return temp.node
 
     def undefined_value(self, token) -> ParseError:

@@ -1,4 +1,4 @@
-"""Generic rebuilding of IR trees: the one place that knows each node's children.
+"""Generic rebuilding of IR trees, from the children each node class declares (``child_fields``).
 
 ``with_children(node, children)`` rebuilds a node from new children (in the
 order of ``node.children()``), keeping its location; ``rewrite(node, fn)``
@@ -17,35 +17,28 @@ __all__ = ["rename_symbols", "rewrite", "with_children"]
 
 def with_children(node: bb.Node, children: Sequence[bb.Node]) -> bb.Node:
     """``node`` rebuilt with ``children`` in place of ``node.children()``."""
-    children = list(children)
-    old = list(node.children())
-    if len(children) != len(old):
-        raise ValueError(f"{type(node).__name__} has {len(old)} children, not {len(children)}")
-    if all(a is b for a, b in zip(children, old)):
-        return node
-    loc = node.location
-    if isinstance(node, bb.Selection):
-        return bb.Selection(children[0], node.name, node.index, loc)
-    if isinstance(node, bb.Struct):
-        names = [n for n, _ in node.elements]
-        return bb.Struct(list(zip(names, children)), node.python_container, loc)
-    if isinstance(node, bb.Call):
-        return bb.Call(children[0], children[1] if len(children) > 1 else None, loc)
-    if isinstance(node, bb.Lambda):
-        return bb.Lambda(node.parameter_name, node.parameter_type, children[0], loc)
-    if isinstance(node, bb.Block):
-        names = [n for n, _ in node.locals]
-        return bb.Block(list(zip(names, children[:-1])), children[-1], loc)
-    raise ValueError(f"{type(node).__name__} has no children to replace")
+    return node.with_children(children)
 
 
 def rewrite(node: bb.Node, fn: Callable[[bb.Node], Optional[bb.Node]]) -> bb.Node:
     """Rebuilds ``node`` bottom-up; ``fn(rebuilt)`` may return a replacement (or None to keep it)."""
-    children = list(node.children())
-    if children:
-        node = with_children(node, [rewrite(child, fn) for child in children])
-    replacement = fn(node)
-    return node if replacement is None else replacement
+    # Iterative post-order (children left to right, then the node), so deep trees need no deep stack.
+    results: list[bb.Node] = []
+    work: list[tuple[bb.Node, Optional[int]]] = [(node, None)]
+    while work:
+        current, count = work.pop()
+        if count is None:
+            children = current.children()
+            work.append((current, len(children)))
+            work.extend((child, None) for child in reversed(children))
+            continue
+        if count:
+            rebuilt = results[-count:]
+            del results[-count:]
+            current = current.with_children(rebuilt)
+        replacement = fn(current)
+        results.append(current if replacement is None else replacement)
+    return results[0]
 
 
 def rename_symbols(node: bb.Node, renames: dict[str, str]) -> bb.Node:

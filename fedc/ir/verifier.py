@@ -30,7 +30,7 @@ from fedc.ir.building_blocks import (
     SymbolRef,
 )
 from fedc.ir.module import Module
-from fedc.types import FederatedType, PlacementType, Type
+from fedc.types import Type
 
 __all__ = ["verify"]
 
@@ -51,10 +51,6 @@ def verify(target: Union[Module, Node], module: Optional[Module] = None) -> None
 _KIND_NAMES = {"SymbolRef": "symbol reference", "Intrinsic": "intrinsic", "Reference": "reference"}
 
 
-def _is_placed(t: Type) -> bool:
-    return any(isinstance(sub, (FederatedType, PlacementType)) for sub in t.walk())
-
-
 class _Verifier:
     def __init__(self, module: Optional[Module], symbol: Optional[str]):
         self.module = module
@@ -70,15 +66,14 @@ class _Verifier:
         # scope: name -> (type, depth of the local function it was bound in)
         self._visit(root, scope={}, local_depth=0)
 
-    def _bind(self, node: Node, name: str, t: Type, scope: dict, local_depth: int, what: str) -> dict:
+    def _bind(self, node: Node, name: str, t: Type, scope: dict, local_depth: int, what: str) -> None:
+        """Adds ``name`` to ``scope`` (one dict for the whole walk; the binder's caller removes it)."""
         if name in scope:
             raise self.fail(
                 node,
                 f"{what} %{name} is bound again (SSA: a name is bound once; it is already bound to a {scope[name][0]})",
             )
-        new_scope = dict(scope)
-        new_scope[name] = (t, local_depth)
-        return new_scope
+        scope[name] = (t, local_depth)
 
     def _visit(self, node: Node, scope: dict, local_depth: int) -> None:
         # local_depth counts enclosing local (placement-free) lambdas; a name
@@ -94,7 +89,7 @@ class _Verifier:
                     node,
                     f"%{node.name} is used with type {node.type_signature} but is bound with type {binder_type}",
                 )
-            if local_depth and binder_depth < local_depth and _is_placed(binder_type):
+            if local_depth and binder_depth < local_depth and binder_type.is_placed:
                 raise self.fail(
                     node,
                     f"a local function uses the placed value %{node.name} of type {binder_type} from outside it",
@@ -115,24 +110,26 @@ class _Verifier:
                 raise self.fail(node, f"federated intrinsic {node.uri} is used inside a local function (a lambda whose type has no placements runs on one member)")
             return
         if isinstance(node, Data):
-            if local_depth and _is_placed(node.type_signature):
+            if local_depth and node.type_signature.is_placed:
                 raise self.fail(node, f"placed data {node.uri!r} of type {node.type_signature} is used inside a local function")
             return
         if isinstance(node, Lambda):
             depth = local_depth
-            if not _is_placed(node.type_signature):
+            if not node.type_signature.is_placed:
                 depth = local_depth + 1
-            inner = scope
             if node.parameter_name is not None:
-                inner = self._bind(node, node.parameter_name, node.parameter_type, scope, depth, "parameter")
-            self._visit(node.result, inner, depth)
+                self._bind(node, node.parameter_name, node.parameter_type, scope, depth, "parameter")
+            self._visit(node.result, scope, depth)
+            if node.parameter_name is not None:
+                del scope[node.parameter_name]
             return
         if isinstance(node, Block):
-            inner = scope
             for name, value in node.locals:
-                self._visit(value, inner, local_depth)
-                inner = self._bind(value if value.location else node, name, value.type_signature, inner, local_depth, "local")
-            self._visit(node.result, inner, local_depth)
+                self._visit(value, scope, local_depth)
+                self._bind(value if value.location else node, name, value.type_signature, scope, local_depth, "local")
+            self._visit(node.result, scope, local_depth)
+            for name, _ in node.locals:
+                del scope[name]
             return
         for child in node.children():
             self._visit(child, scope, local_depth)

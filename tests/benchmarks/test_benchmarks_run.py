@@ -22,3 +22,31 @@ def test_federated_mean_benchmark_writes_its_record(tmp_path):
     assert "federated_mean, clients as one array" in cases
     for r in record["results"]:
         assert r["ratio_fedc_over_numpy"] > 0 and r["fedc"]["repeats"] == 2
+
+
+def test_compiler_benchmark_records_each_stage_and_its_growth(tmp_path):
+    output = tmp_path / "compiler.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "compiler.py"), "--quick", "--output", str(output)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    record = json.loads(output.read_text())
+    assert record["benchmark"] == "compiler"
+    assert {"machine", "cpus", "versions"} <= set(record["environment"])
+    assert record["pipeline"] == "inline,call-dominant,cse,dce,canonicalize,fuse-map-mean"
+    by_shape: dict = {}
+    for r in record["results"]:
+        by_shape.setdefault(r["shape"], set()).add(r["stage"])
+        assert len(r["sizes"]) == len(r["median_s"]) == len(record["sizes"])
+        assert all(t > 0 for t in r["median_s"])
+        assert r["exponent"] is None or isinstance(r["exponent"], float)
+    assert set(by_shape) == {
+        "let_chain", "independent", "map_chain", "nested_blocks", "nested_lambdas", "nested_structs", "traced", "fed",
+    }
+    common = {"print", "parse", "serialize", "deserialize", "verify", "pipeline"}
+    for shape, stage_names in by_shape.items():
+        assert common <= stage_names, shape
+        assert {f"pass:{p}" for p in record["pipeline"].split(",")} <= stage_names
+    assert "trace" in by_shape["traced"] and "fed-compile" in by_shape["fed"]
+    assert record["failures"] == []

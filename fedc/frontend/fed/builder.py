@@ -35,9 +35,10 @@ from fedc.frontend.fed.syntax import (
     _mpos,
     _walk_names,
 )
-from fedc.frontend.fed.units import _POISON, _Ambiguous, _Def, _Poisoned, _did_you_mean, _is_placed, _plural
+from fedc.frontend.fed.units import _POISON, _Ambiguous, _Def, _Poisoned, _did_you_mean, _plural
 from fedc.ir import building_blocks as bb
 from fedc.ir.build import call as intrinsic_call
+from fedc.ir.names import FreshNames
 from fedc.types import (
     FederatedType,
     FunctionType,
@@ -63,27 +64,20 @@ class _Namer:
     """SSA names for one computation: users' names where free, fresh ones for temporaries."""
 
     def __init__(self, reserved: set):
-        self.reserved = set(reserved)
+        # Temporaries avoid the user's names (reserved) and every name given out (used);
+        # a user's name only needs to differ from the names given out before it.
+        self.fresh = FreshNames(reserved)
         self.used: set = set()
         self.user_names: dict = {}
 
-    def _suffixed(self, base: str) -> str:
-        n = 1
-        while f"{base}_{n}" in self.used or f"{base}_{n}" in self.reserved:
-            n += 1
-        return f"{base}_{n}"
-
     def user(self, name: str) -> str:
-        ir = name if name not in self.used else self._suffixed(name)
+        ir = self.fresh.take(name) if name not in self.used else self.fresh.suffixed(name)
         self.used.add(ir)
         self.user_names[ir] = name
         return ir
 
     def temp(self, base: str) -> str:
-        base = re.sub(r"[^A-Za-z0-9_]", "_", base) or "v"
-        if base[0].isdigit():
-            base = "v" + base
-        ir = base if base not in self.used and base not in self.reserved else self._suffixed(base)
+        ir = self.fresh.fresh(base)
         self.used.add(ir)
         return ir
 
@@ -174,7 +168,7 @@ class _FunctionBuilder(_Literals, Calls):
             seen[p.name] = p.pos
             try:
                 t = self.resolve_type(p.ty)
-                if self.local and _is_placed(t):
+                if self.local and t.is_placed:
                     raise self.error(
                         _mpos(p.ty),
                         f"a local function takes placement-free values, but parameter {p.name!r} has type {t} "
@@ -193,7 +187,7 @@ class _FunctionBuilder(_Literals, Calls):
         if ast.result is not None:
             try:
                 declared = self.resolve_type(ast.result)
-                if self.local and _is_placed(declared):
+                if self.local and declared.is_placed:
                     raise self.error(
                         _mpos(ast.result),
                         f"a local function returns a placement-free value, but its declared result type is {declared}",
@@ -304,7 +298,7 @@ class _FunctionBuilder(_Literals, Calls):
 
     def check_local_function(self, lam: bb.Lambda, what: str) -> None:
         """A function whose type has no placements runs on one member: no federated calls or values inside."""
-        if _is_placed(lam.type_signature):
+        if lam.type_signature.is_placed:
             return
         bound = {lam.parameter_name}
         for n in lam.result.walk():
@@ -321,13 +315,13 @@ class _FunctionBuilder(_Literals, Calls):
                 while isinstance(chain[-1], bb.Selection):
                     chain.append(chain[-1].source)
                 root = chain[-1]
-                if isinstance(root, bb.Reference) and root.name not in bound and _is_placed(root.type_signature):
+                if isinstance(root, bb.Reference) and root.name not in bound and root.type_signature.is_placed:
                     if root.name in self.namer.user_names or len(chain) == 1:
                         user, t = self.namer.user_names.get(root.name, root.name), root.type_signature
                     else:  # a parameter of a computation with several: a selection from its struct
                         user, t = chain[-2].name or root.name, chain[-2].type_signature
                     problem = f"cannot use the placed value {user!r} of type {t} from outside it"
-            elif isinstance(n, bb.SymbolRef) and _is_placed(n.type_signature):
+            elif isinstance(n, bb.SymbolRef) and n.type_signature.is_placed:
                 problem = f"cannot use the federated computation {n.name!r} of type {n.type_signature}"
             if problem is not None:
                 use = self.uses.get(id(where))

@@ -19,7 +19,7 @@ from fedc.errors import FedcError, FedcTypeError
 from fedc.frontend.api import API, Arguments
 from fedc.frontend.fed.literals import _convertible, _is_weak, _leaf_dtype, _weak_kind
 from fedc.frontend.fed.syntax import Pos, _Arg, _Call, _Name, _TypeExpr
-from fedc.frontend.fed.units import _POISON, _Ambiguous, _Poisoned, _is_placed, _plural
+from fedc.frontend.fed.units import _POISON, _Ambiguous, _Poisoned, _plural
 from fedc.ir import building_blocks as bb
 from fedc.ir import intrinsics as registry
 from fedc.ir.build import call as intrinsic_call
@@ -84,7 +84,7 @@ class Calls:
     # Local ops ---------------------------------------------------------------
     def local_operand(self, node: bb.Node, what: str, pos: Pos) -> None:
         t = node.type_signature
-        if _is_placed(t):
+        if t.is_placed:
             raise self.error(
                 pos,
                 f"{what} works on local values (tensors and structs of tensors), but an operand has type {t}; "

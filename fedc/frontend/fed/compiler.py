@@ -28,7 +28,6 @@ from fedc.frontend.fed.units import (
     _Unit,
     _decode_string,
     _did_you_mean,
-    _is_placed,
     _os_reason,
 )
 from fedc.ir import building_blocks as bb
@@ -334,7 +333,7 @@ class _Compiler:
         declared = self.resolve_type(unit, ast.ty)
         if not isinstance(declared, FunctionType):
             raise self.error(unit, _mpos(ast.ty), f"an extern has a function type, such as (float32 -> float32), not {declared}", FedcTypeError)
-        if _is_placed(declared):
+        if declared.is_placed:
             raise self.error(unit, _mpos(ast.ty), f"an extern is a local TensorFlow function, so its type has no placements, but {declared} has", FedcTypeError)
         try:
             target = _decode_string(ast.raw_target)

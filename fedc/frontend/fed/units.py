@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from fedc.errors import FedcError, SourceLocation
 from fedc.frontend.fed.syntax import Pos
-from fedc.types import FederatedType, PlacementType, Type
+from fedc.types import Type
 
 if TYPE_CHECKING:
     from fedc.frontend.fed.compiler import _Compiler
@@ -87,10 +87,6 @@ def _os_reason(e: Exception) -> str:
 
 def _decode_string(raw: str) -> str:
     return json.loads(raw)
-
-
-def _is_placed(t: Optional[Type]) -> bool:
-    return t is not None and any(isinstance(s, (FederatedType, PlacementType)) for s in t.walk())
 
 
 def _plural(n: int, word: str) -> str:
