@@ -70,7 +70,7 @@ def make_payload(graph_def, input_names: list[str], output_names: list[str]) -> 
     return meta.SerializeToString(deterministic=True)
 
 
-def _tf_dtype(t: TensorType):
+def tf_dtype(t: TensorType):
     import tensorflow as tf
 
     return tf.string if t.dtype.kind == "U" else tf.as_dtype(t.dtype)
@@ -90,7 +90,7 @@ def _element_structure(t: Type, values_for_leaf: Callable[[TensorType], Any]):
 def element_spec(t: Type):
     import tensorflow as tf
 
-    return _element_structure(t, lambda leaf: tf.TensorSpec(leaf.shape, _tf_dtype(leaf)))
+    return _element_structure(t, lambda leaf: tf.TensorSpec(leaf.shape, tf_dtype(leaf)))
 
 
 def to_dataset(elements: list, t: SequenceType):
@@ -144,7 +144,7 @@ def _load_cached(payload: bytes, parameter: Optional[Type], result: Type) -> Cal
     if len(signature.inputs) != len(input_leaves) or len(signature.outputs) != len(output_leaves):
         raise FedcError("malformed TensorFlow payload: its signature does not match the computation's type")
     specs = [
-        tf.TensorSpec([], tf.variant) if isinstance(leaf, SequenceType) else tf.TensorSpec(leaf.shape, _tf_dtype(leaf))
+        tf.TensorSpec([], tf.variant) if isinstance(leaf, SequenceType) else tf.TensorSpec(leaf.shape, tf_dtype(leaf))
         for leaf in input_leaves
     ]
     graph_def = meta.graph_def
@@ -165,7 +165,7 @@ def _load_cached(payload: bytes, parameter: Optional[Type], result: Type) -> Cal
             if isinstance(leaf_type, SequenceType):
                 flat.append(tf.data.experimental.to_variant(to_dataset(value, leaf_type)))
             else:
-                flat.append(tf.constant(value, dtype=_tf_dtype(leaf_type)))
+                flat.append(tf.constant(value, dtype=tf_dtype(leaf_type)))
         try:
             outputs = function(*flat)
         except tf.errors.OpError as e:

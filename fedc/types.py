@@ -90,7 +90,7 @@ CLIENTS = Placement("CLIENTS")
 SERVER = Placement("SERVER")
 
 
-def _to_placement(value: Any) -> Placement:
+def to_placement(value: Any) -> Placement:
     if isinstance(value, Placement):
         return value
     if isinstance(value, str):
@@ -103,7 +103,7 @@ def _to_placement(value: Any) -> Placement:
 # --------------------------------------------------------------------------
 # dtypes
 
-_DTYPE_NAMES = {
+DTYPE_NAMES = {
     "bool": np.bool_,
     "int8": np.int8,
     "int16": np.int16,
@@ -121,7 +121,7 @@ _DTYPE_NAMES = {
     "str": np.str_,
 }
 _DTYPE_ALIASES = {"string": "str", "half": "float16", "double": "float64", "float": "float32"}
-_SUPPORTED_DTYPES = {np.dtype(t) for t in _DTYPE_NAMES.values()}
+_SUPPORTED_DTYPES = {np.dtype(t) for t in DTYPE_NAMES.values()}
 
 
 def dtype_name(dtype: np.dtype) -> str:
@@ -129,16 +129,16 @@ def dtype_name(dtype: np.dtype) -> str:
     return "str" if dtype.kind == "U" else dtype.name
 
 
-def _to_dtype(value: Any) -> np.dtype:
+def to_dtype(value: Any) -> np.dtype:
     """Normalizes a dtype-like value to a ``np.dtype`` fedc supports."""
     original = value
     if isinstance(value, str):
         name = _DTYPE_ALIASES.get(value, value)
-        if name not in _DTYPE_NAMES:
+        if name not in DTYPE_NAMES:
             raise FedcTypeError(
-                f"unknown dtype {value!r}; known dtypes: {', '.join(_DTYPE_NAMES)}"
+                f"unknown dtype {value!r}; known dtypes: {', '.join(DTYPE_NAMES)}"
             )
-        return np.dtype(_DTYPE_NAMES[name])
+        return np.dtype(DTYPE_NAMES[name])
     if _is_tf_dtype(value):  # tf.DType, without importing TF
         if value.name == "string":
             return np.dtype(np.str_)
@@ -335,7 +335,7 @@ class TensorType(Type):
     __slots__ = ("dtype", "shape")
 
     def __init__(self, dtype: Any, shape: Optional[Iterable[Optional[int]]] = ()):
-        dtype = _to_dtype(dtype)
+        dtype = to_dtype(dtype)
         if shape is not None:
             shape = _to_shape(shape)
         self._init(dtype=dtype, shape=shape)
@@ -487,7 +487,7 @@ class StructType(Type):
 def _named_items(elements: Any) -> list[tuple[Optional[str], Any]]:
     if _is_name_value_pair(elements):
         return [elements]
-    if _is_namedtuple(elements):
+    if is_namedtuple(elements):
         return list(elements._asdict().items())
     if isinstance(elements, collections.abc.Mapping):
         return list(elements.items())
@@ -504,7 +504,7 @@ def _is_name_value_pair(value: Any) -> bool:
     )
 
 
-def _is_namedtuple(value: Any) -> bool:
+def is_namedtuple(value: Any) -> bool:
     return isinstance(value, tuple) and hasattr(type(value), "_fields") and hasattr(value, "_asdict")
 
 
@@ -577,7 +577,7 @@ class FederatedType(Type):
 
     def __init__(self, member: Any, placement: Any, all_equal: Optional[bool] = None):
         member = to_type(member)
-        placement = _to_placement(placement)
+        placement = to_placement(placement)
         if all_equal is None:
             all_equal = placement is SERVER
         for t in member.walk():
@@ -780,7 +780,7 @@ def describe_terminals(names: Iterable[str], parser=None) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def _type_builder_class():
+def type_builder_class():
     import lark
     from lark import v_args
 
@@ -799,12 +799,12 @@ def _type_builder_class():
 
         def _dtype(self, token) -> np.dtype:
             name = str(token)
-            if name not in _DTYPE_NAMES:
+            if name not in DTYPE_NAMES:
                 raise self._error(
                     token,
-                    f"unknown dtype {name!r}; known dtypes: {', '.join(_DTYPE_NAMES)}",
+                    f"unknown dtype {name!r}; known dtypes: {', '.join(DTYPE_NAMES)}",
                 )
-            return np.dtype(_DTYPE_NAMES[name])
+            return np.dtype(DTYPE_NAMES[name])
 
         def _placement(self, token) -> Placement:
             if str(token) not in ("CLIENTS", "SERVER"):
@@ -907,7 +907,7 @@ def _type_builder_class():
 
 def type_transformer(filename: str, text: str):
     """A lark transformer for ``grammar/types.lark`` trees, for grammars that import it."""
-    return _type_builder_class()(filename, text)
+    return type_builder_class()(filename, text)
 
 
 # --------------------------------------------------------------------------
@@ -942,7 +942,7 @@ def to_type(spec: Any) -> Type:
         and (spec[1] is None or _is_shape_like(spec[1]))
     ):
         return TensorType(spec[0], spec[1])
-    if _is_namedtuple(spec):
+    if is_namedtuple(spec):
         return StructType(spec._asdict().items(), python_container=type(spec))
     if isinstance(spec, (list, tuple)):
         if spec and all(_is_name_value_pair(e) for e in spec):
@@ -1011,7 +1011,7 @@ def infer_type(value: Any) -> Type:
         if isinstance(value, float) and not isinstance(value, np.generic):
             return TensorType(np.float32)
         return TensorType(array.dtype, array.shape)
-    if _is_namedtuple(value):
+    if is_namedtuple(value):
         return StructType([(k, infer_type(v)) for k, v in value._asdict().items()], type(value))
     if isinstance(value, collections.abc.Mapping):
         return StructType([(k, infer_type(v)) for k, v in value.items()], type(value))

@@ -30,7 +30,7 @@ from fedc.types import (
     TensorType,
     Type,
     dtype_name,
-    _is_namedtuple,
+    is_namedtuple,
 )
 
 __all__ = ["Clients", "from_python", "stack", "to_python", "unstack"]
@@ -261,7 +261,7 @@ def _is_tf_tensor(value: Any) -> bool:
 
 def _struct(value: Any, t: StructType, what: str) -> tuple:
     names = t.names()
-    if _is_namedtuple(value):
+    if is_namedtuple(value):
         value = value._asdict()
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}

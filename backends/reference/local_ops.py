@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from fedc.errors import FedcError
-from fedc.types import _to_dtype
+from fedc.types import to_dtype
 
 __all__ = ["Batched", "IMPLS", "apply_op"]
 
@@ -129,7 +129,7 @@ def _pow(x, y):
 
 
 def _cast(x, attrs):
-    dtype = _to_dtype(attrs["dtype"])
+    dtype = to_dtype(attrs["dtype"])
     return _map_struct(lambda v: Batched(v.value.astype(dtype)) if isinstance(v, Batched) else np.asarray(v).astype(dtype), x)
 
 

@@ -27,7 +27,7 @@ from fedc.frontend.tracing import (
 )
 from fedc.ir import building_blocks as bb
 from fedc.ir.build import call as intrinsic_call
-from fedc.types import Placement, Type, _to_placement
+from fedc.types import Placement, Type, to_placement
 
 __all__ = [
     "federated_aggregate",
@@ -101,7 +101,7 @@ class _PythonArguments(Arguments):
         return function_node(self.values[parameter], parameter_type, self.name)
 
     def placement(self, parameter: str) -> Placement:
-        return _to_placement(self.values[parameter])
+        return to_placement(self.values[parameter])
 
     def bound(self, parameter: str) -> bb.Node:
         value = self.values[parameter]

@@ -65,7 +65,7 @@ def _tf_spec(t: Type, where: str):
     import tensorflow as tf
 
     if isinstance(t, TensorType):
-        return tf.TensorSpec(t.shape, tg._tf_dtype(t))
+        return tf.TensorSpec(t.shape, tg.tf_dtype(t))
     if isinstance(t, SequenceType):
         return tf.data.DatasetSpec(tg.element_spec(t.element))
     if isinstance(t, StructType):
@@ -88,12 +88,12 @@ def _order(structure) -> list[int]:
     copy with tf.nest gives the permutation between the two.
     """
     import tensorflow as tf
-    from fedc.types import _is_namedtuple
+    from fedc.types import is_namedtuple
 
     counter = iter(range(1 << 62))
 
     def number(x):
-        if _is_namedtuple(x):
+        if is_namedtuple(x):
             return type(x)(*[number(v) for v in x])
         if isinstance(x, dict):
             return {k: number(v) for k, v in x.items()}
@@ -172,7 +172,7 @@ def trace_tf_computation(fn: Callable, declared: Sequence[Any]) -> Computation:
 
 def _result_type(outputs, where: str) -> Type:
     import tensorflow as tf
-    from fedc.types import _is_namedtuple
+    from fedc.types import is_namedtuple
 
     if isinstance(outputs, tf.Tensor):
         if outputs.dtype == tf.variant:
@@ -180,7 +180,7 @@ def _result_type(outputs, where: str) -> Type:
         shape = None if outputs.shape.rank is None else outputs.shape.as_list()
         dtype = "str" if outputs.dtype == tf.string else outputs.dtype.as_numpy_dtype
         return TensorType(dtype, shape)
-    if _is_namedtuple(outputs):
+    if is_namedtuple(outputs):
         return StructType([(k, _result_type(v, where)) for k, v in outputs._asdict().items()], type(outputs))
     if isinstance(outputs, dict):
         return StructType([(k, _result_type(v, where)) for k, v in outputs.items()], type(outputs))

@@ -386,10 +386,10 @@ def _literal(value: Any, expected: Optional[Type]) -> bb.Literal:
 
 
 def _struct_node(value: Any, expected: Optional[Type]) -> bb.Node:
-    from fedc.types import _is_namedtuple
+    from fedc.types import is_namedtuple
 
     container = type(value)
-    if _is_namedtuple(value):
+    if is_namedtuple(value):
         items = list(value._asdict().items())
     elif isinstance(value, collections.abc.Mapping):
         items = list(value.items())

@@ -33,7 +33,7 @@ from fedc.types import (
     StructType,
     TensorType,
     Type,
-    _to_placement,
+    to_placement,
     mismatch_message,
     to_type,
 )
@@ -551,7 +551,7 @@ class Placement(Node):
     __slots__ = ("placement",)
 
     def __init__(self, placement: Any, location: Optional[SourceLocation] = None):
-        self._init(PlacementType(), location, placement=_to_placement(placement))
+        self._init(PlacementType(), location, placement=to_placement(placement))
 
     def _key(self):
         return (self.placement.name,)

@@ -25,7 +25,7 @@ from fedc.types import (
     StructType,
     TensorType,
     Type,
-    _to_dtype,
+    to_dtype,
     dtype_name,
     to_type,
 )
@@ -184,7 +184,7 @@ def _rule_clip(d, p, attrs):
 def _rule_cast(d, p, attrs):
     if attrs["dtype"] is None:
         raise FedcTypeError("cast needs the attribute dtype")
-    target = _to_dtype(attrs["dtype"])
+    target = to_dtype(attrs["dtype"])
     _check_local(p)
     return _map_unary(p, lambda t: TensorType(target, t.shape))
 
@@ -298,7 +298,7 @@ def _norm_bool(value: Any):
 def _norm_dtype(value: Any):
     if value is None:
         return None
-    return dtype_name(_to_dtype(value))
+    return dtype_name(to_dtype(value))
 
 
 def _norm_shape(value: Any):

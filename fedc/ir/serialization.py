@@ -32,7 +32,7 @@ from fedc.errors import FedcError, SerializationError, SourceLocation
 from fedc.ir import building_blocks as bb
 from fedc.ir.module import Module
 from fedc.types import (
-    _DTYPE_NAMES,
+    DTYPE_NAMES,
     CLIENTS,
     SERVER,
     AbstractType,
@@ -213,7 +213,7 @@ class _Writer:
         name = self.dtype_names.get(dtype)
         if name is None:
             name = dtype_name(dtype)
-            if name not in _DTYPE_NAMES:
+            if name not in DTYPE_NAMES:
                 raise SerializationError(f"cannot serialize {what}: dtype {dtype} is not supported")
             self.dtype_names[dtype] = name
         return name
@@ -666,11 +666,11 @@ class _Reader:
         self.type_info[id(t)] = (t, size, depth)
 
     def dtype(self, name: str, where: str) -> np.dtype:
-        if name not in _DTYPE_NAMES:
+        if name not in DTYPE_NAMES:
             raise self.error(
-                where, f"unknown dtype {_short_repr(name)}; the dtypes are {', '.join(_DTYPE_NAMES)}"
+                where, f"unknown dtype {_short_repr(name)}; the dtypes are {', '.join(DTYPE_NAMES)}"
             )
-        return np.dtype(_DTYPE_NAMES[name])
+        return np.dtype(DTYPE_NAMES[name])
 
     def placement(self, value: int, where: str):
         placement = _PLACEMENT_KINDS.get(value)

@@ -17,7 +17,7 @@ from fedc.ir import registry, serialization
 from fedc.ir.serialization import pb  # computation_pb2, imported without its version warning
 from fedc.ir.registry import AttrSpec, IntrinsicDef, IntrinsicKind
 from fedc.types import (
-    _DTYPE_NAMES,
+    DTYPE_NAMES,
     CLIENTS,
     SERVER,
     AbstractType,
@@ -261,7 +261,7 @@ def test_empty_module_and_locations_everywhere():
 
 
 def _literal_values(name):
-    dtype = np.dtype(_DTYPE_NAMES[name])
+    dtype = np.dtype(DTYPE_NAMES[name])
     if name == "str":
         return [np.array("x"), np.array(["", "a", "ünï\u20ac\U0001f600", " trailing "]),
                 np.array([["a", "bb"], ["ccc", ""]]), np.array([], dtype=np.str_).reshape(0, 3)]
@@ -283,10 +283,10 @@ def _literal_values(name):
     return values
 
 
-@pytest.mark.parametrize("name", list(_DTYPE_NAMES))
+@pytest.mark.parametrize("name", list(DTYPE_NAMES))
 def test_literals_are_bit_exact(name):
     for k, value in enumerate(_literal_values(name)):
-        node = ir.Literal(value, TensorType(_DTYPE_NAMES[name], value.shape))
+        node = ir.Literal(value, TensorType(DTYPE_NAMES[name], value.shape))
         restored = assert_roundtrip(ir.Module("m", {"lit": node}))["lit"]
         assert restored.value.dtype == node.value.dtype, k
         assert restored.value.shape == node.value.shape, k

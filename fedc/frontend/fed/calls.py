@@ -29,7 +29,7 @@ from fedc.types import (
     StructType,
     TensorType,
     Type,
-    _DTYPE_NAMES,
+    DTYPE_NAMES,
     dtype_name,
     mismatch_message,
 )
@@ -157,8 +157,8 @@ class Calls:
             raise d.error(self.compiler, self.unit, e.pos, e.name)
         if d is not None and d.kind == "type":
             return self.compiler.resolve_alias(d, e.pos, self.unit)
-        if e.name in _DTYPE_NAMES:
-            return TensorType(_DTYPE_NAMES[e.name])
+        if e.name in DTYPE_NAMES:
+            return TensorType(DTYPE_NAMES[e.name])
         return None
 
     # Calls -------------------------------------------------------------------

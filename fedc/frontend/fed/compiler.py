@@ -32,7 +32,7 @@ from fedc.frontend.fed.units import (
 )
 from fedc.ir import building_blocks as bb
 from fedc.ir.module import Module
-from fedc.types import FunctionType, PlacementType, TensorType, Type, _DTYPE_NAMES
+from fedc.types import FunctionType, PlacementType, TensorType, Type, DTYPE_NAMES
 
 
 _PREFERRED_DTYPES = ["float32", "int32", "bool", "str", "float64", "int64"]
@@ -40,9 +40,9 @@ _PREFERRED_DTYPES = ["float32", "int32", "bool", "str", "float64", "int64"]
 
 @functools.lru_cache(maxsize=None)
 def _fed_type_builder_class():
-    from fedc.types import _type_builder_class
+    from fedc.types import type_builder_class
 
-    base = _type_builder_class()
+    base = type_builder_class()
 
     class _FedTypeBuilder(base):
         """The type builder of ``fedc.types``, resolving names through a .fed file's aliases."""
@@ -169,7 +169,7 @@ class _Compiler:
                 f"duplicate definition of {d.name!r}: it is already defined at {unit.location(previous.pos)}",
             ))
             return
-        if d.kind == "type" and (d.name in _DTYPE_NAMES or d.name == "placement"):
+        if d.kind == "type" and (d.name in DTYPE_NAMES or d.name == "placement"):
             self.report(self.error(unit, d.pos, f"{d.name!r} is a built-in type; a type alias needs another name"))
             return
         unit.defs[d.name] = d
@@ -308,9 +308,9 @@ class _Compiler:
                 return self.resolve_alias(d, _tpos(token), unit)
             if name == "placement":
                 return PlacementType()
-            if name in _DTYPE_NAMES:
-                return TensorType(_DTYPE_NAMES[name])
-            candidates = _PREFERRED_DTYPES + list(_DTYPE_NAMES) + [
+            if name in DTYPE_NAMES:
+                return TensorType(DTYPE_NAMES[name])
+            candidates = _PREFERRED_DTYPES + list(DTYPE_NAMES) + [
                 n for n, v in unit.namespace.items() if isinstance(v, _Def) and v.kind == "type"
             ]
             raise self.error(unit, _tpos(token), f"unknown type {name!r}" + _did_you_mean(name, candidates))
