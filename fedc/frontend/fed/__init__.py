@@ -20,19 +20,23 @@ parser resynchronises at the next top-level declaration), every bad statement
 and every bad definition is reported, each located at ``file:line:col`` with
 the source line and a caret, in one :class:`DiagnosticsError`.
 
-The package, in the order a file is compiled:
+The modules of the package, lowest first (each imports only modules listed
+before it):
 
 - ``syntax``: the syntax tree, and parsing source text into it, resynchronising
   after a syntax error;
+- ``diagnostics``: :class:`DiagnosticsError`, the markers for a value that
+  depends on an error already reported, and helpers for messages;
 - ``units``: compilation units (one per file) and their definitions, and what
-  the later stages share;
-- ``compiler``: the driver: imports, type aliases, ``extern`` s, the order in
-  which definitions are checked, and assembling the module;
+  building a definition asks of the compiler (``units.Resolver``);
+- ``literals``: constants, and the dtype an untyped number takes;
+- ``calls``: calls of intrinsics, local ops, operators and functions;
 - ``builder``: type-checking one ``computation`` or ``local`` definition and
   building its ``Lambda``: statements, expressions, names, selections and
-  function values, with
-- ``calls``: calls of intrinsics, local ops, operators and functions, and
-- ``literals``: constants, and the dtype an untyped number takes.
+  function values, with the ``literals`` and ``calls`` mixins;
+- ``compiler``: the driver: imports, type aliases, ``extern`` s, the order in
+  which definitions are checked, and assembling the module;
+- this package: :func:`load` and :func:`parse`.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ import os
 from typing import Sequence, Union
 
 from fedc.errors import FedcError, FedcTypeError
-from fedc.frontend.fed.units import _os_reason
+from fedc.frontend.fed.compiler import Compiler
+from fedc.frontend.fed.diagnostics import DiagnosticsError, os_reason
 from fedc.ir.module import Module
 
 __all__ = ["DiagnosticsError", "load", "parse"]
@@ -49,16 +54,6 @@ __all__ = ["DiagnosticsError", "load", "parse"]
 
 # --------------------------------------------------------------------------
 # Public API
-
-
-class DiagnosticsError(FedcError):
-    """One or more located errors in ``.fed`` source; ``diagnostics`` lists them in order."""
-
-    def __init__(self, diagnostics: Sequence[FedcError]):
-        self.diagnostics = list(diagnostics)
-        count = len(self.diagnostics)
-        body = "\n\n".join(str(d) for d in self.diagnostics)
-        super().__init__(f"{body}\n\n{count} error{'' if count == 1 else 's'}")
 
 
 def load(path: Union[str, os.PathLike], search_paths: Sequence[Union[str, os.PathLike]] = ()) -> Module:
@@ -74,7 +69,7 @@ def load(path: Union[str, os.PathLike], search_paths: Sequence[Union[str, os.Pat
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise DiagnosticsError([FedcError(f"cannot read {path}: {_os_reason(e)}")]) from None
+        raise DiagnosticsError([FedcError(f"cannot read {path}: {os_reason(e)}")]) from None
     return parse(text, filename=path, search_paths=search_paths)
 
 
@@ -83,9 +78,6 @@ def parse(text: str, filename: str = "<string>", search_paths: Sequence[Union[st
     if not isinstance(text, str):
         raise FedcTypeError(f"fedc.frontend.fed.parse expects a string, got {type(text).__name__}")
     filename = os.fspath(filename)
-    compiler = _Compiler([os.fspath(p) for p in search_paths])
+    compiler = Compiler([os.fspath(p) for p in search_paths])
     return compiler.compile(text, filename)
 
-
-# Imported last: the compiler raises DiagnosticsError, defined above.
-from fedc.frontend.fed.compiler import _Compiler  # noqa: E402

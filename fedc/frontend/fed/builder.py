@@ -1,41 +1,42 @@
 """Building one ``computation`` or ``local`` definition: type-checking it into a Lambda.
 
-``_FunctionBuilder`` walks a definition's statements and expressions in
+``FunctionBuilder`` walks a definition's statements and expressions in
 scopes of SSA locals, as tracing Python builds them; names resolve to locals,
 definitions (through the compiler) and built-ins. Its calls are built by the
-``calls.Calls`` mixin and its constants by ``literals._Literals``.
+``calls.Calls`` mixin and its constants by ``literals.Literals``.
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Callable, Optional
 
 from fedc.errors import FedcError, FedcTypeError, SourceLocation
 from fedc.frontend.api import API, BINARY_OPERATORS, UNARY_OPERATORS, map_intrinsic
 from fedc.frontend.fed.calls import Calls, builtin_names, local_ops
-from fedc.frontend.fed.literals import _Literals, _is_weak, _strip_sign, _target_dtype
+from fedc.frontend.fed.diagnostics import POISON, Poisoned, did_you_mean, plural
+from fedc.frontend.fed.literals import Literals, is_weak, strip_sign, target_dtype
 from fedc.frontend.fed.syntax import (
+    BinaryExpr,
+    Body,
+    BoolExpr,
+    CallExpr,
+    FieldExpr,
+    IndexExpr,
+    LambdaExpr,
+    LetStmt,
+    ListExpr,
+    NameExpr,
+    NumberExpr,
     Pos,
-    _Binary,
-    _Body,
-    _Bool,
-    _Call,
-    _Field,
-    _Index,
-    _Lambda,
-    _Let,
-    _List,
-    _Name,
-    _Number,
-    _String,
-    _Struct,
-    _TypeExpr,
-    _Unary,
-    _mpos,
-    _walk_names,
+    StringExpr,
+    StructExpr,
+    TypeExpr,
+    UnaryExpr,
+    collect_bound_names,
+    tree_pos,
 )
-from fedc.frontend.fed.units import _POISON, _Ambiguous, _Def, _Poisoned, _did_you_mean, _plural
+from fedc.frontend.fed.units import AmbiguousName, Definition, Resolver
 from fedc.ir import building_blocks as bb
 from fedc.ir.build import call as intrinsic_call
 from fedc.ir.names import FreshNames
@@ -49,9 +50,7 @@ from fedc.types import (
     mismatch_message,
 )
 
-if TYPE_CHECKING:
-    from fedc.frontend.fed.compiler import _Compiler
-
+__all__ = ["FunctionBuilder"]
 
 _UNKNOWN = object()  # "no expected type" for function-valued arguments
 
@@ -85,20 +84,20 @@ class _Namer:
 class _Scope:
     def __init__(self, parent: Optional["_Scope"]):
         self.parent = parent
-        self.names: dict = {}  # user name -> (factory(pos) -> node, definition pos) or _POISON
+        self.names: dict = {}  # user name -> (factory(pos) -> node, definition pos) or POISON
         self.bindings: list = []
 
 
-class _FunctionBuilder(_Literals, Calls):
+class FunctionBuilder(Literals, Calls):
     """Type-checks one ``computation`` / ``local`` definition and builds its Lambda."""
 
-    def __init__(self, compiler: _Compiler, d: _Def):
+    def __init__(self, compiler: Resolver, d: Definition):
         self.compiler = compiler
         self.d = d
         self.unit = d.unit
         self.local = d.kind == "local"
         reserved: set = set()
-        _walk_names([d.ast.params, d.ast.body], reserved)
+        collect_bound_names([d.ast.params, d.ast.body], reserved)
         self.namer = _Namer(reserved)
         self.scope: Optional[_Scope] = None
         self.bases: dict = {}
@@ -170,13 +169,13 @@ class _FunctionBuilder(_Literals, Calls):
                 t = self.resolve_type(p.ty)
                 if self.local and t.is_placed:
                     raise self.error(
-                        _mpos(p.ty),
+                        tree_pos(p.ty),
                         f"a local function takes placement-free values, but parameter {p.name!r} has type {t} "
                         "(write a computation to work with placed values)",
                         FedcTypeError,
                     )
                 params.append((p, t))
-            except _Poisoned:
+            except Poisoned:
                 failed = True
                 poisoned.append(p.name)
             except FedcError as e:
@@ -189,11 +188,11 @@ class _FunctionBuilder(_Literals, Calls):
                 declared = self.resolve_type(ast.result)
                 if self.local and declared.is_placed:
                     raise self.error(
-                        _mpos(ast.result),
+                        tree_pos(ast.result),
                         f"a local function returns a placement-free value, but its declared result type is {declared}",
                         FedcTypeError,
                     )
-            except _Poisoned:
+            except Poisoned:
                 failed = True
                 declared = None
             except FedcError as e:
@@ -203,7 +202,7 @@ class _FunctionBuilder(_Literals, Calls):
         # The body is checked even when the header has errors, with the bad parameters poisoned.
         self.push()
         for name in poisoned:
-            self.scope.names[name] = _POISON
+            self.scope.names[name] = POISON
         if len(ast.params) == 1 and params:
             (p, t), = params
             parameter_name = self.namer.user(p.name)
@@ -218,7 +217,7 @@ class _FunctionBuilder(_Literals, Calls):
             parameter_name = parameter_type = None
         body = self.body(ast.body, declared, what)
         if failed:
-            raise _Poisoned()
+            raise Poisoned()
         lam = bb.Lambda(parameter_name, parameter_type, body, self.loc(ast.pos))
         self.check_local_function(lam, what)
         return lam
@@ -226,19 +225,19 @@ class _FunctionBuilder(_Literals, Calls):
     def selection_factory(self, ir_name: str, struct: StructType, name: str):
         return lambda pos: bb.Selection(bb.Reference(ir_name, struct), name=name, location=self.loc(pos))
 
-    def body(self, body: _Body, declared: Optional[Type], what: str) -> bb.Node:
-        """Evaluates statements in the current scope and closes it; raises _Poisoned after errors."""
+    def body(self, body: Body, declared: Optional[Type], what: str) -> bb.Node:
+        """Evaluates statements in the current scope and closes it; raises Poisoned after errors."""
         result = None
         failed = False
         returned = False
         for stmt in body.stmts:
             if returned:
-                start = stmt.start if isinstance(stmt, _Let) else stmt.pos
+                start = stmt.start if isinstance(stmt, LetStmt) else stmt.pos
                 self.compiler.report(self.error(start, f"unreachable statement: {what} has already returned"))
                 failed = True
                 break
             try:
-                if isinstance(stmt, _Let):
+                if isinstance(stmt, LetStmt):
                     self.let(stmt)
                 else:
                     returned = True
@@ -254,21 +253,21 @@ class _FunctionBuilder(_Literals, Calls):
                     if isinstance(node, bb.Call):
                         node = self.bind(node, self._base_of(node))
                     result = node
-            except _Poisoned:
+            except Poisoned:
                 failed = True
-                if isinstance(stmt, _Let):
-                    self.scope.names.setdefault(stmt.name, _POISON)
+                if isinstance(stmt, LetStmt):
+                    self.scope.names.setdefault(stmt.name, POISON)
             except FedcError as e:
                 self.compiler.report(e)
                 failed = True
-                if isinstance(stmt, _Let):
-                    self.scope.names.setdefault(stmt.name, _POISON)
+                if isinstance(stmt, LetStmt):
+                    self.scope.names.setdefault(stmt.name, POISON)
         if not returned:
             self.compiler.report(self.error(body.end_pos, f"{what} does not return a value: its body must end with 'return <expression>'"))
             failed = True
         if failed:
             self.scope = self.scope.parent
-            raise _Poisoned()
+            raise Poisoned()
         return self.pop(result)
 
     def based(self, call: bb.Call, base: str) -> bb.Call:
@@ -287,9 +286,9 @@ class _FunctionBuilder(_Literals, Calls):
             return fn.name
         return "call"
 
-    def let(self, stmt: _Let) -> None:
+    def let(self, stmt: LetStmt) -> None:
         previous = self.scope.names.get(stmt.name)
-        if previous is not None and previous is not _POISON:
+        if previous is not None and previous is not POISON:
             raise self.error(stmt.pos, f"duplicate definition of {stmt.name!r}: it is already defined at {self.loc(previous[1])}")
         node = self.expr(stmt.expr, top=True)
         ir_name = self.namer.user(stmt.name)
@@ -336,8 +335,8 @@ class _FunctionBuilder(_Literals, Calls):
     # Expressions -------------------------------------------------------------
     def expr(self, e, top: bool = False, expected: Optional[Type] = None) -> bb.Node:
         """The node of expression ``e``; calls are bound to fresh locals unless ``top``."""
-        if expected is not None and _is_weak(e):
-            node = self.literal(e, _target_dtype(e, expected))
+        if expected is not None and is_weak(e):
+            node = self.literal(e, target_dtype(e, expected))
         else:
             node = self._expr(e)
         if isinstance(node, bb.Call) and not top:
@@ -345,37 +344,37 @@ class _FunctionBuilder(_Literals, Calls):
         return node
 
     def _expr(self, e) -> bb.Node:
-        if isinstance(e, _Name):
+        if isinstance(e, NameExpr):
             return self.name_value(e)
-        if isinstance(e, (_Number, _Bool, _String, _List)):
+        if isinstance(e, (NumberExpr, BoolExpr, StringExpr, ListExpr)):
             return self.literal(e)
-        if isinstance(e, _Unary):
-            if e.op in ("-", "+") and _is_weak(e.operand) or isinstance(_strip_sign(e), _Number):
+        if isinstance(e, UnaryExpr):
+            if e.op in ("-", "+") and is_weak(e.operand) or isinstance(strip_sign(e), NumberExpr):
                 return self.literal(e)
             if e.op == "+":
                 node = self.expr(e.operand)
                 self.local_operand(node, "+", e.pos)
                 return node
             return self.local_op(UNARY_OPERATORS[e.op], [e.operand], {}, e.pos, f"operator {e.op!r}")
-        if isinstance(e, _Binary):
+        if isinstance(e, BinaryExpr):
             return self.local_op(BINARY_OPERATORS[e.op], [e.left, e.right], {}, e.op_pos, f"operator {e.op!r}")
-        if isinstance(e, _Field):
+        if isinstance(e, FieldExpr):
             return self.select(e.obj, e.name, None, e.name_pos)
-        if isinstance(e, _Index):
+        if isinstance(e, IndexExpr):
             if not re.fullmatch(r"[0-9]+", e.text):
                 raise self.error(e.index_pos, f"a struct index is a non-negative integer, not {e.text}")
             return self.select(e.obj, None, int(e.text), e.index_pos)
-        if isinstance(e, _Call):
+        if isinstance(e, CallExpr):
             return self.call(e)
-        if isinstance(e, _Struct):
+        if isinstance(e, StructExpr):
             return self.struct(e)
-        if isinstance(e, _TypeExpr):
+        if isinstance(e, TypeExpr):
             raise self.error(e.pos, "a type is not a value; types are arguments of ops only, as in zeros(type=type(float32[3]))")
-        if isinstance(e, _Lambda):
+        if isinstance(e, LambdaExpr):
             return self.function(e, _UNKNOWN, "a function")
         raise AssertionError(f"unexpected expression {e!r}")
 
-    def struct(self, e: _Struct) -> bb.Node:
+    def struct(self, e: StructExpr) -> bb.Node:
         elements = []
         seen: dict = {}
         for a in e.elements:
@@ -393,14 +392,14 @@ class _FunctionBuilder(_Literals, Calls):
         while scope is not None:
             entry = scope.names.get(name)
             if entry is not None:
-                if entry is _POISON:
-                    raise _Poisoned()
+                if entry is POISON:
+                    raise Poisoned()
                 return ("local", entry)
             scope = scope.parent
         d = self.unit.namespace.get(name)
-        if d is _POISON:
-            raise _Poisoned()
-        if isinstance(d, _Ambiguous):
+        if d is POISON:
+            raise Poisoned()
+        if isinstance(d, AmbiguousName):
             raise d.error(self.compiler, self.unit, pos, name)
         if d is not None:
             return ("def", d)
@@ -410,14 +409,14 @@ class _FunctionBuilder(_Literals, Calls):
             return ("intrinsic", name)
         if name in local_ops():
             return ("op", name)
-        candidates = [n for n, v in self.unit.namespace.items() if v is not _POISON] + builtin_names()
+        candidates = [n for n, v in self.unit.namespace.items() if v is not POISON] + builtin_names()
         scope = self.scope
         while scope is not None:
-            candidates[:0] = [n for n, v in scope.names.items() if v is not _POISON]
+            candidates[:0] = [n for n, v in scope.names.items() if v is not POISON]
             scope = scope.parent
-        raise self.error(pos, f"unknown name {name!r}" + _did_you_mean(name, candidates))
+        raise self.error(pos, f"unknown name {name!r}" + did_you_mean(name, candidates))
 
-    def name_value(self, e: _Name) -> bb.Node:
+    def name_value(self, e: NameExpr) -> bb.Node:
         kind, entry = self.lookup(e.name, e.pos)
         if kind == "local":
             return entry[0](e.pos)
@@ -433,7 +432,7 @@ class _FunctionBuilder(_Literals, Calls):
             f"is expected, as the function of federated_map, the name alone also works)",
         )
 
-    def def_value(self, d: _Def, pos: Pos) -> bb.Node:
+    def def_value(self, d: Definition, pos: Pos) -> bb.Node:
         if d.kind == "type":
             raise self.error(pos, f"{d.name!r} is a type, not a value")
         if d.kind == "extern":
@@ -456,11 +455,11 @@ class _FunctionBuilder(_Literals, Calls):
             raise self.error(pos, f"{label}: a value of type {t} has no elements{hint}", FedcTypeError)
         if name is not None and name not in [n for n in member.names() if n]:
             names = [n for n in member.names() if n]
-            hint = _did_you_mean(name, names)
+            hint = did_you_mean(name, names)
             listing = f"; its elements are named {', '.join(names)}" if names and not hint else ""
             raise self.error(pos, f"a value of type {t} has no element named {name!r}{hint}{listing}", FedcTypeError)
         if index is not None and index >= len(member):
-            raise self.error(pos, f"index {index} is out of range for a value of type {t} ({_plural(len(member), 'element')})", FedcTypeError)
+            raise self.error(pos, f"index {index} is out of range for a value of type {t} ({plural(len(member), 'element')})", FedcTypeError)
         if isinstance(t, StructType):
             return self.guard(pos, bb.Selection, obj, name=name, index=index, location=self.loc(pos))
         # Selecting from a placed struct maps the selection over the placement.
@@ -472,9 +471,9 @@ class _FunctionBuilder(_Literals, Calls):
     # Functions as values ---------------------------------------------------
     def function(self, e, parameter, what: str) -> bb.Node:
         """A function node for ``e``; ``parameter`` is the expected parameter type (None: no parameter)."""
-        if isinstance(e, _Lambda):
+        if isinstance(e, LambdaExpr):
             return self.lambda_(e, parameter)
-        if isinstance(e, _Name) and parameter is not _UNKNOWN:
+        if isinstance(e, NameExpr) and parameter is not _UNKNOWN:
             kind, entry = self.lookup(e.name, e.pos)
             if kind == "op":
                 definition, arity = local_ops()[e.name]
@@ -488,7 +487,7 @@ class _FunctionBuilder(_Literals, Calls):
             raise self.error(e.pos, f"{what} must be a function, but this has type {node.type_signature}", FedcTypeError)
         return node
 
-    def lambda_(self, e: _Lambda, expected) -> bb.Lambda:
+    def lambda_(self, e: LambdaExpr, expected) -> bb.Lambda:
         types = []
         seen: dict = {}
         for i, p in enumerate(e.params):
@@ -509,7 +508,7 @@ class _FunctionBuilder(_Literals, Calls):
             else:
                 raise self.error(
                     e.pos,
-                    f"this function has {_plural(len(e.params), 'parameter')}, but is applied to a value of type {expected}",
+                    f"this function has {plural(len(e.params), 'parameter')}, but is applied to a value of type {expected}",
                     FedcTypeError,
                 )
         outer = self.scope
@@ -527,7 +526,7 @@ class _FunctionBuilder(_Literals, Calls):
                     self.scope.names[p.name] = (self.selection_factory(parameter_name, parameter_type, p.name), p.pos)
             else:
                 parameter_name = parameter_type = None
-            if isinstance(e.body, _Body):
+            if isinstance(e.body, Body):
                 body = self.body(e.body, None, "the function")
             else:
                 result = self.expr(e.body, top=True)

@@ -5,7 +5,7 @@ federated API (:data:`fedc.frontend.api.API`, shared with the Python API,
 which ``call_intrinsic`` turns into the IR's intrinsics) and the local ops of
 the intrinsic registry (:func:`local_ops`); operators are local ops
 (:data:`fedc.frontend.api.BINARY_OPERATORS`). :class:`Calls` is mixed into
-``builder._FunctionBuilder``.
+``builder.FunctionBuilder``.
 """
 
 from __future__ import annotations
@@ -17,22 +17,25 @@ import numpy as np
 
 from fedc.errors import FedcError, FedcTypeError
 from fedc.frontend.api import API, Arguments
-from fedc.frontend.fed.literals import _convertible, _is_weak, _leaf_dtype, _weak_kind
-from fedc.frontend.fed.syntax import Pos, _Arg, _Call, _Name, _TypeExpr
-from fedc.frontend.fed.units import _POISON, _Ambiguous, _Poisoned, _plural
+from fedc.frontend.fed.diagnostics import POISON, Poisoned, plural
+from fedc.frontend.fed.literals import is_weak, leaf_dtype, weak_dtype, weak_kind
+from fedc.frontend.fed.syntax import Arg, CallExpr, NameExpr, Pos, TypeExpr
+from fedc.frontend.fed.units import AmbiguousName
 from fedc.ir import building_blocks as bb
 from fedc.ir import intrinsics as registry
 from fedc.ir.build import call as intrinsic_call
 from fedc.types import (
+    DTYPE_NAMES,
     FunctionType,
     Placement,
     StructType,
     TensorType,
     Type,
-    DTYPE_NAMES,
     dtype_name,
     mismatch_message,
 )
+
+__all__ = ["Calls", "builtin_names", "local_ops"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -79,7 +82,7 @@ class _FedArguments(Arguments):
 
 
 class Calls:
-    """The calls of a function being built (a mixin of ``builder._FunctionBuilder``)."""
+    """The calls of a function being built (a mixin of ``builder.FunctionBuilder``)."""
 
     # Local ops ---------------------------------------------------------------
     def local_operand(self, node: bb.Node, what: str, pos: Pos) -> None:
@@ -96,15 +99,15 @@ class Calls:
         nodes: list = [None] * len(operand_asts)
         dtype = None
         for i, a in enumerate(operand_asts):
-            if not _is_weak(a):
+            if not is_weak(a):
                 nodes[i] = self.expr(a)
                 self.local_operand(nodes[i], what, pos)
-                dtype = dtype or _leaf_dtype(nodes[i].type_signature)
-        if dtype is None and any(_is_weak(a) and _weak_kind(a) == "float" for a in operand_asts):
+                dtype = dtype or leaf_dtype(nodes[i].type_signature)
+        if dtype is None and any(is_weak(a) and weak_kind(a) == "float" for a in operand_asts):
             dtype = np.dtype(np.float32)  # 0.5 * 2: the untyped numbers agree on float32
         for i, a in enumerate(operand_asts):
             if nodes[i] is None:
-                nodes[i] = self.literal(a, _convertible(a, dtype))
+                nodes[i] = self.literal(a, weak_dtype(a, dtype))
         if not nodes:
             argument = None
         elif len(nodes) == 1:
@@ -124,12 +127,12 @@ class Calls:
             )
         return self.guard(pos, intrinsic_call, uri, argument, self.loc(pos), prefix=prefix, **attrs)
 
-    def attribute(self, uri: str, a: _Arg):
+    def attribute(self, uri: str, a: Arg):
         e = a.value
         if a.name in ("type", "dtype"):
-            if isinstance(e, _TypeExpr):
+            if isinstance(e, TypeExpr):
                 t = self.resolve_type(e.ty)
-            elif isinstance(e, _Name):
+            elif isinstance(e, NameExpr):
                 t = self.type_named(e)
             else:
                 t = None
@@ -149,11 +152,11 @@ class Calls:
             ) from None
         return value
 
-    def type_named(self, e: _Name) -> Optional[Type]:
+    def type_named(self, e: NameExpr) -> Optional[Type]:
         d = self.unit.namespace.get(e.name)
-        if d is _POISON:
-            raise _Poisoned()
-        if isinstance(d, _Ambiguous):
+        if d is POISON:
+            raise Poisoned()
+        if isinstance(d, AmbiguousName):
             raise d.error(self.compiler, self.unit, e.pos, e.name)
         if d is not None and d.kind == "type":
             return self.compiler.resolve_alias(d, e.pos, self.unit)
@@ -162,8 +165,8 @@ class Calls:
         return None
 
     # Calls -------------------------------------------------------------------
-    def call(self, e: _Call) -> bb.Node:
-        if isinstance(e.fn, _Name):
+    def call(self, e: CallExpr) -> bb.Node:
+        if isinstance(e.fn, NameExpr):
             kind, entry = self.lookup(e.fn.name, e.fn.pos)
             name = e.fn.name
             if kind == "intrinsic":
@@ -198,7 +201,7 @@ class Calls:
             raise self.error(pos, mismatch_message(f"argument of {what}", t.parameter, argument.type_signature), FedcTypeError)
         return self.guard(pos, bb.Call, fn, argument, self.loc(pos))
 
-    def pack_named(self, what: str, names: list, parameter: Optional[Type], e: _Call) -> Optional[bb.Node]:
+    def pack_named(self, what: str, names: list, parameter: Optional[Type], e: CallExpr) -> Optional[bb.Node]:
         values = self.bind_arguments(what, names, e)
         if not names:
             return None
@@ -206,7 +209,7 @@ class Calls:
             return self.expr(values[names[0]], expected=parameter)
         return bb.Struct([(n, self.expr(values[n], expected=parameter[n])) for n in names])
 
-    def pack(self, what: str, t: FunctionType, e: _Call) -> Optional[bb.Node]:
+    def pack(self, what: str, t: FunctionType, e: CallExpr) -> Optional[bb.Node]:
         """The argument of a call of a function of type ``t``: one value, or several packed into its struct."""
         parameter = t.parameter
         count = len(e.args)
@@ -230,22 +233,22 @@ class Calls:
         if isinstance(parameter, StructType):
             raise self.error(
                 e.pos,
-                f"{what} takes 1 argument of type {parameter} or {_plural(len(parameter), 'argument')}, "
+                f"{what} takes 1 argument of type {parameter} or {plural(len(parameter), 'argument')}, "
                 f"but {_given(count)}",
                 FedcTypeError,
             )
         raise self.error(e.pos, f"{what} takes 1 argument of type {parameter}, but {_given(count)}", FedcTypeError)
 
-    def bind_arguments(self, what: str, names: list, e: _Call, optional: Sequence[str] = ()) -> dict:
+    def bind_arguments(self, what: str, names: list, e: CallExpr, optional: Sequence[str] = ()) -> dict:
         """Maps parameter names to argument expressions, or reports a wrong arity."""
         values: dict = {}
         positional = [a for a in e.args if a.name is None]
         shown = ", ".join(f"{n}=..." if n in optional else n for n in names)
         required = [n for n in names if n not in optional]
         if len(required) == len(names):
-            count = _plural(len(names), "argument")
+            count = plural(len(names), "argument")
         else:
-            count = f"{len(required)} to {_plural(len(names), 'argument')}"
+            count = f"{len(required)} to {plural(len(names), 'argument')}"
         signature = f"{what} takes {count}" + (f" ({shown})" if names else "")
         if len(positional) > len(names):
             raise self.error(e.pos, f"{signature}, but {_given(len(e.args))}", FedcTypeError)
@@ -265,7 +268,7 @@ class Calls:
             raise self.error(e.pos, f"{signature}, but {_given(len(e.args))} (missing {', '.join(missing)})", FedcTypeError)
         return values
 
-    def call_op(self, uri: str, e: _Call) -> bb.Node:
+    def call_op(self, uri: str, e: CallExpr) -> bb.Node:
         definition, arity = local_ops()[uri]
         operands = [a for a in e.args if a.name is None]
         attr_names = {s.name for s in definition.attrs}
@@ -273,7 +276,7 @@ class Calls:
             attrs = f" and the attributes {', '.join(sorted(attr_names))}" if attr_names else ""
             raise self.error(
                 e.pos,
-                f"{uri} takes {_plural(arity, 'operand')}{attrs}, but {_given(len(operands))}",
+                f"{uri} takes {plural(arity, 'operand')}{attrs}, but {_given(len(operands))}",
                 FedcTypeError,
             )
         attrs = {}
@@ -289,13 +292,13 @@ class Calls:
         return self.local_op(uri, [a.value for a in operands], attrs, e.pos, uri)
 
     def placement(self, e, name: str) -> Placement:
-        if isinstance(e, _Name):
+        if isinstance(e, NameExpr):
             kind, entry = self.lookup(e.name, e.pos)
             if kind == "placement":
                 return entry
         raise self.error(e.pos, f"{name}: the placement is SERVER or CLIENTS")
 
-    def call_intrinsic(self, name: str, e: _Call) -> bb.Node:
+    def call_intrinsic(self, name: str, e: CallExpr) -> bb.Node:
         """A call of a function of the federated API (:data:`fedc.frontend.api.API`)."""
         function = API[name]
         args = self.bind_arguments(name, list(function.parameters), e, function.optional)

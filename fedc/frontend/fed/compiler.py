@@ -1,10 +1,10 @@
 """The compiler of ``.fed`` files: units, imports, type aliases, externs, the module.
 
-``_Compiler`` loads the main file and, transitively, the files it imports; it
+``Compiler`` loads the main file and, transitively, the files it imports; it
 checks every definition (resolving each the first time it is used, which finds
 cycles), resolves ``extern`` s by importing their Python modules, and
 assembles the definitions the main file reaches into a verified ``Module``.
-The bodies of functions are built by ``builder._FunctionBuilder``.
+The bodies of functions are built by ``builder.FunctionBuilder``.
 """
 
 from __future__ import annotations
@@ -16,23 +16,27 @@ import re
 import sys
 from typing import Optional
 
+from fedc.computation import Computation, PolymorphicComputation
 from fedc.errors import FedcError, FedcTypeError, VerificationError
-from fedc.frontend.fed import DiagnosticsError
-from fedc.frontend.fed.builder import _FunctionBuilder
-from fedc.frontend.fed.syntax import Pos, _ExternDecl, _Import, _TypeDecl, _mpos, _parse_source, _tpos
-from fedc.frontend.fed.units import (
-    _POISON,
-    _Ambiguous,
-    _Def,
-    _Poisoned,
-    _Unit,
-    _decode_string,
-    _did_you_mean,
-    _os_reason,
+from fedc.frontend.fed.builder import FunctionBuilder
+from fedc.frontend.fed.diagnostics import POISON, DiagnosticsError, Poisoned, did_you_mean, os_reason
+from fedc.frontend.fed.syntax import (
+    ExternDecl,
+    ImportDecl,
+    Pos,
+    TypeDecl,
+    decode_string,
+    parse_source,
+    token_pos,
+    tree_pos,
 )
+from fedc.frontend.fed.units import AmbiguousName, Definition, Unit
 from fedc.ir import building_blocks as bb
+from fedc.ir import verify
 from fedc.ir.module import Module
-from fedc.types import FunctionType, PlacementType, TensorType, Type, DTYPE_NAMES
+from fedc.types import DTYPE_NAMES, FunctionType, PlacementType, TensorType, Type, type_builder_class
+
+__all__ = ["Compiler"]
 
 
 _PREFERRED_DTYPES = ["float32", "int32", "bool", "str", "float64", "int64"]
@@ -40,8 +44,6 @@ _PREFERRED_DTYPES = ["float32", "int32", "bool", "str", "float64", "int64"]
 
 @functools.lru_cache(maxsize=None)
 def _fed_type_builder_class():
-    from fedc.types import type_builder_class
-
     base = type_builder_class()
 
     class _FedTypeBuilder(base):
@@ -69,7 +71,7 @@ def _identifier(text: str) -> str:
 # The compiler
 
 
-class _Compiler:
+class Compiler:
     def __init__(self, search_paths: list):
         self.search_paths = search_paths
         self.diagnostics: list = []
@@ -80,7 +82,7 @@ class _Compiler:
         self.def_stack: list = []
 
     # Diagnostics -------------------------------------------------------------
-    def error(self, unit: _Unit, pos: Pos, message: str, cls=FedcError) -> FedcError:
+    def error(self, unit: Unit, pos: Pos, message: str, cls=FedcError) -> FedcError:
         return cls(message, unit.location(pos), unit.text)
 
     def report(self, error: FedcError) -> None:
@@ -109,8 +111,6 @@ class _Compiler:
         if self.diagnostics:
             raise DiagnosticsError(self._sorted())
         module = self.assemble(main, _identifier(os.path.splitext(os.path.basename(filename))[0]))
-        from fedc.ir import verify
-
         try:
             verify(module)
         except VerificationError as e:
@@ -135,32 +135,32 @@ class _Compiler:
         return unique
 
     # Units and imports -------------------------------------------------------
-    def load_unit(self, key: str, display: str, text: str) -> _Unit:
-        unit = _Unit(key, display, os.path.dirname(display), text, len(self.unit_list))
+    def load_unit(self, key: str, display: str, text: str) -> Unit:
+        unit = Unit(key, display, os.path.dirname(display), text, len(self.unit_list))
         self.units[key] = unit
         self.unit_list.append(unit)
-        items, diagnostics, failed = _parse_source(text, display)
+        items, diagnostics, failed = parse_source(text, display)
         unit.items = items
         unit.failed = failed
         self.diagnostics.extend(diagnostics)
         for item in items:
-            if isinstance(item, _Import):
+            if isinstance(item, ImportDecl):
                 continue
-            kind = {_TypeDecl: "type", _ExternDecl: "extern"}.get(type(item)) or item.kind
-            self.declare(unit, _Def(kind, item.name, unit, item))
+            kind = {TypeDecl: "type", ExternDecl: "extern"}.get(type(item)) or item.kind
+            self.declare(unit, Definition(kind, item.name, unit, item))
         unit.namespace = dict(unit.defs)
         for name in failed:
-            unit.namespace.setdefault(name, _POISON)
+            unit.namespace.setdefault(name, POISON)
         self.loading.append(unit)
         try:
             for item in items:
-                if isinstance(item, _Import):
+                if isinstance(item, ImportDecl):
                     self.import_unit(unit, item)
         finally:
             self.loading.pop()
         return unit
 
-    def declare(self, unit: _Unit, d: _Def) -> None:
+    def declare(self, unit: Unit, d: Definition) -> None:
         unit.all_defs.append(d)
         previous = unit.defs.get(d.name)
         if previous is not None:
@@ -174,9 +174,9 @@ class _Compiler:
             return
         unit.defs[d.name] = d
 
-    def import_unit(self, unit: _Unit, item: _Import) -> None:
+    def import_unit(self, unit: Unit, item: ImportDecl) -> None:
         try:
-            path = _decode_string(item.raw)
+            path = decode_string(item.raw)
         except ValueError as e:
             self.report(self.error(unit, item.pos, f"invalid string: {e}"))
             return
@@ -211,7 +211,7 @@ class _Compiler:
                 with open(found, encoding="utf-8") as f:
                     text = f.read()
             except (OSError, UnicodeDecodeError, ValueError) as e:
-                self.report(self.error(unit, item.pos, f"cannot read imported file {path!r}: {_os_reason(e)}"))
+                self.report(self.error(unit, item.pos, f"cannot read imported file {path!r}: {os_reason(e)}"))
                 return
             target = self.load_unit(key, found, text)
         if target is unit:
@@ -223,17 +223,17 @@ class _Compiler:
             existing = unit.namespace.get(name)
             if existing is None:
                 unit.namespace[name] = d
-            elif existing is _POISON or existing is d or (isinstance(existing, _Def) and existing.unit is unit):
+            elif existing is POISON or existing is d or (isinstance(existing, Definition) and existing.unit is unit):
                 continue
-            elif isinstance(existing, _Ambiguous):
+            elif isinstance(existing, AmbiguousName):
                 existing.defs.append(d)
             else:
-                unit.namespace[name] = _Ambiguous([existing, d])
+                unit.namespace[name] = AmbiguousName([existing, d])
         for name in target.failed:
-            unit.namespace.setdefault(name, _POISON)
+            unit.namespace.setdefault(name, POISON)
 
     # Definitions -------------------------------------------------------------
-    def check_definition(self, d: _Def) -> None:
+    def check_definition(self, d: Definition) -> None:
         try:
             if d.kind == "type":
                 self.resolve_alias(d, d.ast.name_pos)
@@ -241,12 +241,12 @@ class _Compiler:
                 self.resolve_extern(d)
             else:
                 self.resolve_function(d, d.ast.name_pos, d.unit)
-        except _Poisoned:
+        except Poisoned:
             pass
         except FedcError as e:
             self.report(e)
 
-    def allocate_symbol(self, d: _Def) -> str:
+    def allocate_symbol(self, d: Definition) -> str:
         if d.symbol is None:
             base = d.name
             name, n = base, 1
@@ -257,10 +257,10 @@ class _Compiler:
             d.symbol = name
         return d.symbol
 
-    def _enter(self, d: _Def, use_unit: _Unit, use_pos: Pos, what: str):
+    def _enter(self, d: Definition, use_unit: Unit, use_pos: Pos, what: str):
         """Marks ``d`` as being resolved; reports a cycle if it already is."""
         if d.state == "failed":
-            raise _Poisoned()
+            raise Poisoned()
         if d.state == "busy":
             cycle = self.def_stack[self.def_stack.index(d):] + [d]
             path = " -> ".join(x.name for x in cycle)
@@ -270,12 +270,12 @@ class _Compiler:
         d.state = "busy"
         self.def_stack.append(d)
 
-    def _leave(self, d: _Def, ok: bool):
+    def _leave(self, d: Definition, ok: bool):
         self.def_stack.remove(d)
         if d.state == "busy":
             d.state = "done" if ok else "failed"
 
-    def resolve_alias(self, d: _Def, use_pos: Pos, use_unit: Optional[_Unit] = None) -> Type:
+    def resolve_alias(self, d: Definition, use_pos: Pos, use_unit: Optional[Unit] = None) -> Type:
         if d.state == "done":
             return d.value
         self._enter(d, use_unit or d.unit, use_pos, "type")
@@ -288,32 +288,32 @@ class _Compiler:
             if d.state == "failed":  # a cycle through this alias: report it once
                 raise
             self.report(e)
-            raise _Poisoned() from None
+            raise Poisoned() from None
         finally:
             self._leave(d, ok)
 
-    def resolve_type(self, unit: _Unit, tree) -> Type:
+    def resolve_type(self, unit: Unit, tree) -> Type:
         import lark
         from lark.visitors import merge_transformers
 
         def resolve(name: str, token) -> Type:
             d = unit.namespace.get(name)
-            if d is _POISON:
-                raise _Poisoned()
-            if isinstance(d, _Ambiguous):
-                raise d.error(self, unit, _tpos(token), name)
+            if d is POISON:
+                raise Poisoned()
+            if isinstance(d, AmbiguousName):
+                raise d.error(self, unit, token_pos(token), name)
             if d is not None:
                 if d.kind != "type":
-                    raise self.error(unit, _tpos(token), f"{name!r} is {'an' if d.kind == 'extern' else 'a'} {d.kind}, not a type")
-                return self.resolve_alias(d, _tpos(token), unit)
+                    raise self.error(unit, token_pos(token), f"{name!r} is {'an' if d.kind == 'extern' else 'a'} {d.kind}, not a type")
+                return self.resolve_alias(d, token_pos(token), unit)
             if name == "placement":
                 return PlacementType()
             if name in DTYPE_NAMES:
                 return TensorType(DTYPE_NAMES[name])
             candidates = _PREFERRED_DTYPES + list(DTYPE_NAMES) + [
-                n for n, v in unit.namespace.items() if isinstance(v, _Def) and v.kind == "type"
+                n for n, v in unit.namespace.items() if isinstance(v, Definition) and v.kind == "type"
             ]
-            raise self.error(unit, _tpos(token), f"unknown type {name!r}" + _did_you_mean(name, candidates))
+            raise self.error(unit, token_pos(token), f"unknown type {name!r}" + did_you_mean(name, candidates))
 
         builder = _fed_type_builder_class()(unit.display, unit.text, resolve)
         transformer = merge_transformers(lark.Transformer(), types=builder)
@@ -323,20 +323,20 @@ class _Compiler:
             raise e.orig_exc from None
         return result.children[0]
 
-    def resolve_extern(self, d: _Def) -> bb.Compiled:
+    def resolve_extern(self, d: Definition) -> bb.Compiled:
         if d.state == "done":
             return d.value
         if d.state == "failed":
-            raise _Poisoned()
+            raise Poisoned()
         unit, ast = d.unit, d.ast
         d.state = "failed"
         declared = self.resolve_type(unit, ast.ty)
         if not isinstance(declared, FunctionType):
-            raise self.error(unit, _mpos(ast.ty), f"an extern has a function type, such as (float32 -> float32), not {declared}", FedcTypeError)
+            raise self.error(unit, tree_pos(ast.ty), f"an extern has a function type, such as (float32 -> float32), not {declared}", FedcTypeError)
         if declared.is_placed:
-            raise self.error(unit, _mpos(ast.ty), f"an extern is a local TensorFlow function, so its type has no placements, but {declared} has", FedcTypeError)
+            raise self.error(unit, tree_pos(ast.ty), f"an extern is a local TensorFlow function, so its type has no placements, but {declared} has", FedcTypeError)
         try:
-            target = _decode_string(ast.raw_target)
+            target = decode_string(ast.raw_target)
         except ValueError as e:
             raise self.error(unit, ast.target_pos, f"invalid string: {e}") from None
         m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*):([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)", target)
@@ -350,11 +350,9 @@ class _Compiler:
                 candidates = [n for n in dir(obj) if not n.startswith("_")]
                 raise self.error(
                     unit, ast.target_pos,
-                    f"Python module {module_name!r} has no function {attr_path!r}" + _did_you_mean(part, candidates),
+                    f"Python module {module_name!r} has no function {attr_path!r}" + did_you_mean(part, candidates),
                 )
             obj = getattr(obj, part)
-        from fedc.computation import Computation, PolymorphicComputation
-
         if isinstance(obj, PolymorphicComputation):
             try:
                 obj = obj.specialize(declared.parameter)
@@ -382,12 +380,12 @@ class _Compiler:
                 )
             else:
                 message = f"extern {d.name!r} declares type {declared}, but {target} has type {actual}"
-            raise self.error(unit, _mpos(ast.ty), message, FedcTypeError)
+            raise self.error(unit, tree_pos(ast.ty), message, FedcTypeError)
         d.value = node.with_location(unit.location(d.ast.pos))
         d.state = "done"
         return d.value
 
-    def import_python(self, unit: _Unit, pos: Pos, module_name: str):
+    def import_python(self, unit: Unit, pos: Pos, module_name: str):
         if module_name in sys.modules:
             return sys.modules[module_name]
         folders = [os.path.abspath(unit.folder or ".")] + [os.path.abspath(p) for p in self.search_paths]
@@ -414,13 +412,13 @@ class _Compiler:
                 except ValueError:
                     pass
 
-    def resolve_function(self, d: _Def, use_pos: Pos, use_unit: _Unit) -> bb.Lambda:
+    def resolve_function(self, d: Definition, use_pos: Pos, use_unit: Unit) -> bb.Lambda:
         if d.state == "done":
             return d.value
         self._enter(d, use_unit, use_pos, d.kind)
         ok = False
         try:
-            builder = _FunctionBuilder(self, d)
+            builder = FunctionBuilder(self, d)
             d.value = builder.build()
             ok = True
             return d.value
@@ -428,12 +426,12 @@ class _Compiler:
             if d.state == "failed":  # a cycle closed here: the error is at its call site
                 raise
             self.report(e)
-            raise _Poisoned() from None
+            raise Poisoned() from None
         finally:
             self._leave(d, ok)
 
     # Module ------------------------------------------------------------------
-    def assemble(self, main: _Unit, name: str) -> Module:
+    def assemble(self, main: Unit, name: str) -> Module:
         by_symbol = {}
         for unit in self.unit_list:
             for d in unit.defs.values():

@@ -2,7 +2,7 @@
 
 A number without a dtype suffix is *weak*: next to an operand of known dtype it
 takes that dtype, as in TensorFlow (``x * 2`` with ``x: float64``).
-``_Literals`` is mixed into ``builder._FunctionBuilder``.
+``Literals`` is mixed into ``builder.FunctionBuilder``.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from typing import Optional
 import numpy as np
 
 from fedc.errors import FedcError, FedcTypeError
-from fedc.frontend.fed.syntax import _Bool, _List, _Number, _String, _Unary
-from fedc.frontend.fed.units import _decode_string
+from fedc.frontend.fed.syntax import BoolExpr, ListExpr, NumberExpr, StringExpr, UnaryExpr, decode_string
 from fedc.ir import building_blocks as bb
 from fedc.types import TensorType, Type, dtype_name
+
+__all__ = ["Literals", "is_weak", "leaf_dtype", "strip_sign", "target_dtype", "weak_dtype", "weak_kind"]
 
 
 _SUFFIXES = {
@@ -27,13 +28,13 @@ _SUFFIXES = {
 _NUMBER = re.compile(r"(.*?)_?(i8|i16|i32|i64|u8|u16|u32|u64|f16|f32|f64)?\Z")
 
 
-class _Literals:
-    """The constants of a function being built (a mixin of ``builder._FunctionBuilder``)."""
+class Literals:
+    """The constants of a function being built (a mixin of ``builder.FunctionBuilder``)."""
 
     # Literals ----------------------------------------------------------------
     def constant(self, e):
         """(Python value, dtype from a suffix or None, kind) of a constant expression."""
-        if isinstance(e, _Number):
+        if isinstance(e, NumberExpr):
             m = _NUMBER.match(e.text)
             digits, suffix = m.group(1), m.group(2)
             is_float = any(ch in digits for ch in ".eE") or (suffix or "").startswith("f")
@@ -42,19 +43,19 @@ class _Literals:
             except ValueError:
                 raise self.error(e.pos, f"invalid number {e.text!r}") from None
             return value, (_SUFFIXES[suffix] if suffix else None), ("float" if is_float else "int")
-        if isinstance(e, _Bool):
+        if isinstance(e, BoolExpr):
             return e.value, None, "bool"
-        if isinstance(e, _String):
+        if isinstance(e, StringExpr):
             try:
-                return _decode_string(e.raw), None, "str"
+                return decode_string(e.raw), None, "str"
             except ValueError as error:
                 raise self.error(e.pos, f"invalid string: {error}") from None
-        if isinstance(e, _Unary) and e.op in ("-", "+"):
+        if isinstance(e, UnaryExpr) and e.op in ("-", "+"):
             value, dtype, kind = self.constant(e.operand)
             if kind not in ("int", "float"):
                 raise self.error(e.pos, f"operator {e.op!r} applies to numbers, not to a {kind}", FedcTypeError)
             return (_negate(value) if e.op == "-" else value), dtype, kind
-        if isinstance(e, _List):
+        if isinstance(e, ListExpr):
             values, dtypes, kinds = [], set(), set()
             for item in e.items:
                 v, dt, k = self.constant(item)
@@ -96,34 +97,34 @@ class _Literals:
             raise self.error(e.pos, error.message + hint, FedcTypeError) from None
 
 
-def _strip_sign(e):
-    while isinstance(e, _Unary) and e.op in ("-", "+"):
+def strip_sign(e):
+    while isinstance(e, UnaryExpr) and e.op in ("-", "+"):
         e = e.operand
     return e
 
 
-def _is_weak(e) -> bool:
+def is_weak(e) -> bool:
     """An untyped number (or list of them): it takes the dtype of the other operand, as in TensorFlow."""
-    e = _strip_sign(e)
-    if isinstance(e, _Number):
+    e = strip_sign(e)
+    if isinstance(e, NumberExpr):
         return _NUMBER.match(e.text).group(2) is None
-    if isinstance(e, _List):
-        return bool(e.items) and all(_is_weak(i) for i in e.items)
+    if isinstance(e, ListExpr):
+        return bool(e.items) and all(is_weak(i) for i in e.items)
     return False
 
 
-def _weak_kind(e) -> str:
-    e = _strip_sign(e)
-    if isinstance(e, _Number):
+def weak_kind(e) -> str:
+    e = strip_sign(e)
+    if isinstance(e, NumberExpr):
         return "float" if any(ch in e.text for ch in ".eE") else "int"
-    return "float" if any(_weak_kind(i) == "float" for i in e.items) else "int"
+    return "float" if any(weak_kind(i) == "float" for i in e.items) else "int"
 
 
-def _convertible(e, dtype: Optional[np.dtype]) -> Optional[str]:
+def weak_dtype(e, dtype: Optional[np.dtype]) -> Optional[str]:
     """The dtype a weak literal takes next to an operand of ``dtype`` (None: its default)."""
     if dtype is None:
         return None
-    kind = _weak_kind(e)
+    kind = weak_kind(e)
     if kind == "int" and dtype.kind in "iufc":
         return dtype_name(dtype)
     if kind == "float" and dtype.kind in "fc":
@@ -131,13 +132,13 @@ def _convertible(e, dtype: Optional[np.dtype]) -> Optional[str]:
     return None
 
 
-def _target_dtype(e, expected: Type) -> Optional[str]:
+def target_dtype(e, expected: Type) -> Optional[str]:
     if isinstance(expected, TensorType):
-        return _convertible(e, expected.dtype)
+        return weak_dtype(e, expected.dtype)
     return None
 
 
-def _leaf_dtype(t: Type) -> Optional[np.dtype]:
+def leaf_dtype(t: Type) -> Optional[np.dtype]:
     dtypes = {s.dtype for s in t.walk() if isinstance(s, TensorType)}
     return dtypes.pop() if len(dtypes) == 1 else None
 

@@ -1,20 +1,54 @@
 """The syntax tree of a ``.fed`` file, and parsing source text into it.
 
-``_parse_source`` parses a file with the LALR parser of ``grammar/fedc.lark``;
+``parse_source`` parses a file with the LALR parser of ``grammar/fedc.lark``;
 after a syntax error it resumes at the next top-level declaration, so that each
 broken declaration is reported. ``_Converter`` turns lark's trees into the
 dataclasses below, which keep the (line, column) of what they came from.
-lark is imported only when a file is parsed.
+They are named after the grammar's rules: expressions end in ``Expr``,
+statements in ``Stmt`` and top-level declarations in ``Decl``. lark is
+imported only when a file is parsed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from typing import Any, Optional
 
 from fedc.errors import ParseError, SourceLocation
 from fedc.types import describe_terminals
+
+__all__ = [
+    "Arg",
+    "BinaryExpr",
+    "Body",
+    "BoolExpr",
+    "CallExpr",
+    "ExternDecl",
+    "FieldExpr",
+    "FuncDecl",
+    "ImportDecl",
+    "IndexExpr",
+    "LambdaExpr",
+    "LetStmt",
+    "ListExpr",
+    "NameExpr",
+    "NumberExpr",
+    "Param",
+    "Pos",
+    "ReturnStmt",
+    "StringExpr",
+    "StructExpr",
+    "TypeDecl",
+    "TypeExpr",
+    "UnaryExpr",
+    "collect_bound_names",
+    "decode_string",
+    "parse_source",
+    "token_pos",
+    "tree_pos",
+]
 
 
 # --------------------------------------------------------------------------
@@ -25,31 +59,31 @@ Pos = tuple  # (line, column), both 1-based
 
 
 @dataclasses.dataclass
-class _Name:
+class NameExpr:
     pos: Pos
     name: str
 
 
 @dataclasses.dataclass
-class _Number:
+class NumberExpr:
     pos: Pos
     text: str
 
 
 @dataclasses.dataclass
-class _String:
+class StringExpr:
     pos: Pos
     raw: str
 
 
 @dataclasses.dataclass
-class _Bool:
+class BoolExpr:
     pos: Pos
     value: bool
 
 
 @dataclasses.dataclass
-class _Binary:
+class BinaryExpr:
     pos: Pos
     op: str
     op_pos: Pos
@@ -58,14 +92,14 @@ class _Binary:
 
 
 @dataclasses.dataclass
-class _Unary:
+class UnaryExpr:
     pos: Pos
     op: str
     operand: Any
 
 
 @dataclasses.dataclass
-class _Field:
+class FieldExpr:
     pos: Pos
     obj: Any
     name: str
@@ -73,7 +107,7 @@ class _Field:
 
 
 @dataclasses.dataclass
-class _Index:
+class IndexExpr:
     pos: Pos
     obj: Any
     text: str
@@ -81,59 +115,59 @@ class _Index:
 
 
 @dataclasses.dataclass
-class _Arg:
+class Arg:
     pos: Pos
     name: Optional[str]
     value: Any
 
 
 @dataclasses.dataclass
-class _Call:
+class CallExpr:
     pos: Pos
     fn: Any
     args: list
 
 
 @dataclasses.dataclass
-class _Struct:
+class StructExpr:
     pos: Pos
-    elements: list  # of _Arg
+    elements: list  # of Arg
 
 
 @dataclasses.dataclass
-class _List:
+class ListExpr:
     pos: Pos
     items: list
 
 
 @dataclasses.dataclass
-class _TypeExpr:
+class TypeExpr:
     pos: Pos
     ty: Any
 
 
 @dataclasses.dataclass
-class _Param:
+class Param:
     pos: Pos
     name: str
     ty: Any  # a lark tree, or None for an untyped lambda parameter
 
 
 @dataclasses.dataclass
-class _Body:
+class Body:
     stmts: list
     end_pos: Pos  # the closing brace
 
 
 @dataclasses.dataclass
-class _Lambda:
+class LambdaExpr:
     pos: Pos
     params: list
-    body: Any  # an expression or a _Body
+    body: Any  # an expression or a Body
 
 
 @dataclasses.dataclass
-class _Let:
+class LetStmt:
     pos: Pos  # the name
     name: str
     expr: Any
@@ -141,19 +175,19 @@ class _Let:
 
 
 @dataclasses.dataclass
-class _Return:
+class ReturnStmt:
     pos: Pos
     expr: Any
 
 
 @dataclasses.dataclass
-class _Import:
+class ImportDecl:
     pos: Pos
     raw: str
 
 
 @dataclasses.dataclass
-class _TypeDecl:
+class TypeDecl:
     pos: Pos
     name: str
     name_pos: Pos
@@ -161,7 +195,7 @@ class _TypeDecl:
 
 
 @dataclasses.dataclass
-class _ExternDecl:
+class ExternDecl:
     pos: Pos
     name: str
     name_pos: Pos
@@ -171,26 +205,31 @@ class _ExternDecl:
 
 
 @dataclasses.dataclass
-class _FuncDecl:
+class FuncDecl:
     pos: Pos
     kind: str  # "computation" or "local"
     name: str
     name_pos: Pos
     params: list
     result: Any  # a lark tree or None
-    body: _Body
+    body: Body
 
 
-def _tpos(token) -> Pos:
+def token_pos(token) -> Pos:
     return (token.line, token.column)
 
 
-def _mpos(tree) -> Pos:
+def tree_pos(tree) -> Pos:
     import lark
 
     if isinstance(tree, lark.Token):
-        return _tpos(tree)
+        return token_pos(tree)
     return (tree.meta.line, tree.meta.column)
+
+
+def decode_string(raw: str) -> str:
+    """The value of a string literal, from its source text (quotes included); ValueError if invalid."""
+    return json.loads(raw)
 
 
 _KEYWORDS = frozenset(
@@ -227,75 +266,75 @@ class _Converter:
         kind = tree.data
         c = tree.children
         if kind == "import_decl":
-            return _Import(_tpos(c[0]), str(c[0]))
+            return ImportDecl(token_pos(c[0]), str(c[0]))
         if kind == "type_decl":
-            return _TypeDecl(_mpos(tree), self.name(c[0]), _tpos(c[0]), c[1])
+            return TypeDecl(tree_pos(tree), self.name(c[0]), token_pos(c[0]), c[1])
         if kind == "extern_decl":
-            return _ExternDecl(_mpos(tree), self.name(c[0]), _tpos(c[0]), c[1], str(c[2]), _tpos(c[2]))
+            return ExternDecl(tree_pos(tree), self.name(c[0]), token_pos(c[0]), c[1], str(c[2]), token_pos(c[2]))
         name, params, result, body = c
-        return _FuncDecl(
-            _mpos(tree),
+        return FuncDecl(
+            tree_pos(tree),
             "computation" if kind == "computation_decl" else "local",
             self.name(name),
-            _tpos(name),
-            [_Param(_tpos(p.children[0]), self.name(p.children[0]), p.children[1]) for p in (params.children if params else [])],
+            token_pos(name),
+            [Param(token_pos(p.children[0]), self.name(p.children[0]), p.children[1]) for p in (params.children if params else [])],
             result,
             self.body(body),
         )
 
-    def body(self, tree) -> _Body:
+    def body(self, tree) -> Body:
         stmts = []
         for s in tree.children:
             if s.data == "let_stmt":
-                stmts.append(_Let(_tpos(s.children[0]), self.name(s.children[0]), self.expr(s.children[1]), _mpos(s)))
+                stmts.append(LetStmt(token_pos(s.children[0]), self.name(s.children[0]), self.expr(s.children[1]), tree_pos(s)))
             else:
-                stmts.append(_Return(_mpos(s), self.expr(s.children[0])))
-        return _Body(stmts, (tree.meta.end_line, tree.meta.end_column - 1))
+                stmts.append(ReturnStmt(tree_pos(s), self.expr(s.children[0])))
+        return Body(stmts, (tree.meta.end_line, tree.meta.end_column - 1))
 
     def expr(self, tree):
         import lark
 
         if isinstance(tree, lark.Token):  # not produced by the grammar, but be safe
-            return _Name(_tpos(tree), str(tree))
+            return NameExpr(token_pos(tree), str(tree))
         kind = tree.data
         c = tree.children
-        pos = _mpos(tree)
+        pos = tree_pos(tree)
         if kind == "name":
-            return _Name(pos, self.name(c[0]))
+            return NameExpr(pos, self.name(c[0]))
         if kind == "number":
-            return _Number(pos, str(c[0]))
+            return NumberExpr(pos, str(c[0]))
         if kind == "string":
-            return _String(pos, str(c[0]))
+            return StringExpr(pos, str(c[0]))
         if kind == "boolean":
-            return _Bool(pos, str(c[0]) == "true")
+            return BoolExpr(pos, str(c[0]) == "true")
         if kind == "binary":
             left, op, right = c
-            return _Binary(pos, str(op), _tpos(op), self.expr(left), self.expr(right))
+            return BinaryExpr(pos, str(op), token_pos(op), self.expr(left), self.expr(right))
         if kind == "unary":
             op, operand = c
-            return _Unary(pos, str(op), self.expr(operand))
+            return UnaryExpr(pos, str(op), self.expr(operand))
         if kind == "field":
-            return _Field(pos, self.expr(c[0]), str(c[1]), _tpos(c[1]))
+            return FieldExpr(pos, self.expr(c[0]), str(c[1]), token_pos(c[1]))
         if kind == "index":
-            return _Index(pos, self.expr(c[0]), str(c[1]), _tpos(c[1]))
+            return IndexExpr(pos, self.expr(c[0]), str(c[1]), token_pos(c[1]))
         if kind == "call":
             fn, args = c
-            return _Call(pos, self.expr(fn), self.args(args))
+            return CallExpr(pos, self.expr(fn), self.args(args))
         if kind == "struct":
             elements = c[1]
-            return _Struct(pos, self.args(elements))
+            return StructExpr(pos, self.args(elements))
         if kind == "list":
             items = c[0]
-            return _List(pos, [self.expr(i) for i in (items.children if items else [])])
+            return ListExpr(pos, [self.expr(i) for i in (items.children if items else [])])
         if kind == "type_expr":
-            return _TypeExpr(pos, c[0])
+            return TypeExpr(pos, c[0])
         if kind in ("lambda_expr", "lambda_body"):
             params, body = c
             lparams = [
-                _Param(_tpos(p.children[0]), self.name(p.children[0]), p.children[1])
+                Param(token_pos(p.children[0]), self.name(p.children[0]), p.children[1])
                 for p in (params.children if params else [])
             ]
-            return _Lambda(pos, lparams, self.body(body) if kind == "lambda_body" else self.expr(body))
+            return LambdaExpr(pos, lparams, self.body(body) if kind == "lambda_body" else self.expr(body))
         raise AssertionError(f"unexpected tree {kind}")
 
     def args(self, tree) -> list:
@@ -303,45 +342,45 @@ class _Converter:
         for a in tree.children if tree is not None else []:
             if getattr(a, "data", None) in ("kwarg", "named_element"):
                 name, value = a.children
-                result.append(_Arg(_tpos(name), str(name), self.expr(value)))
+                result.append(Arg(token_pos(name), str(name), self.expr(value)))
             else:
                 e = self.expr(a)
-                result.append(_Arg(e.pos, None, e))
+                result.append(Arg(e.pos, None, e))
         return result
 
 
-def _walk_names(node, out: set) -> None:
+def collect_bound_names(node, out: set) -> None:
     """Collects every name a definition binds (parameters, lets, lambda parameters)."""
     if isinstance(node, list):
         for n in node:
-            _walk_names(n, out)
+            collect_bound_names(n, out)
         return
-    if isinstance(node, _Param):
+    if isinstance(node, Param):
         out.add(node.name)
-    elif isinstance(node, _Let):
+    elif isinstance(node, LetStmt):
         out.add(node.name)
-        _walk_names(node.expr, out)
-    elif isinstance(node, _Return):
-        _walk_names(node.expr, out)
-    elif isinstance(node, _Body):
-        _walk_names(node.stmts, out)
-    elif isinstance(node, _Lambda):
-        _walk_names(node.params, out)
-        _walk_names(node.body, out)
-    elif isinstance(node, _Binary):
-        _walk_names(node.left, out)
-        _walk_names(node.right, out)
-    elif isinstance(node, _Unary):
-        _walk_names(node.operand, out)
-    elif isinstance(node, (_Field, _Index)):
-        _walk_names(node.obj, out)
-    elif isinstance(node, _Call):
-        _walk_names(node.fn, out)
-        _walk_names([a.value for a in node.args], out)
-    elif isinstance(node, _Struct):
-        _walk_names([a.value for a in node.elements], out)
-    elif isinstance(node, _List):
-        _walk_names(node.items, out)
+        collect_bound_names(node.expr, out)
+    elif isinstance(node, ReturnStmt):
+        collect_bound_names(node.expr, out)
+    elif isinstance(node, Body):
+        collect_bound_names(node.stmts, out)
+    elif isinstance(node, LambdaExpr):
+        collect_bound_names(node.params, out)
+        collect_bound_names(node.body, out)
+    elif isinstance(node, BinaryExpr):
+        collect_bound_names(node.left, out)
+        collect_bound_names(node.right, out)
+    elif isinstance(node, UnaryExpr):
+        collect_bound_names(node.operand, out)
+    elif isinstance(node, (FieldExpr, IndexExpr)):
+        collect_bound_names(node.obj, out)
+    elif isinstance(node, CallExpr):
+        collect_bound_names(node.fn, out)
+        collect_bound_names([a.value for a in node.args], out)
+    elif isinstance(node, StructExpr):
+        collect_bound_names([a.value for a in node.elements], out)
+    elif isinstance(node, ListExpr):
+        collect_bound_names(node.items, out)
 
 
 # --------------------------------------------------------------------------
@@ -426,7 +465,7 @@ def _syntax_error(error, filename: str, text: str, parser) -> ParseError:
     return ParseError(message, SourceLocation(filename, line, column), text)
 
 
-def _parse_source(text: str, filename: str):
+def parse_source(text: str, filename: str):
     """(items, syntax diagnostics, names declared by declarations that did not parse)."""
     import lark
 

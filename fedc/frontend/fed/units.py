@@ -1,38 +1,28 @@
 """Compilation units (one per ``.fed`` file) and their definitions.
 
-Also what the later stages share: the markers for a value that depends on an
-error already reported (so that it is not reported again), and helpers for
-messages.
+Also :class:`Resolver`, what the stages that build a definition ask of the
+compiler (``compiler.Compiler`` implements it).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import json
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional, Protocol
 
 from fedc.errors import FedcError, SourceLocation
 from fedc.frontend.fed.syntax import Pos
+from fedc.ir import building_blocks as bb
 from fedc.types import Type
 
-if TYPE_CHECKING:
-    from fedc.frontend.fed.compiler import _Compiler
+__all__ = ["AmbiguousName", "Definition", "Resolver", "Unit"]
 
 
 # --------------------------------------------------------------------------
 # Compilation units and definitions
 
 
-class _Poisoned(Exception):
-    """Raised where a value depends on something already reported as an error."""
-
-
-_POISON = object()
-
-
 @dataclasses.dataclass(eq=False)
-class _Unit:
+class Unit:
     key: str
     display: str
     folder: str
@@ -50,21 +40,21 @@ class _Unit:
 
 
 @dataclasses.dataclass(eq=False)
-class _Ambiguous:
+class AmbiguousName:
     """A name that several imported files define."""
 
     defs: list
 
-    def error(self, compiler: "_Compiler", unit: "_Unit", pos: Pos, name: str) -> FedcError:
+    def error(self, compiler: "Resolver", unit: "Unit", pos: Pos, name: str) -> FedcError:
         where = " and ".join(f"{d.unit.display} (at {d.unit.location(d.pos)})" for d in self.defs)
         return compiler.error(unit, pos, f"{name!r} is ambiguous: it is defined by the imported files {where}")
 
 
 @dataclasses.dataclass(eq=False)
-class _Def:
+class Definition:
     kind: str  # "type", "extern", "computation", "local"
     name: str
-    unit: _Unit
+    unit: Unit
     ast: Any
     symbol: Optional[str] = None
     state: str = "new"  # new, busy, done, failed
@@ -75,35 +65,22 @@ class _Def:
         return self.ast.name_pos
 
 
-# --------------------------------------------------------------------------
-# Helpers shared by the stages
+class Resolver(Protocol):
+    """What building a definition asks of the compiler: diagnostics, and the definitions it uses.
 
+    Definitions are resolved the first time they are used; see ``compiler.Compiler``.
+    """
 
-def _os_reason(e: Exception) -> str:
-    if isinstance(e, OSError) and e.strerror:
-        return e.strerror.lower() if e.strerror else str(e)
-    return str(e)
+    def error(self, unit: Unit, pos: Pos, message: str, cls=FedcError) -> FedcError: ...
 
+    def report(self, error: FedcError) -> None: ...
 
-def _decode_string(raw: str) -> str:
-    return json.loads(raw)
+    def resolve_type(self, unit: Unit, tree) -> Type: ...
 
+    def resolve_alias(self, d: Definition, use_pos: Pos, use_unit: Optional[Unit] = None) -> Type: ...
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+    def resolve_extern(self, d: Definition) -> bb.Compiled: ...
 
+    def resolve_function(self, d: Definition, use_pos: Pos, use_unit: Unit) -> bb.Lambda: ...
 
-def _did_you_mean(name: str, candidates) -> str:
-    """'; did you mean 'x'?' for the closest candidate (ties: the earliest), or ''."""
-    best, best_score = None, 0.6
-    matcher = difflib.SequenceMatcher()
-    matcher.set_seq2(name.lower())
-    for c in dict.fromkeys(candidates):
-        if c == name:
-            continue
-        matcher.set_seq1(c.lower())
-        if matcher.real_quick_ratio() > best_score and matcher.quick_ratio() > best_score:
-            score = matcher.ratio()
-            if score > best_score:
-                best, best_score = c, score
-    return f"; did you mean {best!r}?" if best else ""
+    def allocate_symbol(self, d: Definition) -> str: ...
