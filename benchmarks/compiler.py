@@ -5,8 +5,8 @@
 
 For each shape of program (a chain of dependent let-bindings, many
 independent bindings, a chain of federated_map, deep nesting of blocks,
-lambdas and structs, a traced Python program of N nested calls, a ``.fed``
-program of N bindings) and each size N, every stage is timed on its own:
+lambdas and structs, a traced Python program of N nested calls, N traced
+computations each calling the one before, a ``.fed`` program of N bindings) and each size N, every stage is timed on its own:
 tracing or ``.fed`` compilation where the shape has one, print, parse,
 serialize, deserialize, verify, each pass of the pipeline (on the previous
 pass's output) and the whole pipeline through the pass manager (verifying
@@ -144,6 +144,31 @@ def traced_source(n: int) -> Callable[[], object]:
     return trace
 
 
+def traced_calls_source(n: int) -> Callable[[], object]:
+    """n traced computations, each calling the one before on a federated_map of its argument."""
+
+    def trace():
+        previous = None
+        for _ in range(n):
+            if previous is None:
+                @fedc.federated_computation(CLIENT_FLOATS)
+                def first(x):
+                    return fedc.federated_map(lambda v: v + 1.0, x)
+
+                previous = first
+            else:
+                callee = previous
+
+                @fedc.federated_computation(CLIENT_FLOATS)
+                def step(x):
+                    return callee(fedc.federated_map(lambda v: v + 1.0, x))
+
+                previous = step
+        return previous
+
+    return trace
+
+
 def fed_source(n: int) -> str:
     """A .fed program of n let-bindings."""
     lines = ["computation chain(x: {float32}@CLIENTS) -> float32@SERVER {"]
@@ -164,7 +189,10 @@ BUILT = {
     "nested_lambdas": nested_lambdas,
     "nested_structs": nested_structs,
 }
-SHAPES = [*BUILT, "traced", "fed"]
+SHAPES = [*BUILT, "traced", "traced_calls", "fed"]
+# inline keeps every computation of a module, each with its callees inlined: on a chain of
+# n computations calling each other its output is O(n^2), so these shapes stop before the passes.
+WITHOUT_PASSES = {"traced_calls"}
 
 
 # --------------------------------------------------------------------------
@@ -190,6 +218,9 @@ def stages(shape: str, n: int):
     if shape == "traced":
         trace = traced_source(n)
         yield "trace", lambda: state.__setitem__("module", trace().to_ir())
+    elif shape == "traced_calls":
+        trace = traced_calls_source(n)
+        yield "trace", lambda: state.__setitem__("module", trace().to_ir())
     elif shape == "fed":
         source = fed_source(n)
         yield "fed-compile", lambda: state.__setitem__("module", fed.parse(source, "<bench>"))
@@ -200,6 +231,8 @@ def stages(shape: str, n: int):
     yield "serialize", lambda: state.__setitem__("bytes", serialization.serialize(state["module"]))
     yield "deserialize", lambda: serialization.deserialize(state["bytes"], max_depth=1 << 20)
     yield "verify", lambda: verifier.verify(state["module"])
+    if shape in WITHOUT_PASSES:
+        return
     state["current"] = None
 
     def one_pass(name):
@@ -236,6 +269,9 @@ def slope(points: list[tuple[int, float]]) -> float | None:
 def run(shapes: list[str], sizes: list[int], repeats: int, budget: float, output=None) -> dict:
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 10 * max(sizes) + 1000))
     results, failures = [], []
+    for shape in shapes:  # warm up (imports, grammar loading) outside the timings
+        for _, fn in stages(shape, 4):
+            fn()
     for shape in shapes:
         over_budget: set[str] = set()
         timings: dict[str, list[tuple[int, float]]] = {}

@@ -127,6 +127,12 @@ class _Inliner:
                     return bb.Call(node.function, argument, node.location)
                 self.ctx.stat("calls-inlined")
                 return rebuilt
+            if isinstance(node, bb.Call) and isinstance(node.function, bb.Lambda):
+                reduced = reduce_lambda_call(node)
+                if isinstance(reduced, bb.Node):
+                    return reduced
+                bindings, body, location = reduced
+                return bb.Block(bindings, body, location) if bindings else body
             rebuilt = with_children(node, [visit(c) for c in children])
             if isinstance(rebuilt, bb.Call) and isinstance(rebuilt.function, (bb.Lambda, bb.Block)):
                 reduced = beta_reduce(rebuilt, names)
@@ -134,6 +140,60 @@ class _Inliner:
                     self.ctx.stat("lambdas-beta-reduced")
                     return reduced
             return rebuilt
+
+        def reduce_lambda_call(node: bb.Call):
+            """``Call(Lambda(p, body), arg)`` visited and beta-reduced, as (bindings, body, location)
+            of its block, or the rebuilt call when it is kept.
+
+            What :func:`beta_reduce` does to the visited call, except that a chain of lambdas
+            applied in each other's bodies is flattened into one list of bindings, without
+            building the block of every level of the chain (which is quadratic in its length).
+            """
+            function = node.function
+            inner = function.result
+            flat = None  # (bindings, body) of the visited lambda body, when it is a block to flatten
+            if isinstance(inner, bb.Call) and isinstance(inner.function, bb.Lambda):
+                reduced = reduce_lambda_call(inner)
+                if isinstance(reduced, bb.Node):
+                    visited_body = reduced
+                elif reduced[2] is None and reduced[0]:
+                    flat = (reduced[0], reduced[1])
+                    visited_body = None
+                else:
+                    bindings, body, location = reduced
+                    visited_body = bb.Block(bindings, body, location) if bindings else body
+            else:
+                visited_body = visit(inner)
+            argument = None if node.argument is None else visit(node.argument)
+
+            def kept_call() -> bb.Node:
+                body = visited_body if flat is None else bb.Block(flat[0], flat[1])
+                lam = with_children(function, [body])
+                return with_children(node, [lam] + ([] if argument is None else [argument]))
+
+            bindings: list = []
+            if function.parameter_name is not None:
+                value = argument
+                target = function.parameter_type
+                if value.type_signature != target:
+                    if not is_atom(value):
+                        temporary = names.fresh(function.parameter_name)
+                        bindings.append((temporary, value))
+                        value = bb.Reference(temporary, value.type_signature, value.location)
+                    value = coerce(value, target, names)
+                    if value is None:
+                        return kept_call()
+                bindings.append((function.parameter_name, value))
+            if flat is not None:
+                bindings.extend(flat[0])
+                body = flat[1]
+            elif isinstance(visited_body, bb.Block) and visited_body.location is None:
+                bindings.extend(visited_body.locals)
+                body = visited_body.result
+            else:
+                body = visited_body
+            self.ctx.stat("lambdas-beta-reduced")
+            return bindings, body, node.location
 
         return visit(root)
 
