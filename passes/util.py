@@ -49,27 +49,42 @@ def bound_names(node: bb.Node) -> set[str]:
 def free_references(node: bb.Node) -> set[str]:
     """Names referenced in ``node`` but not bound inside it."""
     free: set[str] = set()
-
-    def visit(n: bb.Node, bound: frozenset) -> None:
+    bound: Counter = Counter()  # name -> how many enclosing binders bind it here
+    # A walk with explicit "bind"/"unbind" steps: one set for the whole walk (copying a
+    # set of the bound names at every binder would be quadratic in a block's length).
+    BIND, UNBIND = 0, 1
+    stack: list = [node]
+    while stack:
+        item = stack.pop()
+        if type(item) is tuple:
+            action, name = item
+            if action == BIND:
+                bound[name] += 1
+            else:
+                bound[name] -= 1
+            continue
+        n = item
         if isinstance(n, bb.Reference):
-            if n.name not in bound:
+            if not bound[n.name]:
                 free.add(n.name)
-            return
-        if isinstance(n, bb.Lambda):
-            inner = bound | {n.parameter_name} if n.parameter_name else bound
-            visit(n.result, inner)
-            return
-        if isinstance(n, bb.Block):
-            inner = bound
+        elif isinstance(n, bb.Lambda):
+            if n.parameter_name:
+                stack.append((UNBIND, n.parameter_name))
+                stack.append(n.result)
+                stack.append((BIND, n.parameter_name))
+            else:
+                stack.append(n.result)
+        elif isinstance(n, bb.Block):
+            # In order: value_1, bind name_1, value_2, bind name_2, …, result, then unbind them all.
+            steps: list = []
             for name, value in n.locals:
-                visit(value, inner)
-                inner = inner | {name}
-            visit(n.result, inner)
-            return
-        for child in n.children():
-            visit(child, bound)
-
-    visit(node, frozenset())
+                steps.append(value)
+                steps.append((BIND, name))
+            steps.append(n.result)
+            steps.extend((UNBIND, name) for name, _ in n.locals)
+            stack.extend(reversed(steps))
+        else:
+            stack.extend(reversed(n.children()))
     return free
 
 

@@ -34,6 +34,13 @@ __all__ = [
 ]
 
 _INDENT = "  "
+# Regions nested deeper than this are not indented further: the text of IR nested N deep
+# stays O(N) (indenting every level would make it O(N^2) to print and to parse back).
+MAX_INDENT_LEVELS = 40
+
+
+def _pad(indent: int) -> str:
+    return _INDENT * min(indent, MAX_INDENT_LEVELS)
 
 
 @deep_recursion
@@ -130,7 +137,7 @@ class _Printer:
     def entry(self, name: Optional[str], node: Node, indent: int) -> None:
         self.counter = 0
         self.scope = {}
-        pad = _INDENT * indent
+        pad = _pad(indent)
         symbol = f" @{name}" if name is not None else ""
         if isinstance(node, Lambda):
             self.lines.append(
@@ -151,7 +158,7 @@ class _Printer:
             self.unbind(node.parameter_name)
 
     def region(self, node: Node, indent: int, force_block: bool = False) -> None:
-        pad = _INDENT * indent
+        pad = _pad(indent)
         if force_block or (isinstance(node, Block) and node.locals and self.loc(node) is None):
             bound = []
             for name, value in node.locals:
@@ -167,7 +174,7 @@ class _Printer:
 
     def define(self, target: Optional[str], node: Node, indent: int) -> str:
         """Emits the op(s) defining ``node`` as ``target`` (a fresh temporary if None)."""
-        pad = _INDENT * indent
+        pad = _pad(indent)
         location = self.loc(node)
         if isinstance(node, Lambda):
             target = target or self.fresh()
