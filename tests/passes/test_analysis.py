@@ -457,3 +457,13 @@ fedc.module @m {
     cost = communication_cost(module)
     assert cost.upload == 0 and cost["f"].unknown == ("call %arg.g",)
     assert "not counted: call %arg.g (a function the analysis cannot see into)" in cost.text()
+
+
+def test_a_cost_report_of_several_federated_computations_asks_which_one():
+    t = parse("{float32}@CLIENTS")
+    mean = ir.Lambda("x", t, ir.intrinsic_call("federated_mean", ir.Reference("x", t)))
+    total = ir.Lambda("y", t, ir.intrinsic_call("federated_sum", ir.Reference("y", t)))
+    report = communication_cost(ir.Module("two", [("mean", mean), ("total", total)]), None)
+    with pytest.raises(FedcError, match=r"covers several computations: pick one with report\['name'\]"):
+        report.upload
+    assert report["mean"].upload == 4 and report["total"].upload == 4
