@@ -264,10 +264,6 @@ def get_backend(name: Optional[str] = None, /, **options) -> Backend:
     return _named_backend(name, **options)
 
 
-def current_backend_name() -> str:
-    return current_execution().backend.name
-
-
 def set_default_backend(name: str, /, **options) -> None:
     """Makes backend ``name`` (configured with ``options``) run computations from now on."""
     global _default_backend
@@ -286,9 +282,3 @@ def backend(name: str, /, **options) -> Iterator[Backend]:
 def invoke(computation, args: tuple, kwargs: dict, num_clients: Optional[int] = None) -> Any:
     """Runs ``computation`` with Python arguments in the current execution context."""
     return current_execution().invoke(computation, args, kwargs, num_clients=num_clients)
-
-
-def compiled(computation, backend_name: Optional[str] = None) -> Executable:
-    """The executable of ``computation`` on a backend (default: the current one), compiled once."""
-    context = current_execution() if backend_name is None else execution_context(_named_backend(backend_name))
-    return context.compile(computation)

@@ -238,23 +238,27 @@ class Type:
     def __reduce__(self):
         return (parse, (self.compact_representation(),))
 
+    def _bottom_up(self, slot: str, compute) -> Any:
+        """``self.<slot>``, computed once per type: ``compute(t)`` for each type below whose slot
+        is unset, children first (iteratively, so a deep type needs no deep recursion)."""
+        stack = [(self, False)]
+        while stack:
+            t, expanded = stack.pop()
+            if getattr(t, slot) is not None:
+                continue
+            if expanded:
+                object.__setattr__(t, slot, compute(t))
+            else:
+                stack.append((t, True))
+                stack.extend((c, False) for c in t.children() if getattr(c, slot) is None)
+        return getattr(self, slot)
+
     def compact_representation(self) -> str:
         """The one-line form TFF prints, e.g. ``{float32}@CLIENTS`` (computed once per type)."""
         text = self._compact
         if text is None:
-            # Bottom-up over the nested types not printed yet (each reuses its children's
-            # strings), so a deep type needs no deep recursion.
-            stack = [(self, False)]
-            while stack:
-                t, expanded = stack.pop()
-                if t._compact is not None:
-                    continue
-                if expanded:
-                    object.__setattr__(t, "_compact", "".join(_lines(t, formatted=False)))
-                else:
-                    stack.append((t, True))
-                    stack.extend((c, False) for c in t.children() if c._compact is None)
-            text = self._compact
+            # Each type's string reuses its children's, already computed.
+            text = self._bottom_up("_compact", lambda t: "".join(_lines(t, formatted=False)))
         return text
 
     @property
@@ -265,22 +269,10 @@ class Type:
         """
         placed = self._placed
         if placed is None:
-            # Iterative post-order over the types not answered yet, so deep types need no deep stack.
-            stack = [(self, False)]
-            while stack:
-                t, expanded = stack.pop()
-                if t._placed is not None:
-                    continue
-                if isinstance(t, (FederatedType, PlacementType)):
-                    object.__setattr__(t, "_placed", True)
-                    continue
-                children = list(t.children())
-                if expanded:
-                    object.__setattr__(t, "_placed", any(c._placed for c in children))
-                else:
-                    stack.append((t, True))
-                    stack.extend((c, False) for c in children if c._placed is None)
-            placed = self._placed
+            placed = self._bottom_up(
+                "_placed",
+                lambda t: isinstance(t, (FederatedType, PlacementType)) or any(c._placed for c in t.children()),
+            )
         return placed
 
     def formatted_representation(self) -> str:

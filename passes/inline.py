@@ -39,6 +39,29 @@ from .util import Names, coerce, is_atom, rename_bound, transform_computations
 __all__ = ["beta_reduce", "inline"]
 
 
+def parameter_bindings(function: bb.Lambda, argument: Optional[bb.Node], names: Names) -> Optional[list]:
+    """The bindings that give ``function``'s parameter the value ``argument``; None if they cannot.
+
+    An argument whose type is only assignable to the parameter's is converted
+    to exactly the parameter type (:func:`fedc.passes.util.coerce`), after
+    binding it to a temporary when it is not an atom.
+    """
+    if function.parameter_name is None:
+        return []
+    bindings = []
+    target = function.parameter_type
+    if argument.type_signature != target:
+        if not is_atom(argument):
+            temporary = names.fresh(function.parameter_name)
+            bindings.append((temporary, argument))
+            argument = bb.Reference(temporary, argument.type_signature, argument.location)
+        argument = coerce(argument, target, names)
+        if argument is None:
+            return None
+    bindings.append((function.parameter_name, argument))
+    return bindings
+
+
 def beta_reduce(call: bb.Call, names: Names) -> Optional[bb.Node]:
     """``Call(Lambda(p, body), arg)`` as ``Block([(p, arg)], body)``; None if it cannot be.
 
@@ -57,19 +80,10 @@ def beta_reduce(call: bb.Call, names: Names) -> Optional[bb.Node]:
     if not isinstance(function, bb.Lambda):
         return None
     body = function.result
-    bindings = list(outer)
-    if function.parameter_name is not None:
-        argument = call.argument
-        target = function.parameter_type
-        if argument.type_signature != target:
-            if not is_atom(argument):
-                temporary = names.fresh(function.parameter_name)
-                bindings.append((temporary, argument))
-                argument = bb.Reference(temporary, argument.type_signature, argument.location)
-            argument = coerce(argument, target, names)
-            if argument is None:
-                return None
-        bindings.append((function.parameter_name, argument))
+    parameter = parameter_bindings(function, call.argument, names)
+    if parameter is None:
+        return None
+    bindings = outer + parameter
     if isinstance(body, bb.Block) and body.location is None:
         bindings.extend(body.locals)
         body = body.result
@@ -171,19 +185,9 @@ class _Inliner:
                 lam = with_children(function, [body])
                 return with_children(node, [lam] + ([] if argument is None else [argument]))
 
-            bindings: list = []
-            if function.parameter_name is not None:
-                value = argument
-                target = function.parameter_type
-                if value.type_signature != target:
-                    if not is_atom(value):
-                        temporary = names.fresh(function.parameter_name)
-                        bindings.append((temporary, value))
-                        value = bb.Reference(temporary, value.type_signature, value.location)
-                    value = coerce(value, target, names)
-                    if value is None:
-                        return kept_call()
-                bindings.append((function.parameter_name, value))
+            bindings = parameter_bindings(function, argument, names)
+            if bindings is None:
+                return kept_call()
             if flat is not None:
                 bindings.extend(flat[0])
                 body = flat[1]
