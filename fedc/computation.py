@@ -1,20 +1,28 @@
-"""``Computation``: a named computation with its module, callable like a Python function."""
+"""``Computation``: a named computation with the computations it calls, callable like a Python function."""
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 from fedc import context
 from fedc.errors import FedcTypeError
 from fedc.ir.building_blocks import Node
 from fedc.ir.module import Module
+from fedc.ir.transform import SymbolTable, rename_symbols
 from fedc.types import FunctionType, Type
 
 __all__ = ["Computation", "PolymorphicComputation"]
 
 
 class Computation:
-    """A computation: the entry ``symbol`` of ``module`` (which also holds its callees).
+    """A named computation, callable like a Python function.
+
+    It is either the entry ``symbol`` of a ``module`` that also holds its
+    callees (``Computation(module, symbol)``), or — as tracing builds it — one
+    IR node with the computations it calls by name
+    (:meth:`Computation.from_callees`), whose module is assembled on the first
+    :meth:`to_ir`. The second form keeps building a program of N computations
+    that call each other O(N): a trace never copies its callees' modules.
 
     Calling it asks the current context (:mod:`fedc.context`) to invoke it:
     outside tracing it runs on the current backend (see
@@ -30,8 +38,37 @@ class Computation:
         parameter_names: Optional[Sequence[str]] = None,
         python_function: Optional[Callable] = None,
     ):
-        self._module = module
+        if not isinstance(module, Module):
+            raise FedcTypeError(f"a Computation is built from a fedc.ir.Module, not {type(module).__name__}")
+        self._init(module[symbol], symbol, None, module, parameter_names, python_function)
+
+    @classmethod
+    def from_callees(
+        cls,
+        symbol: str,
+        node: Node,
+        callees: Mapping[str, "Computation"],
+        parameter_names: Optional[Sequence[str]] = None,
+        python_function: Optional[Callable] = None,
+    ) -> "Computation":
+        """The computation ``node`` named ``symbol``, whose ``@name`` references mean ``callees[name]``.
+
+        The callees' own names may clash with each other's callees: :meth:`to_ir`
+        renames clashing computations (identical ones are shared), keeping
+        ``symbol`` for this one.
+        """
+        for name, callee in callees.items():
+            if not isinstance(callee, Computation):
+                raise FedcTypeError(f"callee @{name} must be a fedc.Computation, not {type(callee).__name__}")
+        computation = cls.__new__(cls)
+        computation._init(node, symbol, dict(callees), None, parameter_names, python_function)
+        return computation
+
+    def _init(self, node, symbol, callees, module, parameter_names, python_function) -> None:
+        self._node = node
         self._symbol = symbol
+        self._callees = callees
+        self._module = module
         self._parameter_names = tuple(parameter_names) if parameter_names else None
         self._python_function = python_function
         if python_function is not None:
@@ -44,8 +81,7 @@ class Computation:
 
     @property
     def type_signature(self) -> FunctionType:
-        t = self._module[self._symbol].type_signature
-        return t
+        return self._node.type_signature
 
     @property
     def parameter_names(self) -> Optional[tuple]:
@@ -54,30 +90,80 @@ class Computation:
 
     def to_ir(self) -> Module:
         """The module holding this computation (last) and every computation it calls."""
+        if self._module is None:
+            self._module = _assemble(self)
         return self._module
 
     @property
+    def node(self) -> Node:
+        """This computation's own IR node as built (cheap: no module is assembled).
+
+        Its ``@name`` references name the computations of :meth:`to_ir` when built
+        from a module, or its callees (:meth:`from_callees`) when traced; use
+        :attr:`ir` for the node exactly as it appears in :meth:`to_ir`.
+        """
+        return self._node
+
+    @property
     def ir(self) -> Node:
-        """The IR of this computation alone."""
-        return self._module[self._symbol]
+        """The IR of this computation alone (its symbols named as in :meth:`to_ir`)."""
+        return self.to_ir()[self._symbol]
 
     def to_text(self, **options) -> str:
         """The textual IR of :meth:`to_ir`."""
         from fedc.ir.text import print_module
 
-        return print_module(self._module, **options)
+        return print_module(self.to_ir(), **options)
 
     def serialize(self) -> bytes:
         """Protobuf bytes of :meth:`to_ir` (see :func:`fedc.ir.deserialize`)."""
         from fedc.ir.serialization import serialize
 
-        return serialize(self._module)
+        return serialize(self.to_ir())
 
     def __call__(self, *args, **kwargs):
         return context.current().invoke(self, args, kwargs)
 
     def __repr__(self) -> str:
         return f"<fedc.Computation {self._symbol}: {self.type_signature}>"
+
+
+def _assemble(root: Computation) -> Module:
+    """The module of ``root`` and its callees, callees first (in order of first call), ``root`` last.
+
+    Each computation is visited once (an explicit stack: call chains may be
+    thousands deep). A callee whose name is taken by a different computation
+    (or by ``root``) gets a suffix and the references to it are renamed;
+    computations equal after renaming share one entry.
+    """
+    table = SymbolTable(reserved=[root.name])
+    assigned: dict[int, str] = {}
+    stack: list[tuple[Computation, bool]] = [(root, False)]
+    while stack:
+        computation, expanded = stack.pop()
+        key = id(computation)
+        if key in assigned:
+            continue
+        if computation._callees is None:
+            # Built from a module: its module holds its callees already.
+            assigned[key] = table.merge(computation._module)[computation._symbol]
+            continue
+        if not expanded:
+            stack.append((computation, True))
+            stack.extend((c, False) for c in reversed(list(computation._callees.values())) if id(c) not in assigned)
+            continue
+        renames = {
+            local: assigned[id(callee)]
+            for local, callee in computation._callees.items()
+            if assigned[id(callee)] != local
+        }
+        node = rename_symbols(computation._node, renames)
+        if computation is root:
+            table.put(root.name, node)
+            assigned[key] = root.name
+        else:
+            assigned[key] = table.add(computation._symbol, node)
+    return table.module(root.name)
 
 
 class PolymorphicComputation:

@@ -28,7 +28,6 @@ from fedc.ir import building_blocks as bb
 from fedc.ir.build import call as intrinsic_call
 from fedc.ir.module import Module
 from fedc.ir.names import FreshNames, identifier
-from fedc.ir.transform import merge_into
 from fedc.ir.verifier import verify_computation
 from fedc.types import (
     FederatedType,
@@ -118,7 +117,10 @@ class Tracer(context.Context):
     def __init__(self, name: str):
         self.name = name
         self.scopes: list[list[tuple[str, bb.Node]]] = [[]]
-        self.symbols: dict[str, bb.Node] = {}
+        # The computations called so far, by the name their SymbolRefs use here.
+        self.callees: dict[str, Computation] = {}
+        self.callee_names: dict[int, str] = {}
+        self.next_suffix: dict[str, int] = {}
         self.names = FreshNames()
 
     def fresh(self, base: str) -> str:
@@ -135,8 +137,22 @@ class Tracer(context.Context):
             return result
         return bb.Block(bindings, result, location)
 
-    def add_computation(self, computation) -> bb.SymbolRef:
-        name = merge_into(self.symbols, computation.to_ir(), computation.name)
+    def add_computation(self, computation: Computation) -> bb.SymbolRef:
+        """A reference to ``computation``, which becomes a callee of the traced computation.
+
+        Only the callee itself is recorded (its own callees stay with it), so a
+        trace costs the size of the traced function, not of everything it calls.
+        """
+        name = self.callee_names.get(id(computation))
+        if name is None:
+            base = name = computation.name
+            suffix = self.next_suffix.get(base, 1)
+            while name in self.callees or name == self.name:  # the traced computation keeps its name
+                name = f"{base}_{suffix}"
+                suffix += 1
+            self.next_suffix[base] = suffix
+            self.callees[name] = computation
+            self.callee_names[id(computation)] = name
         return bb.SymbolRef(name, computation.type_signature)
 
     def invoke(self, computation, args: tuple, kwargs: dict) -> "Value":
@@ -537,20 +553,14 @@ def trace_federated_computation(fn: Callable, declared: Sequence[Any]):
         result_node = to_node(result)
         body = tracer.close_scope(result_node)
     lam = bb.Lambda(parameter_name, t, body, location) if t is not None else bb.Lambda(None, None, body, location)
-    table = dict(tracer.symbols)
     entry = symbol
-    suffix = 1
-    while entry in table:
-        entry = f"{symbol}_{suffix}"
-        suffix += 1
-    table[entry] = lam
-    module = Module(entry, list(table.items()))
-    # The callees come from computations that were verified when they were built (merging
-    # only renames their symbols), so only the new computation needs verifying: verifying
-    # the whole module again would make a chain of N computations calling each other O(N^2).
-    # Nothing refers to the new computation, so it closes no cycle of calls.
-    verify_computation(module, entry)
-    return Computation(module, entry, names, fn)
+    # The callees were verified when they were built, so only the new computation needs
+    # verifying, against its direct callees' types: verifying everything it reaches would
+    # make a chain of N computations calling each other O(N^2). Nothing refers to the new
+    # computation, so it closes no cycle of calls.
+    shallow = Module(entry, [(name, callee.node) for name, callee in tracer.callees.items()] + [(entry, lam)])
+    verify_computation(shallow, entry)
+    return Computation.from_callees(entry, lam, tracer.callees, names, fn)
 
 
 def trace_local_function(fn: Callable, parameter: Optional[Type]) -> bb.Lambda:

@@ -7,12 +7,12 @@ rebuilds a tree bottom-up, letting ``fn`` replace each rebuilt node.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Collection, Optional, Sequence
 
 from fedc.ir import building_blocks as bb
 from fedc.ir.module import Module
 
-__all__ = ["rename_symbols", "rewrite", "with_children"]
+__all__ = ["SymbolTable", "rename_symbols", "rewrite", "with_children"]
 
 
 def with_children(node: bb.Node, children: Sequence[bb.Node]) -> bb.Node:
@@ -54,23 +54,59 @@ def rename_symbols(node: bb.Node, renames: dict[str, str]) -> bb.Node:
     return rewrite(node, rename)
 
 
-def merge_into(table: dict[str, bb.Node], module: Module, preferred: Optional[str] = None) -> str:
-    """Adds ``module``'s computations to ``table`` (symbol -> node), renaming on clashes.
+class SymbolTable:
+    """Computations by symbol, each added one given a name no other computation has.
 
-    Identical computations under the same name are shared. Returns the name
-    that ``preferred`` (a symbol of ``module``) has in ``table``.
+    ``add(base, node)`` names ``node`` ``base`` if that is free, else the next free
+    ``base_1``, ``base_2``, …; a node equal to one already added under the same base
+    shares its entry. Names in ``reserved`` are never given out. Each ``add`` costs
+    O(1) dict operations (nodes hash in O(1)), so adding N computations that share
+    a name stays O(N).
     """
-    renames: dict[str, str] = {}
-    for symbol, node in module.items():
-        target = symbol
-        node = rename_symbols(node, renames)
-        suffix = 1
-        while target in table and table[target] != node:
-            target = f"{symbol}_{suffix}"
-            suffix += 1
-        if target != symbol:
-            renames[symbol] = target
-        table[target] = node
-    if preferred is None:
-        return ""
-    return renames.get(preferred, preferred)
+
+    def __init__(self, reserved: Collection[str] = ()):
+        self.entries: dict[str, bb.Node] = {}
+        self._reserved = set(reserved)
+        self._shared: dict[tuple[str, bb.Node], str] = {}
+        self._next_suffix: dict[str, int] = {}
+
+    def _taken(self, name: str) -> bool:
+        return name in self.entries or name in self._reserved
+
+    def add(self, base: str, node: bb.Node) -> str:
+        """Adds ``node`` (or finds its equal under ``base``); returns its name."""
+        existing = self._shared.get((base, node))
+        if existing is not None:
+            return existing
+        name = base
+        if self._taken(name):
+            suffix = self._next_suffix.get(base, 1)
+            while self._taken(f"{base}_{suffix}"):
+                suffix += 1
+            name = f"{base}_{suffix}"
+            self._next_suffix[base] = suffix + 1
+        self.put(name, node)
+        self._shared[(base, node)] = name
+        return name
+
+    def put(self, name: str, node: bb.Node) -> None:
+        """Adds ``node`` under exactly ``name`` (a reserved one included), which must be free."""
+        if name in self.entries:
+            raise ValueError(f"@{name} is already in the table")
+        self.entries[name] = node
+
+    def merge(self, module: Module) -> dict[str, str]:
+        """Adds ``module``'s computations in order, renaming references on clashes.
+
+        Returns the name each symbol of ``module`` has in the table.
+        """
+        names: dict[str, str] = {}
+        renames: dict[str, str] = {}
+        for symbol, node in module.items():
+            names[symbol] = self.add(symbol, rename_symbols(node, renames))
+            if names[symbol] != symbol:
+                renames[symbol] = names[symbol]
+        return names
+
+    def module(self, name: str) -> Module:
+        return Module(name, list(self.entries.items()))
