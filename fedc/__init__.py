@@ -11,6 +11,7 @@ from fedc.errors import (
     ParseError,
     SerializationError,
     SourceLocation,
+    UnsafeTensorFlowError,
     UnsupportedError,
     VerificationError,
 )

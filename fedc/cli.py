@@ -1,7 +1,7 @@
 """The ``fedc`` command line.
 
     fedc compile algo.fed [-o out] [--emit ir|proto|dot|svg|png] [--passes PIPELINE] [--report privacy|cost]
-    fedc run algo.fed [--entry NAME] [--args FILE.json|FILE.npz] [--rounds N] [--backend NAME]
+    fedc run algo.fed [--entry NAME] [--args FILE.json|FILE.npz] [--rounds N] [--backend NAME] [--timeout S]
     fedc opt in.fedir --passes PIPELINE [--print-ir-after-all] [--time-passes] ...
     fedc viz algo.fed -o graph.svg
     fedc viz algo.fed --passes PIPELINE --stages -o stages.html
@@ -15,10 +15,14 @@ internal error exits with status 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
 import pathlib
+import signal
 import sys
+import threading
 import traceback
 from typing import Any, Optional, Sequence
 
@@ -38,8 +42,16 @@ PROTO_SUFFIXES = (".fedpb", ".pb")
 # Inputs
 
 
-def load_module(path: str, search_paths: Sequence[str] = ()):
-    """A module from ``.fed`` source, textual IR, or protobuf bytes (``-`` reads IR from stdin)."""
+def load_module(path: str, search_paths: Sequence[str] = (), trusted: bool = False):
+    """A module from ``.fed`` source, textual IR, or protobuf bytes (``-`` reads IR from stdin).
+
+    ``trusted``: admit TensorFlow graphs using any op (see fedc.tensorflow_ops).
+    """
+    if trusted:
+        from fedc import tensorflow_ops
+
+        with tensorflow_ops.trusting():
+            return load_module(path, search_paths)
     from fedc import ir
 
     if path == "-":
@@ -279,7 +291,7 @@ def cmd_compile(args) -> int:
     from fedc import ir
 
     reports = _report_names(args.report)
-    module = load_module(args.input, args.include)
+    module = load_module(args.input, args.include, args.trusted)
     ir.verify(module)
     module = _apply_passes(module, args)
     emit = args.emit or _emit_from_suffix(args.output) or "ir"
@@ -334,17 +346,69 @@ def _entry(module, name: Optional[str]) -> str:
 def cmd_run(args) -> int:
     from fedc import context, ir
 
-    module = load_module(args.input, args.include)
-    ir.verify(module)
-    module = _apply_passes(module, args)
-    with context.backend(args.backend):
-        if args.rounds is not None:
-            return _run_rounds(module, args)
-        symbol = _entry(module, args.entry)
-        computation, lam = computation_for(module, symbol)
-        value = call_with_args(computation, lam, read_args(args.args))
-        print(format_value(value))
+    if args.timeout is not None and not (args.timeout > 0 and math.isfinite(args.timeout)):
+        raise FedcError(f"--timeout is a number of seconds greater than 0, not {args.timeout}")
+    with deadline(args.timeout, "fedc run"):
+        module = load_module(args.input, args.include, args.trusted)
+        ir.verify(module)
+        module = _apply_passes(module, args)
+        with context.backend(args.backend):
+            if args.rounds is not None:
+                return _run_rounds(module, args)
+            symbol = _entry(module, args.entry)
+            computation, lam = computation_for(module, symbol)
+            value = call_with_args(computation, lam, read_args(args.args))
+            print(format_value(value))
     return EXIT_OK
+
+
+class TimeoutExceeded(FedcError):
+    """A command ran longer than its --timeout."""
+
+
+# How long after the deadline a run stuck outside Python (in a TensorFlow kernel) is given
+# to notice it before the process is ended.
+TIMEOUT_GRACE_S = 2.0
+
+
+@contextlib.contextmanager
+def deadline(seconds: Optional[float], what: str):
+    """Ends the block with :class:`TimeoutExceeded` after ``seconds`` of wall-clock time.
+
+    A SIGALRM raises the error at the next Python bytecode. Work stuck inside
+    native code (a TensorFlow ``While`` that never ends) never returns to
+    Python, so a watchdog thread then closes every backend, says why and ends
+    the process with the user-error status, ``TIMEOUT_GRACE_S`` later.
+    """
+    if seconds is None:
+        yield
+        return
+    message = f"the run took longer than --timeout {seconds:g} s and was stopped"
+
+    def on_alarm(signum, frame):
+        raise TimeoutExceeded(message)
+
+    def watchdog():
+        sys.stderr.write(f"{what}: error: {message} (it was stuck in native code)\n")
+        sys.stderr.flush()
+        try:
+            from fedc.backends import base
+
+            base.close_all()
+        finally:
+            os._exit(EXIT_USER)
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    timer = threading.Timer(seconds + TIMEOUT_GRACE_S, watchdog)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _run_rounds(module, args) -> int:
@@ -441,7 +505,7 @@ def cmd_opt(args) -> int:
         return EXIT_OK
     if args.input is None:
         raise FedcError("fedc opt needs an input file (or - for stdin)")
-    module = load_module(args.input, ())
+    module = load_module(args.input, (), args.trusted)
     if args.verify_each:
         ir.verify(module)
     # IR dumps go to stderr, as mlir-opt's do; the result goes to stdout or -o.
@@ -462,7 +526,7 @@ def cmd_viz(args) -> int:
     elif suffix in (".html", ".htm"):
         raise FedcError(f"{args.output}: an HTML page shows the pictures across passes: "
                         "add --stages (and --passes PIPELINE)")
-    module = load_module(args.input, args.include)
+    module = load_module(args.input, args.include, args.trusted)
     ir.verify(module)
     symbol = _entry(module, args.entry)
     if args.stages:
@@ -489,7 +553,7 @@ def cmd_viz(args) -> int:
 def cmd_check(args) -> int:
     from fedc import ir
 
-    module = load_module(args.input, args.include)
+    module = load_module(args.input, args.include, args.trusted)
     ir.verify(module)
     print(f"{args.input}: ok ({len(module)} computation{'s' if len(module) != 1 else ''}: "
           f"{', '.join('@' + s for s in module.symbols)})")
@@ -516,6 +580,13 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("input", help=help_text)
         p.add_argument("-I", "--include", action="append", default=[], metavar="DIR",
                        help="another folder to search for imports and extern modules")
+        add_trusted(p)
+
+    def add_trusted(p):
+        p.add_argument("--trusted", action="store_true",
+                       help="trust the input's TensorFlow graphs: admit ops outside fedc's allowlist of pure "
+                       "computation ops (reading and writing files, calling Python, …). Only for computations "
+                       "from a source you trust (docs/security.md)")
 
     def add_passes(p):
         p.add_argument("--passes", metavar="PIPELINE", help='passes to run, e.g. "verify,strip-locations" (see fedc opt --list-passes)')
@@ -559,6 +630,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, metavar="N", help="run initialize, then next N times")
     p.add_argument("--initialize", default="initialize", metavar="NAME", help="the initialize computation (with --rounds)")
     p.add_argument("--next", default="next", metavar="NAME", help="the next computation (with --rounds)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="stop the run (loading, compiling and running) after this many seconds of wall-clock "
+                   "time, with an error")
     add_passes(p)
     p.set_defaults(handler=cmd_run)
 
@@ -566,6 +640,7 @@ def _parser() -> argparse.ArgumentParser:
                             description="Read textual IR, run a pass pipeline, and write textual IR. IR dumps "
                             "and reports go to stderr.")
     p.add_argument("input", nargs="?", help="textual IR (.fedir), or - for stdin")
+    add_trusted(p)
     p.add_argument("-o", "--output", metavar="FILE", help="where to write the IR (default: stdout)")
     p.add_argument("--list-passes", action="store_true", help="list every pass with its one-line doc and options")
     add_passes(p)

@@ -16,6 +16,7 @@ __all__ = [
     "ParseError",
     "SerializationError",
     "SourceLocation",
+    "UnsafeTensorFlowError",
     "UnsupportedError",
     "VerificationError",
 ]
@@ -87,6 +88,10 @@ class VerificationError(FedcError):
 
 class SerializationError(FedcError):
     """Serialized bytes are malformed, truncated, too large or hostile."""
+
+
+class UnsafeTensorFlowError(FedcError):
+    """A TensorFlow graph uses an op outside fedc's allowlist (see :mod:`fedc.tensorflow_ops`)."""
 
 
 class UnsupportedError(FedcError):

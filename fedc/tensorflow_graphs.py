@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from fedc import tensorflow_ops
 from fedc.errors import FedcError, FedcTypeError
 from fedc.types import SequenceType, StructType, TensorType, Type
 
@@ -187,5 +188,8 @@ def load(node) -> Callable[[Any], Any]:
     """A Python callable running a ``Compiled`` TensorFlow node on run-time values."""
     if node.kind != KIND:
         raise FedcError(f"cannot run a compiled computation of kind {node.kind!r} with TensorFlow")
+    # Checked again here (once per payload and process), so a node built by hand runs only allowed ops.
+    what = f"compiled computation {node.name!r}" if node.name else "a compiled computation"
+    tensorflow_ops.admit(node.payload, what, digest=node.content_hash)
     t = node.type_signature
     return _load_cached(node.payload, t.parameter, t.result)

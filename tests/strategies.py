@@ -188,7 +188,7 @@ class _Gen:
         argument = self.float_tensor(scope, depth - 1, True)
         payload = self.draw(st.binary(max_size=16))
         name = self.draw(st.one_of(st.none(), names))
-        compiled = ir.Compiled("tensorflow", payload, FunctionType(argument.type_signature, argument.type_signature), name)
+        compiled = ir.Compiled("opaque", payload, FunctionType(argument.type_signature, argument.type_signature), name)
         return self.loc(ir.Call(compiled, argument))
 
     def local_lambda(self, parameter_type, scope, depth):

@@ -34,6 +34,7 @@ LAYER_OF = {
     "fedc.ir": "ir",
     "fedc.values": "ir",
     "fedc.tensorflow_graphs": "ir",
+    "fedc.tensorflow_ops": "ir",
     "fedc.passes": "passes",
     "fedc.backends": "backends",
     "fedc": "api",  # the package itself, its frontends, computation, context, ops, templates

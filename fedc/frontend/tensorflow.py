@@ -21,30 +21,36 @@ from fedc.ir import building_blocks as bb
 from fedc.ir.module import Module
 from fedc.types import FunctionType, SequenceType, StructType, TensorType, Type
 from fedc import tensorflow_graphs as tg
+from fedc import tensorflow_ops
 
 __all__ = ["tf_computation"]
 
 
-def tf_computation(*types_or_fn):
+def tf_computation(*types_or_fn, trusted: bool = False):
     """Traces a Python TensorFlow function into a local computation.
 
     ``@fedc.tf_computation(T)`` / ``(T1, T2)`` declare parameter types;
     ``@fedc.tf_computation`` on a function with parameters makes it polymorphic
     (specialised at each call site); on a function without parameters it is
     traced at once.
+
+    The traced graph may use only the pure computation ops of
+    :mod:`fedc.tensorflow_ops` (an op that reads or writes files, calls Python
+    or sleeps is refused, naming the op); ``trusted=True`` admits any op, for a
+    function whose effects you accept.
     """
     if len(types_or_fn) == 1 and (inspect.isfunction(types_or_fn[0]) or inspect.ismethod(types_or_fn[0])):
-        return _decorate(types_or_fn[0], (), polymorphic_if_untyped=True)
+        return _decorate(types_or_fn[0], (), polymorphic_if_untyped=True, trusted=trusted)
 
     def decorate(fn: Callable):
         if not (inspect.isfunction(fn) or inspect.ismethod(fn)):
             raise FedcTypeError(f"@fedc.tf_computation decorates a Python function, not {fn!r}")
-        return _decorate(fn, types_or_fn, polymorphic_if_untyped=True)
+        return _decorate(fn, types_or_fn, polymorphic_if_untyped=True, trusted=trusted)
 
     return decorate
 
 
-def _decorate(fn: Callable, declared: Sequence[Any], polymorphic_if_untyped: bool):
+def _decorate(fn: Callable, declared: Sequence[Any], polymorphic_if_untyped: bool, trusted: bool = False):
     params = list(inspect.signature(fn).parameters)
     if not declared and params and polymorphic_if_untyped:
         def trace(parameter_type: Optional[Type]) -> Computation:
@@ -54,11 +60,11 @@ def _decorate(fn: Callable, declared: Sequence[Any], polymorphic_if_untyped: boo
                         f"tf_computation {fn.__name__!r} takes {len(params)} parameters "
                         f"({', '.join(params)}), but is applied to a value of type {parameter_type}"
                     )
-                return trace_tf_computation(fn, [parameter_type[i] for i in range(len(params))])
-            return trace_tf_computation(fn, [parameter_type] if parameter_type is not None else [])
+                return trace_tf_computation(fn, [parameter_type[i] for i in range(len(params))], trusted)
+            return trace_tf_computation(fn, [parameter_type] if parameter_type is not None else [], trusted)
 
         return PolymorphicComputation(trace, identifier(fn.__name__), fn)
-    return trace_tf_computation(fn, declared)
+    return trace_tf_computation(fn, declared, trusted)
 
 
 def _tf_spec(t: Type, where: str):
@@ -104,7 +110,7 @@ def _order(structure) -> list[int]:
     return tf.nest.flatten(number(structure))
 
 
-def trace_tf_computation(fn: Callable, declared: Sequence[Any]) -> Computation:
+def trace_tf_computation(fn: Callable, declared: Sequence[Any], trusted: bool = False) -> Computation:
     """Traces ``fn`` with TensorFlow into a :class:`~fedc.Computation` holding a ``Compiled`` node."""
     import tensorflow as tf
 
@@ -166,6 +172,7 @@ def trace_tf_computation(fn: Callable, declared: Sequence[Any]) -> Computation:
         output_names[fedc_index] = concrete.outputs[position].name
 
     payload = tg.make_payload(concrete.graph.as_graph_def(), input_names, output_names)
+    tensorflow_ops.admit(payload, where, trusted)
     node = bb.Compiled(tg.KIND, payload, FunctionType(parameter_type, result_type), name)
     return Computation(Module(name, [(name, node)]), name, packed_names, fn)
 

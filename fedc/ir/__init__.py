@@ -36,11 +36,11 @@ def print_module(module, **options) -> str:
     return _print(module, **options)
 
 
-def parse_module(text: str, filename: str = "<ir>"):
-    """Parses textual IR into a module."""
+def parse_module(text: str, filename: str = "<ir>", trusted: bool = False):
+    """Parses textual IR into a module (``trusted``: admit TensorFlow payloads using any op)."""
     from fedc.ir.text import parse_module as _parse
 
-    return _parse(text, filename)
+    return _parse(text, filename, trusted=trusted)
 
 
 def print_node(node) -> str:
@@ -50,11 +50,11 @@ def print_node(node) -> str:
     return _print(node)
 
 
-def parse_node(text: str, filename: str = "<ir>"):
+def parse_node(text: str, filename: str = "<ir>", trusted: bool = False):
     """Parses the textual IR of a single computation (as printed by print_node)."""
     from fedc.ir.text import parse_node as _parse
 
-    return _parse(text, filename)
+    return _parse(text, filename, trusted=trusted)
 
 
 def serialize(module) -> bytes:
@@ -65,7 +65,11 @@ def serialize(module) -> bytes:
 
 
 def deserialize(data: bytes, **limits):
-    """A module from protobuf bytes; never runs code; SerializationError on bad bytes."""
+    """A module from protobuf bytes; never runs code; SerializationError on bad bytes.
+
+    Keywords: ``max_bytes``, ``max_depth``, and ``trusted`` (admit TensorFlow
+    payloads using any op, not only :mod:`fedc.tensorflow_ops`'s allowlist).
+    """
     from fedc.ir.serialization import deserialize as _deserialize
 
     return _deserialize(data, **limits)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from fedc.ir.building_blocks import deep_recursion
-from fedc.errors import FedcError, FedcTypeError, ParseError, SourceLocation
+from fedc.errors import FedcError, FedcTypeError, ParseError, SourceLocation, UnsafeTensorFlowError
 from fedc.ir.building_blocks import (
     Block,
     Call,
@@ -36,6 +36,7 @@ from fedc.ir.building_blocks import (
     Struct,
     SymbolRef,
 )
+from fedc import tensorflow_graphs, tensorflow_ops
 from fedc.ir.module import Module
 from fedc.ir.text_format import (
     DECIMAL_INT as _DECIMAL_INT,
@@ -55,20 +56,21 @@ __all__ = [
 
 
 @deep_recursion
-def parse_module(text: str, filename: str = "<ir>") -> Module:
+def parse_module(text: str, filename: str = "<ir>", trusted: bool = False) -> Module:
     """Parses the textual IR of a module.
 
     Raises :class:`ParseError` (``file:line:col``, the line and a caret) for
-    bad syntax, unknown ops, scoping errors, misused temporaries, type errors
-    and missing or corrupt payloads.
+    bad syntax, unknown ops, scoping errors, misused temporaries, type errors,
+    missing or corrupt payloads, and TensorFlow payloads using an op outside
+    :mod:`fedc.tensorflow_ops`'s allowlist (unless ``trusted``).
     """
-    return _Parser(text, filename, module_mode=True).parse()
+    return _Parser(text, filename, module_mode=True, trusted=trusted).parse()
 
 
 @deep_recursion
-def parse_node(text: str, filename: str = "<ir>") -> Node:
+def parse_node(text: str, filename: str = "<ir>", trusted: bool = False) -> Node:
     """Parses one computation printed by :func:`print_node`."""
-    return _Parser(text, filename, module_mode=False).parse()
+    return _Parser(text, filename, module_mode=False, trusted=trusted).parse()
 
 
 _STARTS = ("module_text", "node_text")
@@ -143,12 +145,13 @@ class _LambdaFrame:
 
 
 class _Parser:
-    def __init__(self, text: str, filename: str, module_mode: bool):
+    def __init__(self, text: str, filename: str, module_mode: bool, trusted: bool = False):
         if not isinstance(text, str):
             raise FedcTypeError(f"the textual IR is a string, not {type(text).__name__}")
         self.text = text
         self.filename = filename
         self.module_mode = module_mode
+        self.trusted = trusted
         self.symbols: dict[str, Type] = {}
         self.resources: Optional[dict[str, bytes]] = None
         self.frames: list = []
@@ -552,7 +555,16 @@ class _Parser:
         t = self.type_of(ty)
         location = self.location(loc)
         name = str(name_token)[1:] if name_token is not None else None
-        return self.wrap(ty, lambda: Compiled(str(kind_token), payload, t, name, location), "fedc.compiled: ")
+        node = self.wrap(ty, lambda: Compiled(str(kind_token), payload, t, name, location), "fedc.compiled: ")
+        if node.kind == tensorflow_graphs.KIND:
+            what = f"compiled computation {name!r}" if name else "a compiled computation"
+            try:
+                tensorflow_ops.admit(payload, what, self.trusted, key)
+            except UnsafeTensorFlowError as e:
+                raise UnsafeTensorFlowError(e.message, self.error(hash_token, "").location, self.text) from None
+            except FedcError as e:
+                raise self.error(hash_token, e.message) from None
+        return node
 
     # Operands --------------------------------------------------------------
     def operand(self, tree) -> Node:

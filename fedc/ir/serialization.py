@@ -28,7 +28,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from fedc.ir.building_blocks import deep_recursion
-from fedc.errors import FedcError, SerializationError, SourceLocation
+from fedc import tensorflow_graphs, tensorflow_ops
+from fedc.errors import FedcError, SerializationError, SourceLocation, UnsafeTensorFlowError
 from fedc.ir import building_blocks as bb
 from fedc.ir.module import Module
 from fedc.types import (
@@ -417,8 +418,11 @@ class _Writer:
 
 
 @deep_recursion
-def deserialize(data: bytes, *, max_bytes: int = 1 << 30, max_depth: int = 500) -> Module:
+def deserialize(data: bytes, *, max_bytes: int = 1 << 30, max_depth: int = 500, trusted: bool = False) -> Module:
     """The module serialized in ``data``.
+
+    Its TensorFlow payloads must use only the ops of :mod:`fedc.tensorflow_ops`'s
+    allowlist (else :class:`~fedc.UnsafeTensorFlowError`), unless ``trusted``.
 
     Never runs code from ``data``. Raises :class:`SerializationError` when
     ``data`` is not bytes-like, is longer than ``max_bytes``, is not a valid
@@ -461,8 +465,8 @@ def deserialize(data: bytes, *, max_bytes: int = 1 << 30, max_depth: int = 500) 
             f"not a serialized fedc module (the protobuf is malformed or truncated): {_clip(e)}"
         ) from e
     try:
-        return _Reader(message, max_bytes=max_bytes, max_depth=max_depth).module()
-    except SerializationError:
+        return _Reader(message, max_bytes=max_bytes, max_depth=max_depth, trusted=trusted).module()
+    except (SerializationError, UnsafeTensorFlowError):
         raise
     except Exception as e:  # noqa: BLE001 — a last resort: never another exception type
         raise SerializationError(f"cannot load the module: {type(e).__name__}: {_clip(e)}") from e
@@ -471,8 +475,9 @@ def deserialize(data: bytes, *, max_bytes: int = 1 << 30, max_depth: int = 500) 
 class _Reader:
     """Rebuilds a module from a parsed ``pb.Module``, checking everything."""
 
-    def __init__(self, message, *, max_bytes: int, max_depth: int):
+    def __init__(self, message, *, max_bytes: int, max_depth: int, trusted: bool = False):
         self.message = message
+        self.trusted = trusted
         self.max_bytes = max_bytes
         self.max_depth = max_depth
         self.types: list[Type] = []
@@ -781,6 +786,14 @@ class _Reader:
         self.spend(work + 1, where)
         node = self.build(where, args[0], *args[1:])
         self.check_type_size(node.type_signature, where)
+        if isinstance(node, bb.Compiled) and node.kind == tensorflow_graphs.KIND:
+            what = f"compiled computation {node.name!r} ({where})" if node.name else f"the compiled computation {where}"
+            try:
+                tensorflow_ops.admit(node.payload, what, self.trusted, node.content_hash)
+            except UnsafeTensorFlowError:
+                raise
+            except FedcError as e:
+                raise self.error(where, e.message) from None
         nodes.append(node)
         self.node_depth.append(depth)
         self.node_size.append(size)

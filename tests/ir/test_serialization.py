@@ -79,7 +79,7 @@ def fedavg_module() -> ir.Module:
     client_param = StructType([W, DATA])
     p = ir.Reference("p", client_param, L(10, 5))
     train_step = ir.Compiled(
-        "tensorflow", b"\x08\x01 serialized graphdef \x00\xff", FunctionType(StructType([W, BATCH]), W),
+        "opaque", b"\x08\x01 serialized graphdef \x00\xff", FunctionType(StructType([W, BATCH]), W),
         name="train_step", location=L(11),
     )
     client_update = ir.Lambda(
@@ -174,7 +174,7 @@ def fedavg_module() -> ir.Module:
         None,
         ir.intrinsic_call(
             "federated_eval_at_server",
-            ir.Compiled("tensorflow", b"init graph", FunctionType(None, STATE), name=None),
+            ir.Compiled("opaque", b"init graph", FunctionType(None, STATE), name=None),
         ),
         location=L(30),
     )

@@ -76,7 +76,7 @@ def test_temperature_golden():
     assert _same(parse_module(TEMPERATURE), module)
 
 
-PAYLOAD = b"\x08\x01serialized GraphDef \xff\x00"
+PAYLOAD = b"\x08\x01serialized GraphDef \xff\x00"  # kind "opaque": bytes fedc keeps but never runs
 MODEL = StructType([("w", TensorType(np.float32, [2])), ("b", F32)])
 DATA = SequenceType(TensorType(np.float32, [None, 2]))
 STATE = StructType([("server", FederatedType(MODEL, SERVER)), ("clients", FederatedType(DATA, CLIENTS))])
@@ -85,7 +85,7 @@ STATE = StructType([("server", FederatedType(MODEL, SERVER)), ("clients", Federa
 def _fedavg():
     at = lambda line, column: SourceLocation("fedavg.fed", line, column)  # noqa: E731
     compiled = ir.Compiled(
-        "tensorflow", PAYLOAD, FunctionType(StructType([("model", MODEL), ("data", DATA)]), MODEL), "client_update"
+        "opaque", PAYLOAD, FunctionType(StructType([("model", MODEL), ("data", DATA)]), MODEL), "client_update"
     )
     p = ir.Reference("p", STATE)
     model = call("federated_broadcast", ir.Selection(p, name="server"))
@@ -133,7 +133,7 @@ fedc.module @fedavg {{
   }}
 
   fedc.value @client_update : ({Z} -> {M}) {{
-    %0 = fedc.compiled tensorflow @client_update "{HASH}" : ({Z} -> {M})
+    %0 = fedc.compiled opaque @client_update "{HASH}" : ({Z} -> {M})
     fedc.return %0
   }}
 }}
@@ -164,7 +164,7 @@ def test_elided_resources_and_locations():
     )
     with pytest.raises(ParseError) as info:
         parse_module(dump, "dump.ir")
-    assert (info.value.location.line, info.value.location.column) == (22, 50)
+    assert (info.value.location.line, info.value.location.column) == (22, 46)
     assert "elide_resources" in info.value.message and HASH in info.value.message
     # Without locations the text still parses (to the module without locations).
     no_locations = print_module(module, locations=False)
@@ -384,8 +384,8 @@ _NODES = {
         ir.Struct([("none", ir.Reference("fedc", F32)), ("inf", LIT), ("dense", LIT), ("call", LIT)]))),
     "data": ir.Data('file://x/"y"\n', FederatedType(np.float32, CLIENTS), _loc(4, 4, 'we"ird.fed')),
     "placements": ir.Struct([ir.Placement(SERVER, _loc(1, 1)), ir.Placement(CLIENTS)]),
-    "compiled": ir.Struct([ir.Call(ir.Compiled("tensorflow", b"abc", NEG, None, _loc(1, 1)), LIT),
-                           ir.Compiled("tensorflow", b"abc", NEG, "same_payload"),
+    "compiled": ir.Struct([ir.Call(ir.Compiled("opaque", b"abc", NEG, None, _loc(1, 1)), LIT),
+                           ir.Compiled("opaque", b"abc", NEG, "same_payload"),
                            ir.Compiled("other_kind", b"", FunctionType(None, F32))]),
     "zero location": ir.Placement(SERVER, SourceLocation("", 0, 0)),
 }
