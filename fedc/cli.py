@@ -42,16 +42,17 @@ PROTO_SUFFIXES = (".fedpb", ".pb")
 # Inputs
 
 
-def load_module(path: str, search_paths: Sequence[str] = (), trusted: bool = False):
+def load_module(path: str, search_paths: Sequence[str] = (), trusted: bool = False, import_externs: bool = False):
     """A module from ``.fed`` source, textual IR, or protobuf bytes (``-`` reads IR from stdin).
 
     ``trusted``: admit TensorFlow graphs using any op (see fedc.tensorflow_ops).
+    ``import_externs``: import the Python modules a ``.fed`` file's externs name.
     """
     if trusted:
         from fedc import tensorflow_ops
 
         with tensorflow_ops.trusting():
-            return load_module(path, search_paths)
+            return load_module(path, search_paths, import_externs=import_externs)
     from fedc import ir
 
     if path == "-":
@@ -73,7 +74,7 @@ def load_module(path: str, search_paths: Sequence[str] = (), trusted: bool = Fal
     if suffix == ".fed":
         from fedc.frontend import fed
 
-        return fed.load(path, search_paths=search_paths)
+        return fed.load(path, search_paths=search_paths, import_externs=import_externs)
     raise FedcError(
         f"{path}: unknown kind of input {suffix or '(no suffix)'}; fedc reads .fed source, "
         f"textual IR ({', '.join(IR_SUFFIXES)}) and protobuf ({', '.join(PROTO_SUFFIXES)})"
@@ -291,7 +292,7 @@ def cmd_compile(args) -> int:
     from fedc import ir
 
     reports = _report_names(args.report)
-    module = load_module(args.input, args.include, args.trusted)
+    module = load_module(args.input, args.include, args.trusted, args.import_externs)
     ir.verify(module)
     module = _apply_passes(module, args)
     emit = args.emit or _emit_from_suffix(args.output) or "ir"
@@ -349,7 +350,7 @@ def cmd_run(args) -> int:
     if args.timeout is not None and not (args.timeout > 0 and math.isfinite(args.timeout)):
         raise FedcError(f"--timeout is a number of seconds greater than 0, not {args.timeout}")
     with deadline(args.timeout, "fedc run"):
-        module = load_module(args.input, args.include, args.trusted)
+        module = load_module(args.input, args.include, args.trusted, import_externs=True)
         ir.verify(module)
         module = _apply_passes(module, args)
         with context.backend(args.backend):
@@ -526,7 +527,7 @@ def cmd_viz(args) -> int:
     elif suffix in (".html", ".htm"):
         raise FedcError(f"{args.output}: an HTML page shows the pictures across passes: "
                         "add --stages (and --passes PIPELINE)")
-    module = load_module(args.input, args.include, args.trusted)
+    module = load_module(args.input, args.include, args.trusted, args.import_externs)
     ir.verify(module)
     symbol = _entry(module, args.entry)
     if args.stages:
@@ -553,7 +554,7 @@ def cmd_viz(args) -> int:
 def cmd_check(args) -> int:
     from fedc import ir
 
-    module = load_module(args.input, args.include, args.trusted)
+    module = load_module(args.input, args.include, args.trusted, args.import_externs)
     ir.verify(module)
     print(f"{args.input}: ok ({len(module)} computation{'s' if len(module) != 1 else ''}: "
           f"{', '.join('@' + s for s in module.symbols)})")
@@ -582,6 +583,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="another folder to search for imports and extern modules")
         add_trusted(p)
 
+    def add_import_externs(p):
+        p.add_argument("--import-externs", action="store_true",
+                       help="import the Python modules that a .fed file's externs name (this runs their code) "
+                       "and embed their TensorFlow graphs; without it externs keep only their declared types")
+
     def add_trusted(p):
         p.add_argument("--trusted", action="store_true",
                        help="trust the input's TensorFlow graphs: admit ops outside fedc's allowlist of pure "
@@ -604,6 +610,7 @@ def _parser() -> argparse.ArgumentParser:
                             "write its textual IR (the default), its protobuf, or a picture.")
     add_input(p)
     p.add_argument("-o", "--output", metavar="FILE", help="where to write (default: stdout)")
+    add_import_externs(p)
     p.add_argument("--emit", choices=["ir", "proto", "dot", "svg", "png"],
                    help="what to write (default: from the output suffix, else ir)")
     p.add_argument("--entry", metavar="NAME",
@@ -622,7 +629,10 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("run", help="run a computation, or an initialize/next pair for N rounds",
                             description="Run a computation on a backend and print the result. With --rounds N, "
                             "run @initialize once and @next N times as an iterative process, printing each "
-                            "round's metrics. Values at {T}@CLIENTS are given per client (a list).")
+                            "round's metrics. Values at {T}@CLIENTS are given per client (a list). Running a "
+                            ".fed file imports the Python modules its externs name, which runs their code: run "
+                            "only .fed files (and the Python beside them) that you trust. TensorFlow graphs "
+                            "may use only pure computation ops unless --trusted.")
     add_input(p)
     p.add_argument("--entry", metavar="NAME", help="the computation to run (default: the last one in the file)")
     p.add_argument("--args", metavar="FILE", help="arguments: a .json file, or .npz keyed by /-paths (e.g. data/3/0)")
@@ -656,6 +666,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="FILE",
                    help="the picture: .svg, .png or .dot; with --stages an .html page")
     p.add_argument("--entry", metavar="NAME", help="the computation to draw (default: the last one)")
+    add_import_externs(p)
     p.add_argument("--stages", action="store_true",
                    help="write one self-contained HTML page with the picture before the first pass and after each "
                    "pass of --passes, each panel titled with the pass and its statistics")
@@ -667,6 +678,7 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("check", help="report diagnostics only",
                             description="Parse, type-check and verify; print every diagnostic, or ok.")
     add_input(p)
+    add_import_externs(p)
     p.set_defaults(handler=cmd_check)
     return parser
 

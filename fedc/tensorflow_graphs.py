@@ -27,6 +27,10 @@ KIND = "tensorflow"
 SIGNATURE_KEY = "fedc"
 
 
+# The kind of a .fed extern not bound to its Python function (its payload: the UTF-8 "module:function").
+EXTERN_KIND = "extern"
+
+
 def flat_leaves(t: Optional[Type]) -> list[Type]:
     """The leaves of ``t`` that become graph inputs/outputs: tensors and sequences."""
     if t is None:
@@ -186,6 +190,14 @@ def _load_cached(payload: bytes, parameter: Optional[Type], result: Type) -> Cal
 
 def load(node) -> Callable[[Any], Any]:
     """A Python callable running a ``Compiled`` TensorFlow node on run-time values."""
+    if node.kind == EXTERN_KIND:
+        target = node.payload.decode("utf-8", errors="replace")
+        raise FedcError(
+            f"extern {node.name or ''} names the Python function {target!r}, which was not imported: "
+            "a .fed file's externs are bound only when fedc may run Python code (fedc run does; "
+            "fedc compile/check/viz take --import-externs; in Python, fedc.frontend.fed.load(..., "
+            "import_externs=True))"
+        )
     if node.kind != KIND:
         raise FedcError(f"cannot run a compiled computation of kind {node.kind!r} with TensorFlow")
     # Checked again here (once per payload and process), so a node built by hand runs only allowed ops.

@@ -4,6 +4,7 @@ import json
 import pathlib
 import subprocess
 import sys
+import uuid
 
 import numpy as np
 import pytest
@@ -270,3 +271,37 @@ def test_viz_stages_errors(tmp_path, capsys):
         status, _, err = fedc("viz", EXAMPLES / "temperature.fed", *args, capsys=capsys)
         assert status == 2 and message in err and "Traceback" not in err, (args, err)
     assert not (tmp_path / "x.html").exists()
+
+
+def test_check_compile_and_viz_never_import_extern_modules(tmp_path, capsys):
+    marker = tmp_path / "imported"
+    name = f"cli_marker_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(
+        f"import pathlib, numpy as np, fedc\npathlib.Path({str(marker)!r}).write_text('ran')\n"
+        "@fedc.tf_computation(np.float32)\ndef inc(x):\n    return x + 1.0\n"
+    )
+    source = tmp_path / "algo.fed"
+    source.write_text(
+        f'extern inc: (float32 -> float32) = "{name}:inc"\n'
+        "computation f(x: float32@SERVER) -> float32@SERVER { return federated_map(inc, x) }\n"
+    )
+    assert fedc("check", source, capsys=capsys)[0] == 0
+    status, out, _ = fedc("compile", source, capsys=capsys)
+    assert status == 0 and "fedc.compiled extern @inc" in out
+    assert fedc("viz", source, "-o", tmp_path / "algo.dot", capsys=capsys)[0] == 0
+    assert not marker.exists()
+    # Compiled output with an unbound extern says how to bind it when run.
+    (tmp_path / "algo.fedir").write_text(out)
+    (tmp_path / "args.json").write_text("1.0")
+    status, _, err = fedc("run", tmp_path / "algo.fedir", "--args", tmp_path / "args.json", capsys=capsys)
+    assert status == 2 and "--import-externs" in err and not marker.exists()
+    # Opting in imports the module and embeds its graph; fedc run imports as its --help says.
+    status, out, _ = fedc("compile", source, "--import-externs", capsys=capsys)
+    assert status == 0 and "fedc.compiled tensorflow @inc" in out and marker.exists()
+    sys.modules.pop(name, None)
+    status, out, _ = fedc("run", source, "--args", tmp_path / "args.json", capsys=capsys)
+    sys.modules.pop(name, None)
+    assert status == 0 and out.strip() == "2.0"
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    assert "imports the Python modules its externs name" in " ".join(capsys.readouterr().out.split())

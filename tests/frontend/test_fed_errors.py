@@ -346,6 +346,36 @@ def test_a_name_two_imports_define_is_ambiguous_where_used(tmp_path):
     check(d, f"{tmp_path / 'main.fed'}:3:41", "'h' is ambiguous: it is defined by the imported files")
 
 
+@pytest.mark.parametrize("target, message", [
+    ("/etc/os-release", "imports are relative to the importing file's folder"),
+    ("/proc/self/environ", "imports are relative to the importing file's folder"),
+    ("~/secrets.fed", "imports are relative to the importing file's folder"),
+    ("../outside.fed", "it lies outside the folders imports may reach"),
+    ("sub/../../outside.fed", "it lies outside the folders imports may reach"),
+    ("escape.fed", "it lies outside the folders imports may reach"),  # a symlink out of the project
+    ("notes.txt", "an import names a .fed file"),
+])
+def test_imports_cannot_reach_outside_the_project(tmp_path, target, message):
+    project = tmp_path / "project"
+    (project / "sub").mkdir(parents=True)
+    secret = "SECRET_TOKEN=do-not-print-me"
+    (tmp_path / "outside.fed").write_text(secret + "\n")
+    (project / "escape.fed").symlink_to(tmp_path / "outside.fed")
+    (project / "notes.txt").write_text(secret + "\n")
+    source = f'import "{target}"\nlocal f(x: float32) -> float32 {{ return x }}\n'
+    d = only(diagnose(source, filename=str(project / "main.fed")))
+    check(d, f"{project / 'main.fed'}:1:8", f"cannot import {target!r}: {message}")
+    assert secret not in str(d)
+
+
+def test_an_import_may_climb_back_into_the_main_files_folder(tmp_path):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "common.fed").write_text("local one(x: float32) -> float32 { return x }\n")
+    (tmp_path / "lib" / "stats.fed").write_text('import "../common.fed"\nlocal two(x: float32) -> float32 { return one(x) }\n')
+    (tmp_path / "main.fed").write_text('import "lib/stats.fed"\nlocal f(x: float32) -> float32 { return two(x) }\n')
+    assert "f" in fed.load(tmp_path / "main.fed")
+
+
 def test_missing_main_file(tmp_path):
     with pytest.raises(fed.DiagnosticsError) as info:
         fed.load(tmp_path / "nope.fed")
@@ -382,13 +412,13 @@ def externs(tmp_path_factory):
 
 
 def test_unresolvable_extern_missing_module(tmp_path):
-    d = only(diagnose('extern f: (float32 -> float32) = "no_such_module_for_fed:f"', filename=str(tmp_path / "algo.fed")))
+    d = only(diagnose('extern f: (float32 -> float32) = "no_such_module_for_fed:f"', filename=str(tmp_path / "algo.fed"), import_externs=True))
     check(d, f"{tmp_path / 'algo.fed'}:1:34", "cannot find Python module 'no_such_module_for_fed'")
 
 
 def test_unresolvable_extern_missing_function(externs):
     filename, name = externs
-    d = only(diagnose(f'extern f: (float32 -> float32) = "{name}:add_on"', filename=filename))
+    d = only(diagnose(f'extern f: (float32 -> float32) = "{name}:add_on"', filename=filename, import_externs=True))
     check(d, f"{filename}:1:34", f"Python module {name!r} has no function 'add_on'; did you mean 'add_one'?")
 
 
@@ -397,7 +427,7 @@ def test_unresolvable_extern_not_a_tf_computation(externs):
     first, second = diagnose(
         f'extern f: (float32 -> float32) = "{name}:plain"\n'
         f'extern g: ({{float32}}@CLIENTS -> float32@SERVER) = "{name}:average"\n',
-        filename=filename,
+        filename=filename, import_externs=True,
     )
     check(first, f"{filename}:1:34", f"{name}:plain is a Python function, not a @fedc.tf_computation")
     check(second, f"{filename}:2:11", "an extern is a local TensorFlow function, so its type has no placements")
@@ -405,13 +435,13 @@ def test_unresolvable_extern_not_a_tf_computation(externs):
 
 def test_unresolvable_extern_federated_computation(externs):
     filename, name = externs
-    d = only(diagnose(f'extern g: (float32 -> float32) = "{name}:average"', filename=filename))
+    d = only(diagnose(f'extern g: (float32 -> float32) = "{name}:average"', filename=filename, import_externs=True))
     check(d, f"{filename}:1:34", f"{name}:average is a federated computation of type ({{float32}}@CLIENTS -> float32@SERVER), not a @fedc.tf_computation")
 
 
 def test_unresolvable_extern_declared_type_mismatch(externs):
     filename, name = externs
-    d = only(diagnose(f'extern add_one: (int32 -> int32) = "{name}:add_one"', filename=filename))
+    d = only(diagnose(f'extern add_one: (int32 -> int32) = "{name}:add_one"', filename=filename, import_externs=True))
     check(d, f"{filename}:1:17", f"extern 'add_one' declares type (int32 -> int32), but {name}:add_one has type (float32 -> float32)")
 
 
@@ -420,7 +450,7 @@ def test_extern_declared_type_mismatch_shows_long_types_formatted():
         "type Weights = <float32[784,10],float32[10]>\n"
         'extern server_update: (Weights -> float32) = "fedavg_tf:server_update"\n'
     )
-    d = only(diagnose(source, filename=str(EXAMPLES / "algo.fed")))
+    d = only(diagnose(source, filename=str(EXAMPLES / "algo.fed"), import_externs=True))
     check(d, f"{EXAMPLES / 'algo.fed'}:2:23", "extern 'server_update' declares type\n  (<\n    float32[784,10],")
     assert "but fedavg_tf:server_update has type\n  (<" in d.message
 

@@ -94,7 +94,7 @@ def test_analytics_example():
 
 
 def test_fedavg_example_trains(tmp_path):
-    module = fed.load(EXAMPLES / "fedavg.fed")
+    module = fed.load(EXAMPLES / "fedavg.fed", import_externs=True)
     ir.verify(module)
     weights = "<float32[784,10],float32[10]>"
     assert signature(module, "initialize") == f"( -> {weights}@SERVER)"
@@ -542,12 +542,41 @@ def test_externs_bind_tf_computations(python_module):
         }}
         """,
         filename=str(folder / "main.fed"),
+        import_externs=True,
     )
     assert sorted(module.symbols) == ["double", "f", "scale"]
     assert isinstance(module["scale"], ir.Compiled) and module["scale"].name == "scale"
     assert signature(module, "double") == "(float32[3] -> float32[3])"
     clients, doubled = run(module, "f", [1.0, 2.0], np.arange(3, dtype=np.float32))
     assert [float(v) for v in clients] == [3.0, 6.0] and doubled.tolist() == [0.0, 2.0, 4.0]
+
+
+def test_externs_stay_unbound_unless_python_may_run(tmp_path):
+    # Compiling imports no Python: the module beside the file would write a marker if imported.
+    name = f"fed_marker_{uuid.uuid4().hex[:8]}"
+    marker = tmp_path / "imported"
+    (tmp_path / f"{name}.py").write_text(
+        f"import pathlib, numpy as np, fedc\npathlib.Path({str(marker)!r}).write_text('ran')\n"
+        "@fedc.tf_computation(np.float32)\ndef inc(x):\n    return x + 1.0\n"
+    )
+    source = (
+        f'extern inc: (float32 -> float32) = "{name}:inc"\n'
+        "computation f(x: float32@SERVER) -> float32@SERVER { return federated_map(inc, x) }\n"
+    )
+    path = tmp_path / "algo.fed"
+    path.write_text(source)
+    module = fed.load(path)
+    assert not marker.exists()
+    assert module["inc"].kind == "extern" and module["inc"].payload == f"{name}:inc".encode()
+    assert signature(module, "f") == "(float32@SERVER -> float32@SERVER)"
+    ir.verify(module)
+    assert ir.parse_module(ir.print_module(module)) == module
+    with pytest.raises(fedc.FedcError, match=f"extern inc names the Python function '{name}:inc', which was not imported"):
+        run(module, "f", 1.0)
+    assert not marker.exists()
+    bound = fed.load(path, import_externs=True)
+    sys.modules.pop(name, None)
+    assert marker.exists() and run(bound, "f", 1.0) == 2.0
 
 
 def test_extern_search_paths(tmp_path):
@@ -563,6 +592,7 @@ def test_extern_search_paths(tmp_path):
         "local f(x: float32) -> float32 { return scale(x, x) }\n",
         filename=str(tmp_path / "elsewhere.fed"),
         search_paths=[folder],
+        import_externs=True,
     )
     sys.modules.pop(name, None)
     assert run(module, "f", 3.0) == 9.0

@@ -572,7 +572,7 @@ def test_fedavg_python_next_fn_still_trains(fedavg, fedavg_data, pipeline):
 def test_fedavg_fed_next_still_trains(fedavg, fedavg_data, pipeline):
     from fedc.frontend import fed
 
-    module = fed.load(EXAMPLES / "fedavg.fed")
+    module = fed.load(EXAMPLES / "fedavg.fed", import_externs=True)
     form = _lower(module, pipeline, "next")
     state, losses, outputs = _train(fedavg, form, fedavg_data)
     assert losses[-1] < losses[1] < losses[0], losses

@@ -395,7 +395,7 @@ def test_fed_fedavg_after_inline_call_dominant(fedavg_py):
     from fedc.computation import Computation
     from fedc.frontend import fed
 
-    module = fed.load(str(ROOT / "examples" / "fedavg.fed"))
+    module = fed.load(str(ROOT / "examples" / "fedavg.fed"), import_externs=True)
     clients, _ = fedavg_py.make_data(num_clients=3)
     state = Computation(module, "initialize")()
     inlined = run(module, "inline,call-dominant")

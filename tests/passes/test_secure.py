@@ -300,7 +300,7 @@ def fedavg_data(fedavg):
 def _fedavg_modules(fedavg):
     from fedc.frontend import fed
 
-    return [(fedavg.next_fn.to_ir(), "next_fn"), (fed.load(EXAMPLES / "fedavg.fed"), "next")]
+    return [(fedavg.next_fn.to_ir(), "next_fn"), (fed.load(EXAMPLES / "fedavg.fed", import_externs=True), "next")]
 
 
 @pytest.mark.parametrize("which", [0, 1], ids=["python", "fed"])

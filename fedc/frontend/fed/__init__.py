@@ -56,12 +56,22 @@ __all__ = ["DiagnosticsError", "load", "parse"]
 # Public API
 
 
-def load(path: Union[str, os.PathLike], search_paths: Sequence[Union[str, os.PathLike]] = ()) -> Module:
+def load(
+    path: Union[str, os.PathLike],
+    search_paths: Sequence[Union[str, os.PathLike]] = (),
+    import_externs: bool = False,
+) -> Module:
     """Compiles the ``.fed`` file at ``path`` into a verified :class:`~fedc.ir.Module`.
 
-    The module is named after the file's stem. Imports resolve relative to the
-    importing file's folder, then ``search_paths`` (which, with the file's
-    folder, are also where ``extern`` Python modules are imported from).
+    The module is named after the file's stem. Imports name ``.fed`` files
+    relative to the importing file's folder, then ``search_paths``, and must
+    lie under the main file's folder or a search folder.
+
+    Compiling runs no code but fedc's own: an ``extern`` stays unbound (a
+    ``Compiled`` node of kind ``"extern"`` with its declared type, which
+    type-checks, prints and draws but does not run) unless ``import_externs``,
+    which imports the Python module each extern names (running its code) from
+    the file's folder or ``search_paths`` and embeds its ``tf_computation``.
     Raises :class:`DiagnosticsError` listing every error found.
     """
     path = os.fspath(path)
@@ -70,14 +80,19 @@ def load(path: Union[str, os.PathLike], search_paths: Sequence[Union[str, os.Pat
             text = f.read()
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise DiagnosticsError([FedcError(f"cannot read {path}: {os_reason(e)}")]) from None
-    return parse(text, filename=path, search_paths=search_paths)
+    return parse(text, filename=path, search_paths=search_paths, import_externs=import_externs)
 
 
-def parse(text: str, filename: str = "<string>", search_paths: Sequence[Union[str, os.PathLike]] = ()) -> Module:
+def parse(
+    text: str,
+    filename: str = "<string>",
+    search_paths: Sequence[Union[str, os.PathLike]] = (),
+    import_externs: bool = False,
+) -> Module:
     """Compiles ``.fed`` source text (see :func:`load`); ``filename`` names it in messages."""
     if not isinstance(text, str):
         raise FedcTypeError(f"fedc.frontend.fed.parse expects a string, got {type(text).__name__}")
     filename = os.fspath(filename)
-    compiler = Compiler([os.fspath(p) for p in search_paths])
+    compiler = Compiler([os.fspath(p) for p in search_paths], import_externs=bool(import_externs))
     return compiler.compile(text, filename)
 

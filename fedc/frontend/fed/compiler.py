@@ -34,6 +34,7 @@ from fedc.frontend.fed.units import AmbiguousName, Definition, Unit
 from fedc.ir import building_blocks as bb
 from fedc.ir import verify
 from fedc.ir.module import Module
+from fedc.tensorflow_graphs import EXTERN_KIND
 from fedc.types import DTYPE_NAMES, FunctionType, PlacementType, TensorType, Type, type_builder_class
 
 __all__ = ["Compiler"]
@@ -72,8 +73,10 @@ def _identifier(text: str) -> str:
 
 
 class Compiler:
-    def __init__(self, search_paths: list):
+    def __init__(self, search_paths: list, import_externs: bool = True):
+        self.import_externs = import_externs
         self.search_paths = search_paths
+        self.import_roots: list = []
         self.diagnostics: list = []
         self.units: dict = {}
         self.unit_list: list = []
@@ -100,6 +103,8 @@ class Compiler:
     @bb.deep_recursion
     def _compile(self, text: str, filename: str) -> Module:
         key = os.path.realpath(filename) if os.path.isfile(filename) else filename
+        # Imports may reach any .fed file under the main file's folder or a search folder.
+        self.import_roots = [os.path.realpath(f or ".") for f in [os.path.dirname(filename)] + self.search_paths]
         main = self.load_unit(key, filename, text)
         for unit in self.unit_list:  # the main file's definitions keep their names
             for d in unit.defs.values():
@@ -183,19 +188,43 @@ class Compiler:
         if not path or "\0" in path:
             self.report(self.error(unit, item.pos, f"cannot import {path!r}: not a file name"))
             return
+        # An import names a .fed file, relative to the importing file's folder or a search
+        # folder, that lies under the main file's folder or a search folder: no absolute
+        # paths, no ../ (or symlink) escapes, so a file cannot make fedc read (and quote in
+        # an error) anything else on the machine.
+        if os.path.isabs(path) or path.startswith("~"):
+            self.report(self.error(
+                unit, item.pos,
+                f"cannot import {path!r}: imports are relative to the importing file's folder "
+                "(or a search folder given with -I), not absolute paths",
+            ))
+            return
+        if not path.endswith(".fed"):
+            self.report(self.error(unit, item.pos, f"cannot import {path!r}: an import names a .fed file"))
+            return
         folders = [unit.folder] + self.search_paths
         found = None
+        escaped = False
         for folder in folders:
-            candidate = os.path.normpath(os.path.join(folder, path)) if folder else os.path.normpath(path)
             try:
+                candidate = os.path.realpath(os.path.join(os.path.realpath(folder or "."), path))
+                if not any(os.path.commonpath([root, candidate]) == root for root in self.import_roots):
+                    escaped = True
+                    continue
                 if os.path.isfile(candidate):
-                    found = candidate
+                    found = os.path.normpath(os.path.join(folder, path)) if folder else os.path.normpath(path)
                     break
             except (OSError, ValueError):
                 continue
         if found is None:
             looked = ", ".join(repr(f or ".") for f in folders)
-            self.report(self.error(unit, item.pos, f"cannot find imported file {path!r} (looked in {looked})"))
+            if escaped:
+                roots = ", ".join(repr(r) for r in self.import_roots)
+                message = (f"cannot import {path!r}: it lies outside the folders imports may reach ({roots}: "
+                           "the main file's and the search folders); add its folder with -I (search_paths)")
+            else:
+                message = f"cannot find imported file {path!r} (looked in {looked})"
+            self.report(self.error(unit, item.pos, message))
             return
         key = os.path.realpath(found)
         chain = [u.key for u in self.loading]
@@ -343,6 +372,12 @@ class Compiler:
         if m is None:
             raise self.error(unit, ast.target_pos, f"an extern names a Python function as \"module:function\", not {target!r}")
         module_name, attr_path = m.groups()
+        if not self.import_externs:
+            # Bound only when the user lets fedc import Python: until then the extern is its
+            # declared type and the name of its function, which type-check, print and draw.
+            d.value = bb.Compiled(EXTERN_KIND, target.encode("utf-8"), declared, d.name, unit.location(d.ast.pos))
+            d.state = "done"
+            return d.value
         module = self.import_python(unit, ast.target_pos, module_name)
         obj = module
         for part in attr_path.split("."):
