@@ -89,10 +89,23 @@ def read_args(path: Optional[str]) -> Any:
     if not file.is_file():
         raise FedcError(f"{path}: no such argument file")
     if file.suffix.lower() == ".json":
+        from fedc.errors import ParseError, SourceLocation
+        from fedc.limits import check_text_nesting
+
+        data = file.read_bytes()
         try:
-            return json.loads(file.read_text(encoding="utf-8"))
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+            raise FedcError(f"{path}:{line}:{column}: not UTF-8 ({e.reason} at byte {e.start}); JSON is UTF-8") from None
+        check_text_nesting(text, str(path), "[{", what="the JSON")
+        try:
+            return json.loads(text)
         except json.JSONDecodeError as e:
-            raise FedcError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+            raise ParseError(f"invalid JSON: {e.msg}", SourceLocation(str(path), e.lineno, e.colno), text) from None
+        except (ValueError, RecursionError) as e:  # e.g. an integer of more digits than Python converts
+            raise FedcError(f"{path}: cannot read the JSON: {e}") from None
     if file.suffix.lower() == ".npz":
         try:
             with np.load(file, allow_pickle=False) as data:

@@ -26,6 +26,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from fedc.errors import FedcTypeError, ParseError, SourceLocation
+from fedc.limits import check_nesting, check_text_nesting, deep_recursion
 
 __all__ = [
     "AbstractType",
@@ -192,10 +193,22 @@ def _is_dtype_like(value: Any) -> bool:
 # Types
 
 
+_ELEMENT = object()
+
+
+def _shallow(key):
+    """A type's key with its element types replaced by a marker (they are compared separately)."""
+    if isinstance(key, Type):
+        return _ELEMENT
+    if isinstance(key, tuple):
+        return tuple(_shallow(k) for k in key)
+    return key
+
+
 class Type:
     """Base class of fedc types: immutable, hashable, equal by structure."""
 
-    __slots__ = ("_hash", "_placed", "_compact")
+    __slots__ = ("_hash", "_placed", "_compact", "depth")
 
     def __setattr__(self, key, value):
         raise AttributeError(f"{type(self).__name__} is immutable")
@@ -203,6 +216,10 @@ class Type:
     def _init(self, **fields) -> None:
         for key, value in fields.items():
             object.__setattr__(self, key, value)
+        # How deeply the type nests (a tensor is 1); bounded by fedc.limits.MAX_NESTING.
+        depth = 1 + max((c.depth for c in self.children()), default=0)
+        check_nesting(depth, "a type")
+        object.__setattr__(self, "depth", depth)
         object.__setattr__(self, "_hash", hash((type(self).__name__, self._key())))
         object.__setattr__(self, "_placed", None)
         object.__setattr__(self, "_compact", None)
@@ -220,11 +237,19 @@ class Type:
 
     # Shared behaviour.
     def __eq__(self, other) -> bool:
-        if self is other:
-            return True
-        if type(self) is not type(other) or self._hash != other._hash:
-            return False
-        return self._key() == other._key()
+        # Iterative, so that types nested to fedc.limits.MAX_NESTING compare on any stack:
+        # each pair compares its own fields, then its element types are queued.
+        stack = [(self, other)]
+        while stack:
+            a, b = stack.pop()
+            if a is b:
+                continue
+            if type(a) is not type(b) or a._hash != b._hash:
+                return False
+            if _shallow(a._key()) != _shallow(b._key()):
+                return False
+            stack.extend(zip(a.children(), b.children()))
+        return True
 
     def __ne__(self, other) -> bool:
         return not self == other
@@ -698,6 +723,7 @@ def _part(t: Type, formatted: bool) -> list[str]:
 # Parsing
 
 
+@deep_recursion
 def parse(text: str, filename: str = "<type>") -> Type:
     """Parses a type from its printed (compact or formatted) form.
 
@@ -708,6 +734,7 @@ def parse(text: str, filename: str = "<type>") -> Type:
 
     if not isinstance(text, str):
         raise FedcTypeError(f"fedc.types.parse expects a string, got {type(text).__name__}")
+    check_text_nesting(text, filename, "(<{[", what="the type")
     try:
         tree = load("types").parse(text)
         return type_transformer(filename, text).transform(tree)

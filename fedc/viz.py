@@ -70,6 +70,7 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
+from fedc.limits import deep_recursion
 from fedc.errors import FedcError
 from fedc.ir import building_blocks as bb
 from fedc.ir.abstract import LOCAL, MIXED, Evaluator, Pack, leaves, placement_of
@@ -539,7 +540,7 @@ class _Builder(Evaluator):
         )
 
     # The walk -------------------------------------------------------------
-    @bb.deep_recursion
+    @deep_recursion
     def build(self, computation: bb.Node) -> None:
         scope: tuple = ()
         if isinstance(computation, bb.Lambda):

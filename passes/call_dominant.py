@@ -56,7 +56,7 @@ import re
 from typing import Optional
 
 from fedc.ir import building_blocks as bb
-from fedc.ir.building_blocks import deep_recursion
+from fedc.limits import deep_recursion
 from fedc.ir.module import Module
 
 from .manager import PassContext, register

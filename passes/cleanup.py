@@ -54,7 +54,7 @@ from collections import Counter
 from typing import Optional
 
 from fedc.ir import building_blocks as bb
-from fedc.ir.building_blocks import deep_recursion
+from fedc.limits import deep_recursion
 from fedc.ir.module import Module
 from fedc.ir.transform import with_children
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from fedc.limits import deep_recursion
 from fedc.ir import mapreduce
 from fedc.errors import FedcError, SourceLocation
 from fedc.ir import building_blocks as bb
@@ -162,7 +163,7 @@ class Dataflow(Evaluator):
         return Leaf(frozenset([node_id]), t)
 
     # The walk -----------------------------------------------------------
-    @bb.deep_recursion
+    @deep_recursion
     def build(self, computation: bb.Node) -> "Dataflow":
         env: dict = {}
         if isinstance(computation, bb.Lambda):

@@ -23,6 +23,7 @@ import time
 import traceback
 from typing import Any, Callable, Optional, TextIO
 
+from fedc.limits import deep_recursion
 from fedc.errors import FedcError, ParseError, SourceLocation, VerificationError
 from fedc.ir.module import Module
 
@@ -338,6 +339,7 @@ def _dump(module: Module, header: str, stream: TextIO) -> None:
     stream.write("\n")
 
 
+@deep_recursion
 def run(
     module: Module,
     pipeline: "str | list[PipelineStep]",

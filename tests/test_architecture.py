@@ -29,6 +29,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 # (module name or package prefix, layer); the longest matching prefix wins.
 LAYER_OF = {
     "fedc.errors": "errors",
+    "fedc.limits": "errors",
     "fedc.types": "types",
     "fedc.grammar": "types",
     "fedc.ir": "ir",

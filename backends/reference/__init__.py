@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from fedc.backends.base import Backend
-from fedc.ir.building_blocks import deep_recursion
+from fedc.limits import deep_recursion
 from fedc.ir.module import Module
 from fedc.types import FunctionType
 

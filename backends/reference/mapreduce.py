@@ -6,7 +6,7 @@ from typing import Any, Union
 
 from fedc.backends.base import check_rules
 from fedc.errors import FedcError
-from fedc.ir.building_blocks import deep_recursion
+from fedc.limits import deep_recursion
 from fedc.ir.mapreduce import SECURE_GROUPS, MapReduceForm, as_form
 from fedc.ir.module import Module
 from fedc.ir.verifier import verify

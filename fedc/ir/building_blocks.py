@@ -25,6 +25,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from fedc.errors import FedcTypeError, SourceLocation
+from fedc.limits import MAX_NESTING, check_nesting, deep_recursion
 from fedc.ir import intrinsics
 from fedc.types import (
     FederatedType,
@@ -71,7 +72,7 @@ def check_identifier(name: Any, what: str) -> str:
 class Node:
     """Base class of IR building blocks."""
 
-    __slots__ = ("type_signature", "location", "_hash")
+    __slots__ = ("type_signature", "location", "_hash", "depth")
 
     def __setattr__(self, key, value):
         raise AttributeError(f"{type(self).__name__} is immutable")
@@ -83,6 +84,13 @@ class Node:
             object.__setattr__(self, key, value)
         object.__setattr__(self, "type_signature", type_signature)
         object.__setattr__(self, "location", location)
+        # How deeply the tree nests (a leaf is 1); bounded by fedc.limits.MAX_NESTING, so
+        # every walk of the IR has a known bound.
+        depth = 1 + max((c.depth for c in self.children()), default=0)
+        if depth > MAX_NESTING:
+            where = f" (at {location})" if location is not None else ""
+            check_nesting(depth, f"the IR{where}")
+        object.__setattr__(self, "depth", depth)
         object.__setattr__(self, "_hash", hash((type(self).__name__, self._key())))
 
     def _key(self) -> tuple:
@@ -181,29 +189,6 @@ class Node:
 
 ONE, OPTIONAL, PAIRS = "one", "optional", "pairs"
 _CHILD = object()
-
-# Deep IR (long chains of ops) is walked recursively by the printer, parser,
-# verifier and interpreter; Python's default limit of 1000 frames would stop
-# them near depth 300. Python-to-Python calls do not use the C stack, so a
-# higher limit is safe.
-_RECURSION_LIMIT = 20000
-
-
-def deep_recursion(fn):
-    """Runs ``fn`` with room for recursing through deep IR."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        previous = sys.getrecursionlimit()
-        if previous >= _RECURSION_LIMIT:
-            return fn(*args, **kwargs)
-        sys.setrecursionlimit(_RECURSION_LIMIT)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            sys.setrecursionlimit(previous)
-
-    return wrapper
 
 
 def _without_children(key):

@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from fedc.ir.building_blocks import deep_recursion
+from fedc.limits import check_text_nesting, deep_recursion
 from fedc.errors import FedcError, FedcTypeError, ParseError, SourceLocation, UnsafeTensorFlowError
 from fedc.ir.building_blocks import (
     Block,
@@ -240,6 +240,7 @@ class _Parser:
         from fedc.grammar import load
         from fedc.types import type_transformer
 
+        check_text_nesting(self.text, self.filename, "([{<", comment="//", what="the textual IR")
         parser = load("ir", start=_STARTS)
         start = "module_text" if self.module_mode else "node_text"
         try:

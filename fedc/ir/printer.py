@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 from typing import Mapping, Optional
 
-from fedc.ir.building_blocks import deep_recursion
+from fedc.limits import deep_recursion
 from fedc.errors import FedcError, SourceLocation
 from fedc.ir.building_blocks import (
     Block,

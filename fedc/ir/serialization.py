@@ -27,9 +27,10 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from fedc.ir.building_blocks import deep_recursion
+from fedc.limits import deep_recursion
 from fedc import tensorflow_graphs, tensorflow_ops
 from fedc.errors import FedcError, SerializationError, SourceLocation, UnsafeTensorFlowError
+from fedc.limits import MAX_NESTING
 from fedc.ir import building_blocks as bb
 from fedc.ir.module import Module
 from fedc.types import (
@@ -418,7 +419,9 @@ class _Writer:
 
 
 @deep_recursion
-def deserialize(data: bytes, *, max_bytes: int = 1 << 30, max_depth: int = 500, trusted: bool = False) -> Module:
+def deserialize(
+    data: bytes, *, max_bytes: int = 1 << 30, max_depth: int = MAX_NESTING, trusted: bool = False
+) -> Module:
     """The module serialized in ``data``.
 
     Its TensorFlow payloads must use only the ops of :mod:`fedc.tensorflow_ops`'s

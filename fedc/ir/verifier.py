@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Optional, Union
 
-from fedc.ir.building_blocks import deep_recursion
+from fedc.limits import deep_recursion
 from fedc.errors import VerificationError
 from fedc.ir.building_blocks import (
     Block,

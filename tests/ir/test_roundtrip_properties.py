@@ -54,18 +54,21 @@ def test_mutated_bytes_never_crash(module, data):
 
 
 def test_deep_trees_compare_print_parse_serialize_and_verify():
-    """A 2000-deep chain of local ops survives every walk without exhausting Python's stack."""
+    """A chain of local ops nested to fedc's limit survives every walk; one level more is refused."""
     import numpy as np
+
+    from fedc.limits import MAX_NESTING, NestingError
 
     f32 = types.TensorType(np.float32)
     x = ir.Reference("x", f32)
-    for _ in range(2000):
+    while x.depth + 3 <= MAX_NESTING - 1:  # each add is a call of a struct; the lambda adds one
         x = ir.intrinsic_call("add", ir.Struct([x, ir.Literal(np.float32(1.0))]))
     module = ir.Module("deep", {"f": ir.Lambda("x", f32, x)})
     twin = ir.Module("deep", {"f": ir.Lambda("x", f32, x)})
-    assert module == twin
+    assert module == twin and module["f"].depth >= MAX_NESTING - 3
     ir.verify(module)
     assert ir.parse_module(ir.print_module(module)) == module
-    assert ir.deserialize(ir.serialize(module), max_depth=10_000) == module
-    with pytest.raises(SerializationError, match="depth"):
-        ir.deserialize(ir.serialize(module))  # the default limit refuses it
+    assert ir.deserialize(ir.serialize(module)) == module  # what fedc writes, it reads
+    with pytest.raises(NestingError, match="MAX_NESTING"):
+        for _ in range(2):
+            x = ir.intrinsic_call("add", ir.Struct([x, ir.Literal(np.float32(1.0))]))

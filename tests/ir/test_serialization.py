@@ -781,7 +781,7 @@ def test_rejects_a_million_deep_chain_of_nodes():
     first = _field(4, _field(9, b"\x08\x01"))
     chain = b"".join(_field(4, _field(6, b"\x18" + _varint(i - 1))) for i in range(1, 1_000_000))
     data = header + first + chain
-    error = assert_rejected(data, r"node 500 \(lambda_expr\): nested 501 deep, more than the limit max_depth=500")
+    error = assert_rejected(data, r"node 1000 \(lambda_expr\): nested 1001 deep, more than the limit max_depth=1000")
     assert "max_depth" in str(error)
     # The same prefix within the limit loads.
     short = header + first + b"".join(_field(4, _field(6, b"\x18" + _varint(i - 1))) for i in range(1, 20))
@@ -794,7 +794,7 @@ def test_rejects_a_million_deep_chain_of_types():
     header = b"\x08\x01" + _field(2, b"m")
     first = _field(3, _field(1, _field(1, b"int32")))
     chain = b"".join(_field(3, _field(2, _field(1, b"\x10" + _varint(i - 1)))) for i in range(1, 1_000_000))
-    assert_rejected(header + first + chain, r"type 500 \(struct\): nested 501 deep")
+    assert_rejected(header + first + chain, r"type 1000 \(struct\): nested 1001 deep")
 
 
 def test_rejects_exponential_sharing_of_types():

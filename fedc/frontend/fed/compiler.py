@@ -16,8 +16,9 @@ import re
 import sys
 from typing import Optional
 
+from fedc.limits import NestingError, check_text_nesting, deep_recursion
 from fedc.computation import Computation, PolymorphicComputation
-from fedc.errors import FedcError, FedcTypeError, VerificationError
+from fedc.errors import FedcError, FedcTypeError, ParseError, VerificationError
 from fedc.frontend.fed.builder import FunctionBuilder
 from fedc.frontend.fed.diagnostics import POISON, DiagnosticsError, Poisoned, did_you_mean, os_reason
 from fedc.frontend.fed.syntax import (
@@ -95,12 +96,11 @@ class Compiler:
     def compile(self, text: str, filename: str) -> Module:
         try:
             return self._compile(text, filename)
-        except RecursionError:
-            raise DiagnosticsError(
-                self._sorted() + [FedcError(f"{filename}: the source is nested too deeply to compile")]
-            ) from None
+        except (RecursionError, NestingError) as e:
+            reason = e.message if isinstance(e, NestingError) else "the source is nested too deeply to compile"
+            raise DiagnosticsError(self._sorted() + [FedcError(f"{filename}: {reason}")]) from None
 
-    @bb.deep_recursion
+    @deep_recursion
     def _compile(self, text: str, filename: str) -> Module:
         key = os.path.realpath(filename) if os.path.isfile(filename) else filename
         # Imports may reach any .fed file under the main file's folder or a search folder.
@@ -144,6 +144,10 @@ class Compiler:
         unit = Unit(key, display, os.path.dirname(display), text, len(self.unit_list))
         self.units[key] = unit
         self.unit_list.append(unit)
+        try:
+            check_text_nesting(text, display, "([{", comment="#", what="the source")
+        except ParseError as e:
+            raise DiagnosticsError(self._sorted() + [e]) from None
         items, diagnostics, failed = parse_source(text, display)
         unit.items = items
         unit.failed = failed

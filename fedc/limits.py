@@ -1,0 +1,115 @@
+"""fedc's limits on the size of what it reads and builds: one place, one number each.
+
+``MAX_NESTING`` bounds how deeply types and IR may nest: a struct inside a
+struct, a block inside a block, a call whose argument is a call, … Every way
+into fedc enforces it the same way — building a type or an IR node (so also
+the Python API and every pass), parsing types, textual IR and ``.fed``
+source, deserializing protobuf, and reading JSON arguments — with a
+:class:`~fedc.FedcError` that names the limit, never a ``RecursionError``.
+Programs as tracing and the ``.fed`` compiler write them are flat (one
+binding per intermediate value), so real programs stay far below it; deep
+nesting only comes from generated or hostile input.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+from fedc.errors import FedcError
+
+__all__ = ["MAX_NESTING", "RECURSION_LIMIT", "NestingError", "check_nesting", "check_text_nesting", "deep_recursion"]
+
+MAX_NESTING = 1000
+
+
+class NestingError(FedcError):
+    """Something nests more deeply than :data:`MAX_NESTING`."""
+
+
+def check_nesting(depth: int, what: str) -> None:
+    """Raises :class:`NestingError` if ``depth`` exceeds :data:`MAX_NESTING`."""
+    if depth > MAX_NESTING:
+        raise NestingError(
+            f"{what} nests more than {MAX_NESTING} levels deep (fedc.limits.MAX_NESTING); "
+            "fedc refuses deeper nesting"
+        )
+
+
+# Walks of types and IR (printer, parsers, verifier, passes, interpreters) recurse
+# once or a few times per level. Python's default limit of 1000 frames would stop
+# them well below MAX_NESTING; Python-to-Python calls do not use the C stack, so a
+# higher limit is safe.
+RECURSION_LIMIT = 20 * MAX_NESTING
+
+
+def deep_recursion(fn):
+    """Runs ``fn`` with room to recurse through anything within :data:`MAX_NESTING`.
+
+    Input that is deeper still and reaches ``fn`` unchecked (text before it is
+    parsed, JSON) ends in a :class:`NestingError` instead of a ``RecursionError``.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        previous = sys.getrecursionlimit()
+        raised = previous < RECURSION_LIMIT
+        if raised:
+            sys.setrecursionlimit(RECURSION_LIMIT)
+        try:
+            return fn(*args, **kwargs)
+        except RecursionError:
+            raise NestingError(
+                f"the input nests too deeply for fedc (the limit is {MAX_NESTING} levels, "
+                "fedc.limits.MAX_NESTING)"
+            ) from None
+        finally:
+            if raised:
+                sys.setrecursionlimit(previous)
+
+    return wrapper
+
+
+def check_text_nesting(
+    text: str, filename: str, brackets: str = "([{<", comment: str = "", what: str = "the text"
+) -> None:
+    """Refuses ``text`` whose brackets nest more than :data:`MAX_NESTING` deep, before it is parsed.
+
+    Parsers recurse once or more per bracket; scanning first bounds that
+    recursion for any input. ``brackets`` are the opening ones to count
+    (``<``/``>`` only where they are brackets; ``->`` is never one); string
+    literals in double quotes are skipped, and so is the rest of a line after
+    ``comment``. Raises a located :class:`~fedc.ParseError`.
+    """
+    from fedc.errors import ParseError, SourceLocation
+
+    closing = {"(": ")", "[": "]", "{": "}", "<": ">"}
+    opens = set(brackets)
+    closes = {closing[b] for b in brackets}
+    depth = 0
+    line, line_start = 1, 0
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line, line_start = line + 1, i + 1
+        elif c == '"':
+            i += 1
+            while i < n and text[i] != '"' and text[i] != "\n":
+                i += 2 if text[i] == "\\" else 1
+        elif comment and text.startswith(comment, i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        elif c in opens:
+            depth += 1
+            if depth > MAX_NESTING:
+                raise ParseError(
+                    f"{what} nests brackets more than {MAX_NESTING} deep (fedc.limits.MAX_NESTING); "
+                    "fedc refuses deeper nesting",
+                    SourceLocation(filename, line, i - line_start + 1),
+                    text,
+                )
+        elif c in closes and not (c == ">" and i and text[i - 1] == "-"):
+            depth = max(depth - 1, 0)
+        i += 1
