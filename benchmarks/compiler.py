@@ -128,19 +128,17 @@ def nested_structs(n: int) -> Module:
 
 
 def traced_source(n: int) -> Callable[[], object]:
-    """A traced computation whose Python code makes n nested calls, each adding a federated_map."""
-
-    def step(value, k):
-        if k == 0:
-            return value
-        return step(fedc.federated_map(lambda v: v + 1.0, value), k - 1)
+    """A traced computation whose Python code applies n federated_maps, one after another."""
 
     def trace():
         @fedc.federated_computation(CLIENT_FLOATS)
-        def nested(x):
-            return fedc.federated_mean(step(x, n))
+        def mapped(x):
+            value = x
+            for _ in range(n):
+                value = fedc.federated_map(lambda v: v + 1.0, value)
+            return fedc.federated_mean(value)
 
-        return nested
+        return mapped
 
     return trace
 
@@ -245,7 +243,7 @@ def stages(shape: str, n: int):
 
     for name in PIPELINE:
         yield f"pass:{name}", one_pass(name)
-        state["current"] = state["next"]
+        state["current"] = state.get("next")  # None if the pass failed: the next one starts over
     yield "pipeline", lambda: manager.run(state["module"], ",".join(PIPELINE))
 
 
