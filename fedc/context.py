@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import inspect
 import threading
 import weakref
 from typing import Any, Iterator, Optional, Sequence
@@ -149,14 +150,50 @@ def pack_arguments(computation, args: tuple, kwargs: dict) -> Any:
     if names:
         return bind_named_arguments(name, names, args, kwargs)
     if kwargs:
-        if len(kwargs) == 1 and not args:
-            return next(iter(kwargs.values()))
-        raise FedcTypeError(f"{name} takes one argument of type {parameter}")
+        return keyword_argument(computation, args, kwargs)
     if len(args) == 1:
         return args[0]
     if isinstance(parameter, StructType) and len(args) == len(parameter):
         return list(args)
     raise FedcTypeError(f"{name} takes one argument of type {parameter}, got {len(args)} arguments")
+
+
+def parameter_name(computation) -> Optional[str]:
+    """The name of a one-parameter computation's parameter: the Python one, else the IR's."""
+    fn = getattr(computation, "__wrapped__", None)
+    if fn is not None:
+        try:
+            names = list(inspect.signature(fn).parameters)
+        except (TypeError, ValueError):
+            names = []
+        if len(names) == 1:
+            return names[0]
+    node = getattr(computation, "node", None)
+    return getattr(node, "parameter_name", None)
+
+
+def keyword_argument(computation, args: tuple, kwargs: dict) -> Any:
+    """The argument of a one-parameter computation called with keywords.
+
+    ``f(t=v)`` names the parameter ``t``; ``f(a=1, b=2)`` gives the elements of a
+    struct parameter ``<a=…,b=…>`` by name. Anything else is refused, naming the
+    parameter (a misspelt keyword is never taken silently).
+    """
+    parameter = computation.type_signature.parameter
+    name = parameter_name(computation)
+    if not args:
+        if len(kwargs) == 1 and name is not None and name in kwargs:
+            return kwargs[name]
+        if isinstance(parameter, StructType):
+            names = parameter.names()
+            if all(n is not None for n in names) and set(kwargs) == set(names):
+                return {n: kwargs[n] for n in names}
+    got = ", ".join(repr(k) for k in kwargs)
+    which = f" {name!r}" if name else ""
+    raise FedcTypeError(
+        f"{computation.name} has one parameter{which} of type {parameter}; it cannot take "
+        f"{'positional and ' if args else ''}keyword argument(s) {got}"
+    )
 
 
 def convert_argument(computation, value: Any) -> Any:

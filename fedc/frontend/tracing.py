@@ -454,7 +454,11 @@ def call_computation(computation, args: tuple, kwargs: dict) -> Value:
     """A call of ``computation`` inside a trace."""
     tracer = current()
     t = computation.type_signature
-    argument = _pack_node_arguments(t.parameter, args, kwargs, computation.name, computation.parameter_names)
+    if kwargs and not computation.parameter_names and t.parameter is not None:
+        value = context.keyword_argument(computation, args, kwargs)
+        argument = to_node(value, t.parameter)
+    else:
+        argument = _pack_node_arguments(t.parameter, args, kwargs, computation.name, computation.parameter_names)
     try:
         call = bb.Call(tracer.add_computation(computation), argument, user_location())
     except FedcTypeError as e:

@@ -324,3 +324,27 @@ def test_calling_a_computation_inside_a_trace_checks_named_arguments():
         return pair(b=x, a=x)
 
     assert by_keyword([1.0, 3.0]) == (2.0, 2.0)
+
+
+def test_a_one_parameter_computation_takes_only_its_own_keyword():
+    @fedc.federated_computation(CLIENT_F32)
+    def average(t):
+        return fedc.federated_mean(t)
+
+    assert average(t=[1.0, 3.0]) == 2.0
+    for call in (lambda: average(temps=[1.0]), lambda: average([1.0], t=[1.0])):
+        with pytest.raises(FedcTypeError, match="average has one parameter 't' of type"):
+            call()
+
+    @fedc.federated_computation(fedc.StructType([("a", np.float32), ("b", np.float32)]))
+    def add(pair):
+        return fedc.federated_value(pair, fedc.SERVER)
+
+    assert add(a=1.0, b=2.0) == {"a": 1.0, "b": 2.0}
+    with pytest.raises(FedcTypeError, match="'a', 'c'"):
+        add(a=1.0, c=2.0)
+
+    with pytest.raises(FedcTypeError, match="cannot take keyword argument\\(s\\) 'temps'"):
+        @fedc.federated_computation
+        def outer():
+            return average(temps=fedc.federated_value(np.float32(1.0), fedc.CLIENTS))
