@@ -80,11 +80,38 @@ def _mean(interp, value, t, attrs):
     return _tree_map(lambda s: (s / clients.count).astype(s.dtype, copy=False), total)
 
 
+def exact_sum(leaves: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
+    """The sum over axis 0 of ``leaves``; integers are summed exactly and must fit ``dtype``.
+
+    fedc's rule for integer aggregation: no wrap-around. The sum is computed
+    without overflow (in int64 for narrower types, in Python integers for
+    64-bit ones) and a result outside ``dtype``'s range is a :class:`FedcError`
+    naming the aggregation, the type and the value, instead of a wrapped number.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iu":
+        return np.asarray(np.sum(leaves, axis=0, dtype=dtype)).astype(dtype, copy=False)
+    wide = leaves.astype(np.int64 if dtype.itemsize < 8 else object, copy=False)
+    total = np.asarray(wide.sum(axis=0))
+    info = np.iinfo(dtype)
+    low, high = (total.min(), total.max()) if total.size else (0, 0)
+    if low < info.min or high > info.max:
+        bad = high if high > info.max else low
+        raise FedcError(
+            f"{what} of {dtype.name} values overflows: a sum is {int(bad)}, outside {dtype.name}'s range "
+            f"[{info.min}, {info.max}] (fedc does not wrap integer sums; cast the values to a wider type first)"
+        )
+    return total.astype(dtype)
+
+
 def _sum(interp, value, t, attrs):
     clients = as_clients(interp, value, "federated_sum")
     if clients.count == 0:
         return _zeros(t.result.member)
-    return _reduce(clients, lambda a: np.sum(a, axis=0, dtype=a.dtype), np.add, "federated_sum")
+    stacked, items = _stacked_or_items(clients)
+    if stacked is None:
+        stacked = _tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *items)
+    return _tree_map(lambda a: exact_sum(a, a.dtype, "federated_sum"), stacked)
 
 
 def _min(interp, value, t, attrs):
@@ -102,6 +129,17 @@ def _weighted_mean(interp, argument, t, attrs):
         raise FedcError("federated_weighted_mean over zero clients has no value")
     weights = np.asarray([np.asarray(w) for w in weight.items()]) if weight.stacked() is None else weight.stacked()
     stacked, items = _stacked_or_items(value)
+
+    if np.any(weights < 0):
+        raise FedcError(
+            f"federated_weighted_mean: a client's weight is negative ({weights.min()}); weights are "
+            "counts or importances, at least 0"
+        )
+    if not np.any(weights > 0):
+        raise FedcError(
+            "federated_weighted_mean: the clients' weights sum to 0, so the mean has no value "
+            "(TFF would return NaN here; fedc refuses)"
+        )
 
     def leaf(a):
         w = weights.astype(a.dtype)
