@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import sys
 
-from fedc.errors import FedcError
+from fedc.errors import FedcError, ParseError, SourceLocation
 
 __all__ = ["MAX_NESTING", "RECURSION_LIMIT", "NestingError", "check_nesting", "check_text_nesting", "deep_recursion"]
 
@@ -81,8 +81,6 @@ def check_text_nesting(
     literals in double quotes are skipped, and so is the rest of a line after
     ``comment``. Raises a located :class:`~fedc.ParseError`.
     """
-    from fedc.errors import ParseError, SourceLocation
-
     closing = {"(": ")", "[": "]", "{": "}", "<": ">"}
     opens = set(brackets)
     closes = {closing[b] for b in brackets}

@@ -188,6 +188,18 @@ def _load_cached(payload: bytes, parameter: Optional[Type], result: Type) -> Cal
     return run
 
 
+def admit(node, trusted: bool = False, where: str = "") -> None:
+    """Admits a ``Compiled`` node's TensorFlow payload (see :func:`fedc.tensorflow_ops.admit`).
+
+    Nodes of other kinds carry no graph and pass. ``where`` adds to the
+    computation's name in an error (e.g. the node's index in a protobuf).
+    """
+    if node.kind != KIND:
+        return
+    what = f"compiled computation {node.name!r}" if node.name else "a compiled computation"
+    tensorflow_ops.admit(node.payload, what + (f" ({where})" if where else ""), trusted, node.content_hash)
+
+
 def load(node) -> Callable[[Any], Any]:
     """A Python callable running a ``Compiled`` TensorFlow node on run-time values."""
     if node.kind == EXTERN_KIND:
@@ -201,7 +213,6 @@ def load(node) -> Callable[[Any], Any]:
     if node.kind != KIND:
         raise FedcError(f"cannot run a compiled computation of kind {node.kind!r} with TensorFlow")
     # Checked again here (once per payload and process), so a node built by hand runs only allowed ops.
-    what = f"compiled computation {node.name!r}" if node.name else "a compiled computation"
-    tensorflow_ops.admit(node.payload, what, digest=node.content_hash)
+    admit(node)
     t = node.type_signature
     return _load_cached(node.payload, t.parameter, t.result)

@@ -42,6 +42,7 @@ __all__ = [
     "Type",
     "parse",
     "to_type",
+    "equal_trees",
 ]
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -205,6 +206,27 @@ def _shallow(key):
     return key
 
 
+def equal_trees(a, b) -> bool:
+    """Structural equality of two trees of types or of IR nodes, without recursion.
+
+    Each node provides ``_hash`` (cached), ``attributes()`` (what identifies it
+    besides its children) and ``children()``. Each pair of nodes compares its
+    own fields, then its children are queued, so trees nested to
+    ``fedc.limits.MAX_NESTING`` compare on any stack.
+    """
+    stack = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        if x is y:
+            continue
+        if type(x) is not type(y) or x._hash != y._hash:
+            return False
+        if x.attributes() != y.attributes():
+            return False
+        stack.extend(zip(x.children(), y.children()))
+    return True
+
+
 class Type:
     """Base class of fedc types: immutable, hashable, equal by structure."""
 
@@ -236,20 +258,12 @@ class Type:
         raise NotImplementedError
 
     # Shared behaviour.
+    def attributes(self) -> tuple:
+        """What identifies this type besides its element types."""
+        return _shallow(self._key())
+
     def __eq__(self, other) -> bool:
-        # Iterative, so that types nested to fedc.limits.MAX_NESTING compare on any stack:
-        # each pair compares its own fields, then its element types are queued.
-        stack = [(self, other)]
-        while stack:
-            a, b = stack.pop()
-            if a is b:
-                continue
-            if type(a) is not type(b) or a._hash != b._hash:
-                return False
-            if _shallow(a._key()) != _shallow(b._key()):
-                return False
-            stack.extend(zip(a.children(), b.children()))
-        return True
+        return equal_trees(self, other)
 
     def __ne__(self, other) -> bool:
         return not self == other

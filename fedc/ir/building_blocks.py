@@ -15,17 +15,15 @@ build open terms.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
-import sys
 import warnings
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from fedc.errors import FedcTypeError, SourceLocation
-from fedc.limits import MAX_NESTING, check_nesting, deep_recursion
+from fedc.limits import MAX_NESTING, check_nesting
 from fedc.ir import intrinsics
 from fedc.types import (
     FederatedType,
@@ -34,6 +32,7 @@ from fedc.types import (
     StructType,
     TensorType,
     Type,
+    equal_trees,
     to_placement,
     mismatch_message,
     to_type,
@@ -143,19 +142,7 @@ class Node:
         raise ValueError(f"{type(self).__name__} has no children to replace")
 
     def __eq__(self, other) -> bool:
-        # Iterative, so that deep trees compare without exhausting Python's stack:
-        # each pair of nodes compares its own fields, then its children are queued.
-        stack = [(self, other)]
-        while stack:
-            a, b = stack.pop()
-            if a is b:
-                continue
-            if type(a) is not type(b) or a._hash != b._hash:
-                return False
-            if a.attributes() != b.attributes():
-                return False
-            stack.extend(zip(a.children(), b.children()))
-        return True
+        return equal_trees(self, other)
 
     def __ne__(self, other) -> bool:
         return not self == other

@@ -36,7 +36,7 @@ from fedc.ir.building_blocks import (
     Struct,
     SymbolRef,
 )
-from fedc import tensorflow_graphs, tensorflow_ops
+from fedc import tensorflow_graphs
 from fedc.ir.module import Module
 from fedc.ir.text_format import (
     DECIMAL_INT as _DECIMAL_INT,
@@ -557,14 +557,12 @@ class _Parser:
         location = self.location(loc)
         name = str(name_token)[1:] if name_token is not None else None
         node = self.wrap(ty, lambda: Compiled(str(kind_token), payload, t, name, location), "fedc.compiled: ")
-        if node.kind == tensorflow_graphs.KIND:
-            what = f"compiled computation {name!r}" if name else "a compiled computation"
-            try:
-                tensorflow_ops.admit(payload, what, self.trusted, key)
-            except UnsafeTensorFlowError as e:
-                raise UnsafeTensorFlowError(e.message, self.error(hash_token, "").location, self.text) from None
-            except FedcError as e:
-                raise self.error(hash_token, e.message) from None
+        try:
+            tensorflow_graphs.admit(node, self.trusted)
+        except UnsafeTensorFlowError as e:
+            raise UnsafeTensorFlowError(e.message, self.error(hash_token, "").location, self.text) from None
+        except FedcError as e:
+            raise self.error(hash_token, e.message) from None
         return node
 
     # Operands --------------------------------------------------------------

@@ -27,10 +27,9 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from fedc.limits import deep_recursion
-from fedc import tensorflow_graphs, tensorflow_ops
+from fedc import tensorflow_graphs
 from fedc.errors import FedcError, SerializationError, SourceLocation, UnsafeTensorFlowError
-from fedc.limits import MAX_NESTING
+from fedc.limits import MAX_NESTING, deep_recursion
 from fedc.ir import building_blocks as bb
 from fedc.ir.module import Module
 from fedc.types import (
@@ -789,10 +788,9 @@ class _Reader:
         self.spend(work + 1, where)
         node = self.build(where, args[0], *args[1:])
         self.check_type_size(node.type_signature, where)
-        if isinstance(node, bb.Compiled) and node.kind == tensorflow_graphs.KIND:
-            what = f"compiled computation {node.name!r} ({where})" if node.name else f"the compiled computation {where}"
+        if isinstance(node, bb.Compiled):
             try:
-                tensorflow_ops.admit(node.payload, what, self.trusted, node.content_hash)
+                tensorflow_graphs.admit(node, self.trusted, where)
             except UnsafeTensorFlowError:
                 raise
             except FedcError as e:

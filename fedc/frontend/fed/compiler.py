@@ -74,7 +74,7 @@ def _identifier(text: str) -> str:
 
 
 class Compiler:
-    def __init__(self, search_paths: list, import_externs: bool = True):
+    def __init__(self, search_paths: list, import_externs: bool = False):
         self.import_externs = import_externs
         self.search_paths = search_paths
         self.import_roots: list = []
