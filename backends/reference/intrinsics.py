@@ -8,7 +8,7 @@ nothing is attached to the registry.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -158,10 +158,10 @@ def _unflatten(structure, leaves: list):
 
 
 # uri -> (the exclusive upper limit of a client's value and its description, for a bound; modular?)
-_SECURE_SUMS: dict[str, tuple[Callable[[int], tuple[int, str]], bool]] = {
+_SECURE_SUMS: dict[str, tuple[Optional[Callable[[int], tuple[int, str]]], bool]] = {
     "federated_secure_sum": (lambda b: (b + 1, f"[0, {b}]"), False),
     "federated_secure_sum_bitwidth": (lambda b: (2**b, f"[0, 2**{b})"), False),
-    "federated_secure_modular_sum": (lambda b: (b, f"[0, {b})"), True),
+    "federated_secure_modular_sum": (None, True),  # any integer: reduced modulo the modulus
 }
 
 
@@ -169,9 +169,13 @@ def secure_sum(uri: str, clients: Clients, bound: Any, member_type) -> Any:
     """The secure sum ``uri`` of ``clients``' values, computed exactly in plaintext.
 
     ``bound`` is the intrinsic's bound operand (a scalar, or one per element
-    of the value) and ``member_type`` the type of one client's value. Every
-    client's input range is checked: values must lie in [0, limit), the
-    limit following from the bound as the intrinsic defines it.
+    of the value) and ``member_type`` the type of one client's value. For
+    ``federated_secure_sum`` and ``_bitwidth`` every client's input range is
+    checked: values must lie in [0, limit), the limit following from the
+    bound as the intrinsic defines it. ``federated_secure_modular_sum`` takes
+    any integers, as TFF does: each client's value is reduced into
+    [0, modulus) (so -1 counts as modulus - 1), and so is the sum; the
+    modulus must be positive.
     """
     limits, modular = _SECURE_SUMS[uri]
     if clients.count == 0:
@@ -185,17 +189,21 @@ def secure_sum(uri: str, clients: Clients, bound: Any, member_type) -> Any:
         bounds = bounds * len(value_leaves)
     results = []
     for leaf, b in zip(value_leaves, bounds):
-        limit, allowed = limits(b)
-        bad = (leaf < 0) | (leaf >= limit)
-        if bad.any():
-            index = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise FedcError(
-                f"{uri}: client {index[0]} has value {leaf[index]} outside {allowed}; "
-                "secure aggregation never wraps an out-of-range input silently"
-            )
-        exact = leaf.astype(object).sum(axis=0)  # Python integers: no overflow
         if modular:
-            exact = exact % b
+            if b <= 0:
+                raise FedcError(f"{uri}: the modulus must be positive, but is {b}")
+            # Python integers (no overflow); % by a positive modulus lands in [0, b).
+            exact = (leaf.astype(object) % b).sum(axis=0) % b
+        else:
+            limit, allowed = limits(b)
+            bad = (leaf < 0) | (leaf >= limit)
+            if bad.any():
+                index = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise FedcError(
+                    f"{uri}: client {index[0]} has value {leaf[index]} outside {allowed}; "
+                    "secure aggregation never wraps an out-of-range input silently"
+                )
+            exact = leaf.astype(object).sum(axis=0)  # Python integers: no overflow
         info = np.iinfo(leaf.dtype)
         flat = np.asarray(exact, dtype=object).ravel()
         if any(v > info.max or v < info.min for v in flat):
@@ -290,8 +298,9 @@ def _select(name):
         results = []
         for index, client_keys in enumerate(keys.items()):
             client_keys = np.asarray(client_keys)
-            if np.any(client_keys < 0) or np.any(client_keys >= limit):
-                raise FedcError(f"{name}: client {index} asks for key(s) {client_keys.tolist()} outside [0, {limit})")
+            # Keys lie in [0, max_key], max_key included (TFF's documented range).
+            if np.any(client_keys < 0) or np.any(client_keys > limit):
+                raise FedcError(f"{name}: client {index} asks for key(s) {client_keys.tolist()} outside [0, {limit}]")
             results.append([select_fn((server_value, np.int32(k))) for k in client_keys.tolist()])
         return Clients.from_items(results)
 

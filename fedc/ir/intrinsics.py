@@ -418,7 +418,8 @@ for _uri, _bound, _doc in [
     ("federated_secure_sum_bitwidth", "bitwidth",
      "The sum of integer client values in [0, 2**bitwidth), by secure aggregation."),
     ("federated_secure_modular_sum", "modulus",
-     "The sum of integer client values in [0, modulus) modulo modulus, by secure aggregation."),
+     "The sum modulo modulus of integer client values, each first reduced into [0, modulus), "
+     "by secure aggregation."),
 ]:
     _define(
         _uri, "fed." + _uri[len("federated_"):],
@@ -441,7 +442,7 @@ _define(
     "federated_select", "fed.select",
     "(<{int32[n]}@CLIENTS,int32@SERVER,T@SERVER,(<T,int32> -> U)> -> {U*}@CLIENTS)",
     IntrinsicKind.SELECT, Role.SELECT, _rule_select, _SELECT_OPERANDS,
-    "Each client receives select_fn(server value, key) for each of its keys.",
+    "Each client receives select_fn(server value, key) for each of its keys, which lie in [0, max_key].",
     crossings=_SELECT_CROSSINGS,
     insecure_reason="it sends each client's keys to the server in the clear (federated_secure_select does not)",
 )
@@ -449,7 +450,7 @@ _define(
     "federated_secure_select", "fed.secure_select",
     "(<{int32[n]}@CLIENTS,int32@SERVER,T@SERVER,(<T,int32> -> U)> -> {U*}@CLIENTS)",
     IntrinsicKind.SELECT, Role.SELECT, _rule_select, _SELECT_OPERANDS,
-    "federated_select without revealing the clients' keys to the server.",
+    "federated_select without revealing the clients' keys (in [0, max_key]) to the server.",
     secure=True, crossings=_SELECT_CROSSINGS,
 )
 _define(

@@ -86,6 +86,35 @@ def test_secure_sums_are_exact_and_checked():
         secure([-1, 1])
 
 
+def test_secure_modular_sum_reduces_each_value_and_the_sum():
+    """As TFF documents: a value outside [0, modulus) counts as value mod modulus, negative ones too."""
+    @fedc.federated_computation(CLIENT_I32)
+    def mod5(x):
+        return fedc.federated_secure_modular_sum(x, 5)
+
+    assert mod5([1, 3, 6]) == (1 + 3 + 1) % 5
+    assert mod5([-1, 2]) == (4 + 2) % 5
+    assert mod5([-7]) == 3
+    # Each value is reduced before summing, so int32 extremes do not overflow.
+    assert mod5([2**31 - 1] * 4) == (4 * (2**31 - 1)) % 5
+    assert mod5(np.zeros([0], np.int32)) == 0
+
+    pair = fedc.FederatedType(fedc.StructType([np.int32, np.int32]), fedc.CLIENTS)
+
+    @fedc.federated_computation(pair)
+    def per_element(x):
+        return fedc.federated_secure_modular_sum(x, (5, 7))
+
+    assert per_element([(1, 2), (3, 4), (10, -15)]) == (4, (2 + 4 - 15) % 7)
+
+    @fedc.federated_computation(CLIENT_I32, np.int32)
+    def by(x, m):
+        return fedc.federated_secure_modular_sum(x, m)
+
+    with pytest.raises(FedcError, match=r"federated_secure_modular_sum: the modulus must be positive, but is 0"):
+        by([1, 2], 0)
+
+
 def test_eval_and_sequences():
     @fedc.tf_computation
     def seven():
@@ -126,8 +155,16 @@ def test_select():
 
     out = pick([[0, 1], [3, 3]], 4, [10, 20, 30, 40])
     assert len(out) == 2 and len(out[0]) == 2
-    with pytest.raises(FedcError, match=r"federated_select: client 1 asks for key\(s\) \[4, 0\] outside \[0, 4\)"):
-        pick([[0, 1], [4, 0]], 4, [10, 20, 30, 40])
+    # Keys lie in [0, max_key], max_key included, as TFF documents.
+    @fedc.federated_computation(keys_type, max_key_type, server_type)
+    def keys_back(keys, max_key, table):
+        return fedc.federated_select(keys, max_key, table, lambda t, k: k)
+
+    assert keys_back([[0, 3], [3, 1]], 3, [10, 20, 30, 40]) == [[0, 3], [3, 1]]
+    with pytest.raises(FedcError, match=r"federated_select: client 1 asks for key\(s\) \[4, 0\] outside \[0, 3\]"):
+        pick([[0, 1], [4, 0]], 3, [10, 20, 30, 40])
+    with pytest.raises(FedcError, match=r"client 0 asks for key\(s\) \[-1, 0\] outside \[0, 3\]"):
+        pick([[-1, 0], [1, 0]], 3, [10, 20, 30, 40])
 
 
 def test_structs_come_back_in_their_containers():
