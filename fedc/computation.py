@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable, Mapping, Optional, Sequence
 
 from fedc import context
@@ -9,7 +10,7 @@ from fedc.errors import FedcTypeError
 from fedc.ir.building_blocks import Node
 from fedc.ir.module import Module
 from fedc.ir.transform import SymbolTable, rename_symbols
-from fedc.types import FunctionType, Type
+from fedc.types import FunctionType, StructType, Type
 
 __all__ = ["Computation", "PolymorphicComputation"]
 
@@ -167,16 +168,32 @@ def _assemble(root: Computation) -> Module:
 
 
 class PolymorphicComputation:
-    """A ``@fedc.tf_computation`` without declared types: specialised at each call site.
+    """A computation declared without types: traced once per parameter type, as TFF does.
 
-    ``specialize(parameter_type)`` returns (and caches) the :class:`Computation`
-    for one parameter type; calling it infers the parameter type from the
-    arguments (or, inside tracing, from the traced values).
+    ``@fedc.federated_computation`` and ``@fedc.tf_computation`` on a function
+    with parameters but no declared types make one. It is specialised where
+    its parameter type becomes known: called (the type is inferred from the
+    arguments, or, inside tracing, taken from the traced values) or passed to
+    an intrinsic (which says what it is applied to). :meth:`specialize`
+    traces the function for one parameter type and caches the
+    :class:`Computation`; a function of several parameters takes a struct
+    named after them (an unnamed struct is named so). Until specialised it
+    has no type: :attr:`type_signature` raises a :class:`FedcTypeError` that
+    is also an ``AttributeError`` (TFF's polymorphic computations have no such
+    attribute).
     """
 
-    def __init__(self, trace: Callable[[Optional[Type]], Computation], name: str, python_function: Callable):
+    def __init__(
+        self,
+        trace: Callable[[Type], Computation],
+        name: str,
+        python_function: Callable,
+        kind: str = "tf_computation",
+    ):
         self._trace = trace
         self._name = name
+        self._kind = kind
+        self._parameters = tuple(inspect.signature(python_function).parameters)
         self._cache: dict = {}
         self.__wrapped__ = python_function
         self.__doc__ = python_function.__doc__
@@ -185,16 +202,49 @@ class PolymorphicComputation:
     def name(self) -> str:
         return self._name
 
+    @property
+    def parameters(self) -> tuple:
+        """The Python function's parameter names."""
+        return self._parameters
+
+    def parameter_type(self, types: Sequence[Type]) -> Type:
+        """The parameter type for arguments of ``types``, one per Python parameter."""
+        if len(self._parameters) == 1:
+            return types[0]
+        return StructType(list(zip(self._parameters, types)))
+
+    def bind(self, args: tuple, kwargs: dict) -> list:
+        """The arguments of a call, one per Python parameter, in order (by position or keyword)."""
+        return context.bind_named_arguments(self._name, self._parameters, args, kwargs)
+
+    def _normalized(self, parameter_type: Optional[Type]) -> Type:
+        names = self._parameters
+        if len(names) == 1 and parameter_type is not None:
+            return parameter_type
+        listed = f"{len(names)} parameter{'s' if len(names) != 1 else ''} ({', '.join(names)})"
+        if not isinstance(parameter_type, StructType) or len(parameter_type) != len(names):
+            raise FedcTypeError(f"{self._kind} {self._name!r} takes {listed}, but is applied to a value of type {parameter_type}")
+        element_names = parameter_type.names()
+        if all(n is None for n in element_names):
+            return StructType(list(zip(names, parameter_type)))
+        if set(element_names) != set(names):
+            raise FedcTypeError(
+                f"{self._kind} {self._name!r} takes {listed}, but is applied to a value of type "
+                f"{parameter_type}, whose elements are named otherwise"
+            )
+        return parameter_type
+
     def specialize(self, parameter_type: Optional[Type]) -> Computation:
-        key = parameter_type
+        """The :class:`Computation` for ``parameter_type`` (traced on first use, then cached)."""
+        key = self._normalized(parameter_type)
         if key not in self._cache:
-            self._cache[key] = self._trace(parameter_type)
+            self._cache[key] = self._trace(key)
         return self._cache[key]
 
     @property
     def type_signature(self):
-        raise FedcTypeError(
-            f"tf_computation {self._name!r} was declared without types: it has a type only once "
+        raise _Untyped(
+            f"{self._kind} {self._name!r} was declared without types: it has a type only once "
             "specialised (call it, or pass it to an intrinsic)"
         )
 
@@ -203,3 +253,7 @@ class PolymorphicComputation:
 
     def __repr__(self) -> str:
         return f"<fedc.PolymorphicComputation {self._name}>"
+
+
+class _Untyped(FedcTypeError, AttributeError):
+    """The type signature of a computation declared without types, asked before it is specialised."""

@@ -128,15 +128,9 @@ class ExecutionContext(Context):
         return to_python(result, computation.type_signature.result)
 
     def invoke_polymorphic(self, computation, args: tuple, kwargs: dict) -> Any:
-        if kwargs:
-            raise FedcTypeError(f"{computation.name}: a computation without declared types takes positional arguments")
-        if not args:
-            parameter_type = None
-        elif len(args) == 1:
-            parameter_type = infer_type(args[0])
-        else:
-            parameter_type = StructType([infer_type(a) for a in args])
-        return self.invoke(computation.specialize(parameter_type), args, {})
+        values = computation.bind(args, kwargs)
+        specialized = computation.specialize(computation.parameter_type([infer_type(v) for v in values]))
+        return self.invoke(specialized, tuple(values), {})
 
     def __repr__(self) -> str:
         return f"<fedc.ExecutionContext on {self.backend.name}>"

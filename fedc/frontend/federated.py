@@ -18,6 +18,7 @@ from fedc.errors import FedcTypeError
 from fedc.frontend.api import API, ApiFunction, Arguments
 from fedc.frontend.tracing import (
     Value,
+    decorated,
     function_node,
     located,
     require_tracing,
@@ -59,17 +60,21 @@ def _is_python_function(value: Any) -> bool:
 def federated_computation(*types_or_fn):
     """Traces a Python function into a federated computation.
 
-    ``@fedc.federated_computation`` (no parameters), ``@fedc.federated_computation(T)``
-    (one parameter), ``@fedc.federated_computation(T1, T2)`` (several parameters,
-    packed as a struct named after them).
+    ``@fedc.federated_computation(T)`` (one parameter),
+    ``@fedc.federated_computation(T1, T2)`` (several parameters, packed as a
+    struct named after them; on a function of one parameter, that parameter
+    takes the struct ``<T1,T2>``). ``@fedc.federated_computation`` on a
+    function without parameters traces it at once; on a function with
+    parameters it makes a :class:`~fedc.PolymorphicComputation`, traced for
+    each distinct argument type where it is called or used, as TFF does.
     """
     if len(types_or_fn) == 1 and _is_python_function(types_or_fn[0]):
-        return trace_federated_computation(types_or_fn[0], ())
+        return decorated(types_or_fn[0], (), "federated_computation", trace_federated_computation)
 
     def decorate(fn: Callable):
         if not _is_python_function(fn):
             raise FedcTypeError(f"@fedc.federated_computation decorates a Python function, not {fn!r}")
-        return trace_federated_computation(fn, types_or_fn)
+        return decorated(fn, types_or_fn, "federated_computation", trace_federated_computation)
 
     return decorate
 

@@ -11,11 +11,11 @@ polymorphic and is specialised where it is called.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Sequence
 
-from fedc.computation import Computation, PolymorphicComputation
+from fedc.computation import Computation
 from fedc.errors import FedcError, FedcTypeError
-from fedc.frontend.tracing import parameter_plan
+from fedc.frontend.tracing import decorated, parameter_plan
 from fedc.ir.names import identifier
 from fedc.ir import building_blocks as bb
 from fedc.ir.module import Module
@@ -29,42 +29,29 @@ __all__ = ["tf_computation"]
 def tf_computation(*types_or_fn, trusted: bool = False):
     """Traces a Python TensorFlow function into a local computation.
 
-    ``@fedc.tf_computation(T)`` / ``(T1, T2)`` declare parameter types;
-    ``@fedc.tf_computation`` on a function with parameters makes it polymorphic
-    (specialised at each call site); on a function without parameters it is
-    traced at once.
+    ``@fedc.tf_computation(T)`` / ``(T1, T2)`` declare parameter types (as for
+    ``@fedc.federated_computation``); ``@fedc.tf_computation`` on a function
+    with parameters makes it polymorphic (traced for each distinct parameter
+    type where it is used); on a function without parameters it is traced at
+    once.
 
     The traced graph may use only the pure computation ops of
     :mod:`fedc.tensorflow_ops` (an op that reads or writes files, calls Python
     or sleeps is refused, naming the op); ``trusted=True`` admits any op, for a
     function whose effects you accept.
     """
+    def trace(fn: Callable, declared: Sequence[Any]) -> Computation:
+        return trace_tf_computation(fn, declared, trusted)
+
     if len(types_or_fn) == 1 and (inspect.isfunction(types_or_fn[0]) or inspect.ismethod(types_or_fn[0])):
-        return _decorate(types_or_fn[0], (), polymorphic_if_untyped=True, trusted=trusted)
+        return decorated(types_or_fn[0], (), "tf_computation", trace)
 
     def decorate(fn: Callable):
         if not (inspect.isfunction(fn) or inspect.ismethod(fn)):
             raise FedcTypeError(f"@fedc.tf_computation decorates a Python function, not {fn!r}")
-        return _decorate(fn, types_or_fn, polymorphic_if_untyped=True, trusted=trusted)
+        return decorated(fn, types_or_fn, "tf_computation", trace)
 
     return decorate
-
-
-def _decorate(fn: Callable, declared: Sequence[Any], polymorphic_if_untyped: bool, trusted: bool = False):
-    params = list(inspect.signature(fn).parameters)
-    if not declared and params and polymorphic_if_untyped:
-        def trace(parameter_type: Optional[Type]) -> Computation:
-            if len(params) > 1:
-                if not isinstance(parameter_type, StructType) or len(parameter_type) != len(params):
-                    raise FedcTypeError(
-                        f"tf_computation {fn.__name__!r} takes {len(params)} parameters "
-                        f"({', '.join(params)}), but is applied to a value of type {parameter_type}"
-                    )
-                return trace_tf_computation(fn, [parameter_type[i] for i in range(len(params))], trusted)
-            return trace_tf_computation(fn, [parameter_type] if parameter_type is not None else [], trusted)
-
-        return PolymorphicComputation(trace, identifier(fn.__name__), fn)
-    return trace_tf_computation(fn, declared, trusted)
 
 
 def _tf_spec(t: Type, where: str):
@@ -123,7 +110,8 @@ def trace_tf_computation(fn: Callable, declared: Sequence[Any], trusted: bool = 
     elif len(python_params) == 1:
         arg_types = [parameter_type]
     else:
-        arg_types = [parameter_type[i] for i in range(len(python_params))]
+        # Each Python parameter takes the struct element named after it (parameter_plan names them).
+        arg_types = [parameter_type[p] for p in python_params]
     specs = [_tf_spec(t, where) for t in arg_types]
     try:
         concrete = tf.function(fn, autograph=True).get_concrete_function(*specs)
@@ -156,16 +144,18 @@ def trace_tf_computation(fn: Callable, declared: Sequence[Any], trusted: bool = 
     result_type = _result_type(outputs, where)
 
     flat_inputs = [t for t in concrete.inputs if t.dtype != tf.resource][: sum(len(tg.flat_leaves(t)) for t in arg_types)]
-    input_names: list[str] = []
+    names_by_parameter: dict[str, list[str]] = {}
     offset = 0
-    for t, spec in zip(arg_types, specs):
+    for p, t, spec in zip(python_params, arg_types, specs):
         count = len(tg.flat_leaves(t))
         tf_order = _order(spec)
         names = [None] * count
         for position, fedc_index in enumerate(tf_order):
             names[fedc_index] = flat_inputs[offset + position].name
-        input_names.extend(names)
+        names_by_parameter[p] = names
         offset += count
+    # The payload's inputs follow the parameter type's order (packed_names), which may differ from the Python one.
+    input_names = [name for p in (packed_names or python_params) for name in names_by_parameter[p]]
     output_order = _order(outputs)
     output_names = [None] * len(output_order)
     for position, fedc_index in enumerate(output_order):

@@ -39,7 +39,7 @@ from fedc.types import (
     to_type,
 )
 
-__all__ = ["Value", "is_tracing", "trace_federated_computation", "to_node"]
+__all__ = ["Value", "decorated", "is_tracing", "trace_federated_computation", "to_node"]
 
 def _package_dirs() -> tuple[str, ...]:
     """The folders of fedc's own code (fedc/, and the mapped backends/, passes/, grammar/)."""
@@ -467,17 +467,13 @@ def call_computation(computation, args: tuple, kwargs: dict) -> Value:
 
 
 def call_polymorphic(computation, args: tuple, kwargs: dict) -> Value:
-    """A call of a polymorphic tf_computation inside a trace: specialised to the arguments' types."""
-    if kwargs:
-        raise FedcTypeError(f"{computation.name}: a computation without declared types takes positional arguments")
-    nodes = [to_node(a) for a in args]
-    if not nodes:
-        parameter = None
-    elif len(nodes) == 1:
-        parameter = nodes[0].type_signature
-    else:
-        parameter = StructType([n.type_signature for n in nodes])
-    return call_computation(computation.specialize(parameter), args, kwargs)
+    """A call of a computation without declared types inside a trace: specialised to the arguments' types."""
+    try:
+        nodes = [to_node(a) for a in computation.bind(args, kwargs)]
+        specialized = computation.specialize(computation.parameter_type([n.type_signature for n in nodes]))
+    except FedcTypeError as e:
+        raise located(e) from None
+    return call_computation(specialized, tuple(nodes), {})
 
 
 # --------------------------------------------------------------------------
@@ -498,41 +494,64 @@ def _parameters(fn: Callable) -> list[str]:
 
 
 def parameter_plan(fn: Callable, declared: Sequence[Any], what: str):
-    """(parameter type or None, Python names packed into a struct or None) for a decorated function."""
+    """(parameter type or None, Python names packed into a struct or None) for a decorated function.
+
+    As TFF does: several declared types are packed into one struct type; a
+    function of one parameter takes that struct, a function of several
+    receives its elements, one per parameter. A struct whose elements are not
+    named is named after the parameters (``(int32, float32)`` on ``f(a, b)``
+    is ``<a=int32,b=float32>``); named elements must be the parameters' names
+    (in any order: the declared order is the parameter's).
+    """
     names = _parameters(fn)
-    types = [to_type(t) for t in declared]
-    if not types:
+    if not declared:
         if names:
             raise FedcTypeError(
                 f"{what} {fn.__name__!r} has parameters ({', '.join(names)}) but no declared types; "
                 f"write @fedc.{what}(T, ...) with one type per parameter"
             )
         return None, None
-    if len(types) == 1:
-        t = types[0]
-        if len(names) == 1:
-            return t, None
-        if isinstance(t, StructType) and len(t) == len(names):
-            return t, None
+    t = to_type(declared[0]) if len(declared) == 1 else to_type(tuple(declared))
+    if not names:
+        raise FedcTypeError(f"{what} {fn.__name__!r} takes no parameters, but declares the parameter type {t}")
+    if len(names) == 1:
+        return t, None
+    listed = f"{len(names)} parameters ({', '.join(names)})"
+    if not isinstance(t, StructType) or len(t) != len(names):
+        if len(declared) == 1:
+            raise FedcTypeError(f"{what} {fn.__name__!r} declares one type {t} for {listed}")
+        raise FedcTypeError(f"{what} {fn.__name__!r} declares {len(declared)} types for {listed}")
+    element_names = t.names()
+    if all(n is None for n in element_names):
+        return StructType(list(zip(names, t))), names
+    if any(n is None for n in element_names) or set(element_names) != set(names):
         raise FedcTypeError(
-            f"{what} {fn.__name__!r} declares one type {t} for {len(names)} parameters ({', '.join(names)})"
+            f"{what} {fn.__name__!r} declares the type {t} for {listed}: the elements must be named "
+            "after the parameters, or not named at all"
         )
-    if len(types) != len(names):
-        raise FedcTypeError(
-            f"{what} {fn.__name__!r} declares {len(types)} types for {len(names)} parameters ({', '.join(names)})"
-        )
-    return StructType(list(zip(names, types))), names
+    return t, element_names
 
 
-def _call_with_parameters(fn: Callable, tracer: Tracer, parameter_name: Optional[str], t: Optional[Type], names):
+def _call_with_parameters(fn: Callable, parameter_name: Optional[str], t: Optional[Type]):
     if t is None:
         return fn()
     ref = Value(bb.Reference(parameter_name, t))
     python_names = _parameters(fn)
     if len(python_names) == 1:
         return fn(ref)
-    # Several Python parameters receive the elements of the struct parameter.
-    return fn(*[ref[i] for i in range(len(python_names))])
+    # Several Python parameters receive the elements of the struct parameter, named after them.
+    return fn(**{name: ref[name] for name in python_names})
+
+
+def decorated(fn: Callable, declared: Sequence[Any], kind: str, trace: Callable[[Callable, Sequence[Any]], Any]):
+    """What ``@fedc.<kind>(*declared)`` makes of ``fn``: ``trace(fn, declared)`` at once, or, for a
+    function with parameters and no declared types, a :class:`~fedc.PolymorphicComputation` that
+    traces it with the parameter type of each distinct use (as TFF does)."""
+    names = _parameters(fn)
+    if declared or not names:
+        return trace(fn, declared)
+    name = identifier(fn.__name__ if fn.__name__ != "<lambda>" else "lambda")
+    return PolymorphicComputation(lambda t: trace(fn, [t]), name, fn, kind)
 
 
 def trace_federated_computation(fn: Callable, declared: Sequence[Any]):
@@ -551,7 +570,7 @@ def trace_federated_computation(fn: Callable, declared: Sequence[Any]):
         parameter_name = tracer.fresh("arg")
     location = _definition_location(fn)
     with context.installed(tracer):
-        result = _call_with_parameters(fn, tracer, parameter_name, t, names)
+        result = _call_with_parameters(fn, parameter_name, t)
         if result is None:
             raise FedcTypeError(f"federated_computation {fn.__name__!r} returned None; return the computation's result")
         result_node = to_node(result)
