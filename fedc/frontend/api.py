@@ -6,9 +6,10 @@ same parameters (``federated_map(fn, arg)``, ``federated_mean(value,
 weight=None)``, …). :data:`API` says, for each, how a call becomes intrinsic
 calls of the registry: ``federated_map`` of a server value is
 ``federated_apply``, ``federated_mean`` with a weight is
-``federated_weighted_mean``, a struct of values placed alike is zipped first
-(:func:`implicit_zip`), the functions given to ``federated_aggregate`` are
-typed from its value and zero, and so on. A frontend supplies an
+``federated_weighted_mean``, a struct of values placed alike (structs may
+nest) is zipped first (:func:`implicit_zip`), a sequence operation on a
+placed sequence is mapped over its members, the functions given to
+``federated_aggregate`` are typed from its value and zero, and so on. A frontend supplies an
 :class:`Arguments` — how it turns one argument into IR, and how it binds a
 call — and runs :meth:`ApiFunction.build`.
 
@@ -36,6 +37,7 @@ __all__ = [
     "UNARY_OPERATORS",
     "implicit_zip",
     "map_intrinsic",
+    "zip_placement",
 ]
 
 #: Binary operators and the local ops they call, in both frontends (Python overloads those it can).
@@ -49,21 +51,37 @@ BINARY_OPERATORS = {
 UNARY_OPERATORS = {"-": "negative", "abs": "abs", "not": "logical_not"}
 
 
+def zip_placement(t: Type) -> Optional[Placement]:
+    """Where a struct of type ``t`` can be zipped to: the one placement of all its placed values.
+
+    As in TFF, the struct may nest structs (``<a={int32}@CLIENTS,b=<c={float32}@CLIENTS>>``);
+    every value at its leaves must be placed, all at one placement, and at least one must be.
+    For any other type this is None.
+    """
+    if not isinstance(t, StructType):
+        return None
+    placements: set = set()
+    stack = [t]
+    while stack:
+        for element in stack.pop():
+            if isinstance(element, FederatedType):
+                placements.add(element.placement)
+            elif isinstance(element, StructType):
+                stack.append(element)
+            else:
+                return None
+    return placements.pop() if len(placements) == 1 else None
+
+
 def implicit_zip(t: Type) -> Optional[str]:
     """The zip TFF applies implicitly to a value of type ``t`` given where a placed value is expected.
 
-    A non-empty struct of values all placed at one placement is zipped into a
-    placed struct (``federated_zip_at_clients`` or ``_at_server``); for any other
-    type this is None.
+    A struct of values all placed at one placement (see :func:`zip_placement`)
+    is zipped into a placed struct (``federated_zip_at_clients`` or
+    ``_at_server``); for any other type this is None.
     """
-    if (
-        isinstance(t, StructType)
-        and len(t) > 0
-        and all(isinstance(e, FederatedType) for e in t)
-        and len({e.placement for e in t}) == 1
-    ):
-        return _zip_intrinsic(next(iter(t)).placement)
-    return None
+    placement = zip_placement(t)
+    return None if placement is None else _zip_intrinsic(placement)
 
 
 def _zip_intrinsic(placement: Placement) -> str:
@@ -114,6 +132,14 @@ class Arguments:
     def bind(self, uri: str, argument: bb.Node, base: str) -> bb.Node:
         raise NotImplementedError
 
+    def local_call(self, uri: str, argument: bb.Node) -> bb.Call:
+        """A call of ``uri``, neither bound nor returned: the body of a function built here."""
+        raise NotImplementedError
+
+    def fresh(self, base: str) -> str:
+        """A name not yet bound in the computation being built (for a parameter built here)."""
+        raise NotImplementedError
+
     def error(self, parameter: Optional[str], message: str) -> FedcError:
         raise NotImplementedError
 
@@ -121,10 +147,31 @@ class Arguments:
     def placed(self, parameter: str) -> bb.Node:
         """A placed value; a struct of values placed alike is zipped first, as TFF does."""
         node = self.value(parameter)
-        uri = implicit_zip(node.type_signature)
-        if uri is not None:
-            node = self.bind(uri, node, "zipped")
+        placement = zip_placement(node.type_signature)
+        if placement is not None:
+            node = self.bind(*self.zip_argument(node, placement), "zipped")
         return node
+
+    def zip_argument(self, node: bb.Node, placement: Placement) -> tuple[str, bb.Node]:
+        """(zip intrinsic, its argument) zipping struct ``node`` of values placed at ``placement``.
+
+        Nested structs are zipped first, innermost first, so the argument is a
+        flat struct of placed values (an empty nested struct is placed as is).
+        """
+        t = node.type_signature
+        if all(isinstance(e, FederatedType) for e in t):
+            return _zip_intrinsic(placement), node
+        elements = []
+        for index, (name, element_type) in enumerate(t.items()):
+            element = node.elements[index][1] if isinstance(node, bb.Struct) else bb.Selection(node, index=index)
+            if isinstance(element_type, StructType):
+                if len(element_type) == 0:
+                    uri = "federated_value_at_server" if placement is SERVER else "federated_value_at_clients"
+                    element = self.bind(uri, element, "value")
+                else:
+                    element = self.bind(*self.zip_argument(element, placement), "zipped")
+            elements.append((name, element) if name is not None else element)
+        return _zip_intrinsic(placement), bb.Struct(elements)
 
     def federated(self, node: bb.Node, parameter: str, what: str) -> FederatedType:
         t = node.type_signature
@@ -138,7 +185,8 @@ class Arguments:
     def sequence(self, node: bb.Node, parameter: str, what: str) -> SequenceType:
         t = node.type_signature
         if not isinstance(t, SequenceType):
-            raise self.error(parameter, f"{self.name}: {what} must be a sequence, but has type {t}")
+            raise self.error(parameter, f"{self.name}: {what} must be a sequence (T*, or placed: {{T*}}@CLIENTS, "
+                                        f"T*@SERVER), but has type {t}")
         return t
 
 
@@ -192,17 +240,21 @@ def _map(uri: Optional[str]):
 
 
 def _zip(uri: Optional[str]):
-    """``federated_zip`` (``uri`` None: at the placement of the values) or one zip intrinsic."""
+    """``federated_zip`` (``uri`` None: at the placement of the values, nested structs too) or one zip intrinsic."""
 
     def build(a: Arguments):
         value = a.value("value")
-        chosen = uri
-        if chosen is None:
-            t = value.type_signature
-            if not isinstance(t, StructType) or len(t) == 0 or not isinstance(next(iter(t)), FederatedType):
-                raise a.error(None, f"{a.name}: expected a non-empty struct of placed values, got {t}")
-            chosen = _zip_intrinsic(next(iter(t)).placement)
-        return a.call(chosen, value, "zipped")
+        if uri is not None:
+            return a.call(uri, value, "zipped")
+        t = value.type_signature
+        placement = zip_placement(t)
+        if placement is None:
+            raise a.error(
+                None,
+                f"{a.name}: expected a struct (structs may nest) of values all placed at CLIENTS or all at "
+                f"SERVER, got {t}",
+            )
+        return a.call(*a.zip_argument(value, placement), "zipped")
 
     return build
 
@@ -256,22 +308,64 @@ def _select(uri: str):
     return build
 
 
+# A sequence operation on a placed sequence ({T*}@CLIENTS, T*@SERVER) applies to each member's
+# sequence, as in TFF: the frontend maps a local function doing it over the placement, so the
+# IR's sequence intrinsics stay local.
+
+
+def _placed_sequence(t: Type) -> Optional[FederatedType]:
+    return t if isinstance(t, FederatedType) and isinstance(t.member, SequenceType) else None
+
+
+def _per_member(a: Arguments, value: bb.Node, uri: str, argument: Callable[[bb.Node], bb.Node], base: str):
+    """``uri`` applied to each member of placed ``value``: ``federated_map(x -> uri(argument(x)), value)``."""
+    t = value.type_signature
+    x = a.fresh("member")
+    fn = bb.Lambda(x, t.member, a.local_call(uri, argument(bb.Reference(x, t.member))))
+    return a.call(map_intrinsic(t), bb.Struct([fn, value]), base)
+
+
 def _sequence_map(a: Arguments):
     arg = a.value("arg")
+    placed = _placed_sequence(arg.type_signature)
+    if placed is not None:
+        fn = a.function("fn", placed.member.element)
+        return _per_member(a, arg, "sequence_map", lambda member: bb.Struct([fn, member]), "seq_mapped")
     t = a.sequence(arg, "arg", "the mapped value")
     return a.call("sequence_map", bb.Struct([a.function("fn", t.element), arg]), "seq_mapped")
 
 
 def _sequence_reduce(a: Arguments):
     value = a.value("value")
-    t = a.sequence(value, "value", "the reduced value")
     zero = a.value("zero")
-    op = a.function("op", StructType([zero.type_signature, t.element]))
-    return a.call("sequence_reduce", bb.Struct([value, zero, op]), "reduced")
+    placed = _placed_sequence(value.type_signature)
+    if placed is None:
+        t = a.sequence(value, "value", "the reduced value")
+        op = a.function("op", StructType([zero.type_signature, t.element]))
+        return a.call("sequence_reduce", bb.Struct([value, zero, op]), "reduced")
+    element = placed.member.element
+    zero_type = zero.type_signature
+    if not isinstance(zero_type, FederatedType):
+        # A local zero is the same for every member.
+        op = a.function("op", StructType([zero_type, element]))
+        return _per_member(a, value, "sequence_reduce", lambda member: bb.Struct([member, zero, op]), "reduced")
+    # A placed zero (as TFF takes it) is zipped with the sequences, member by member.
+    if zero_type.placement is not placed.placement:
+        raise a.error("zero", f"{a.name}: the zero of a sequence placed at {placed.placement} must be local or "
+                              f"placed there too, but has type {zero_type}")
+    op = a.function("op", StructType([zero_type.member, element]))
+    pairs = a.bind(_zip_intrinsic(placed.placement), bb.Struct([value, zero]), "zipped")
+    return _per_member(
+        a, pairs, "sequence_reduce",
+        lambda pair: bb.Struct([bb.Selection(pair, index=0), bb.Selection(pair, index=1), op]), "reduced",
+    )
 
 
 def _sequence_sum(a: Arguments):
-    return a.call("sequence_sum", a.value("value"), "seq_sum")
+    value = a.value("value")
+    if _placed_sequence(value.type_signature) is not None:
+        return _per_member(a, value, "sequence_sum", lambda member: member, "seq_sum")
+    return a.call("sequence_sum", value, "seq_sum")
 
 
 def _parameters(uri: str) -> tuple[str, ...]:

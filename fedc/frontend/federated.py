@@ -120,6 +120,16 @@ class _PythonArguments(Arguments):
     def bind(self, uri: str, argument: bb.Node, base: str) -> bb.Node:
         return _call(uri, argument, base).node
 
+    def local_call(self, uri: str, argument: bb.Node) -> bb.Call:
+        location = user_location()
+        try:
+            return intrinsic_call(uri, argument, location)
+        except FedcTypeError as e:
+            raise located(e, location) from None
+
+    def fresh(self, base: str) -> str:
+        return require_tracing(self.name.removeprefix("fedc.")).fresh(base)
+
     def error(self, parameter: Optional[str], message: str) -> FedcTypeError:
         return FedcTypeError(message)
 

@@ -129,8 +129,8 @@ def test_the_same_error_in_both_frontends():
         compiled("computation f(x: float32) { return federated_map(fn(v) -> v, x) }")
     with pytest.raises(fedc.FedcTypeError, match=r"fedc\.sequence_sum|sequence_sum expects"):
         traced([TensorType(F32)], lambda x: fedc.sequence_sum(x))
-    with pytest.raises(fedc.FedcTypeError, match=r"fedc\.sequence_map: the mapped value must be a sequence, "
-                                                 r"but has type float32"):
+    with pytest.raises(fedc.FedcTypeError, match=r"fedc\.sequence_map: the mapped value must be a sequence "
+                                                 r"\(T\*, or placed: \{T\*\}@CLIENTS, T\*@SERVER\), but has type float32"):
         traced([TensorType(F32)], lambda x: fedc.sequence_map(lambda v: v, x))
 
 
@@ -140,6 +140,12 @@ def test_implicit_zip_and_map_intrinsic():
     assert implicit_zip(StructType([FederatedType(F32, CLIENTS)])) == "federated_zip_at_clients"
     assert implicit_zip(StructType([FederatedType(F32, CLIENTS), FederatedType(F32, SERVER)])) is None
     assert implicit_zip(StructType([])) is None
+    # Nested structs zip as TFF zips them: every placed value at one placement.
+    nested = StructType([FederatedType(F32, CLIENTS), StructType([("c", FederatedType(F32, CLIENTS))])])
+    assert implicit_zip(nested) == "federated_zip_at_clients"
+    assert implicit_zip(StructType([FederatedType(F32, CLIENTS), StructType([FederatedType(F32, SERVER)])])) is None
+    assert implicit_zip(StructType([FederatedType(F32, CLIENTS), StructType([TensorType(F32)])])) is None
+    assert implicit_zip(StructType([StructType([])])) is None
     assert map_intrinsic(FederatedType(F32, SERVER)) == "federated_apply"
     assert map_intrinsic(FederatedType(F32, CLIENTS, all_equal=True)) == "federated_map"
     assert map_intrinsic(FederatedType(F32, CLIENTS, all_equal=True), keep_all_equal=True) == "federated_map_all_equal"

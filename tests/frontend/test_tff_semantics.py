@@ -172,3 +172,146 @@ def test_an_untyped_computation_given_to_an_intrinsic_takes_the_type_it_is_appli
 
 # --------------------------------------------------------------------------
 # federated_zip of nested structs
+
+
+NESTED = fedc.StructType([("a", CLIENT_I32), ("b", fedc.StructType([("c", CLIENT_F32)]))])
+
+
+def test_federated_zip_of_nested_structs():
+    @fedc.federated_computation(NESTED)
+    def zipped(v):
+        return fedc.federated_zip(v)
+
+    assert str(zipped.type_signature) == (
+        "(<a={int32}@CLIENTS,b=<c={float32}@CLIENTS>> -> {<a=int32,b=<c=float32>>}@CLIENTS)"
+    )
+    assert zipped({"a": [1, 2], "b": {"c": [0.5, 1.5]}}) == [{"a": 1, "b": {"c": 0.5}}, {"a": 2, "b": {"c": 1.5}}]
+    # The IR stays flat: the inner struct is zipped first.
+    text = zipped.to_text(locations=False)
+    assert "fed.zip_at_clients(%v[1]) : (<c={float32}@CLIENTS> -> {<c=float32>}@CLIENTS)" in text
+    assert fedc.ir.parse_module(zipped.to_text()) == zipped.to_ir()
+
+    server = fedc.FederatedType(I32, fedc.SERVER)
+
+    @fedc.federated_computation(server, server)
+    def at_server(x, y):
+        return fedc.federated_zip(((x,), {"y": y, "none": ()}))
+
+    assert str(at_server.type_signature.result) == "<<int32>,<y=int32,none=<>>>@SERVER"
+    assert at_server(1, 2) == ((1,), {"y": 2, "none": ()})
+
+
+def test_a_nested_struct_given_where_a_placed_value_is_expected_is_zipped():
+    @fedc.federated_computation(NESTED)
+    def total(v):
+        return fedc.federated_map(lambda s: fedc.ops.cast(s.a, dtype=F32) + s.b.c, v)
+
+    assert str(total.type_signature.result) == "{float32}@CLIENTS"
+    assert total({"a": [1, 2], "b": {"c": [0.5, 1.5]}}) == [1.5, 3.5]
+
+
+def test_federated_zip_refuses_values_not_placed_alike():
+    mixed = fedc.StructType([CLIENT_I32, fedc.StructType([fedc.FederatedType(F32, fedc.SERVER)])])
+    with pytest.raises(FedcTypeError, match=r"fedc.federated_zip: expected a struct \(structs may nest\) of values "
+                                            r"all placed at CLIENTS or all at SERVER, got <\{int32\}@CLIENTS,<float32@SERVER>>"):
+
+        @fedc.federated_computation(mixed)
+        def bad(v):
+            return fedc.federated_zip(v)
+
+    with pytest.raises(FedcTypeError, match=r"got <\{int32\}@CLIENTS,int32>"):
+
+        @fedc.federated_computation(CLIENT_I32, I32)
+        def unplaced(a, b):
+            return fedc.federated_zip((a, b))
+
+
+# --------------------------------------------------------------------------
+# Sequence operations on placed sequences
+
+CLIENT_SEQ = fedc.FederatedType(fedc.SequenceType(I32), fedc.CLIENTS)
+DATA = [[1, 2, 3], [], [10]]
+
+
+def test_sequence_operations_on_a_placed_sequence_apply_to_each_member():
+    @fedc.federated_computation(CLIENT_SEQ)
+    def per_client(d):
+        return (
+            fedc.sequence_sum(d),
+            fedc.sequence_map(lambda x: x * 2, d),
+            fedc.sequence_reduce(d, np.int32(100), lambda acc, x: acc + x),
+        )
+
+    assert str(per_client.type_signature) == "({int32*}@CLIENTS -> <{int32}@CLIENTS,{int32*}@CLIENTS,{int32}@CLIENTS>)"
+    sums, doubled, reduced = per_client(DATA)
+    assert sums == [6, 0, 10]
+    assert doubled == [[2, 4, 6], [], [20]]
+    assert reduced == [106, 100, 110]
+    # The frontend maps a local function over the clients; the sequence intrinsics stay local.
+    text = per_client.to_text(locations=False)
+    assert "%seq_sum = fed.map(%0, %d) : (<(int32* -> int32),{int32*}@CLIENTS> -> {int32}@CLIENTS)" in text
+    assert fedc.ir.parse_module(per_client.to_text()) == per_client.to_ir()
+
+
+def test_sequence_reduce_takes_a_zero_placed_with_the_sequences():
+    @fedc.federated_computation(CLIENT_SEQ, fedc.FederatedType(I32, fedc.SERVER))
+    def from_server_zero(d, zero):
+        return fedc.sequence_reduce(d, fedc.federated_broadcast(zero), lambda acc, x: acc + x)
+
+    assert from_server_zero(DATA, 5) == [11, 5, 15]
+
+    with pytest.raises(FedcTypeError, match=r"the zero of a sequence placed at CLIENTS must be local or placed "
+                                            r"there too, but has type int32@SERVER"):
+
+        @fedc.federated_computation(CLIENT_SEQ, fedc.FederatedType(I32, fedc.SERVER))
+        def misplaced(d, zero):
+            return fedc.sequence_reduce(d, zero, lambda acc, x: acc + x)
+
+
+def test_sequence_operations_on_a_server_sequence_apply_at_the_server():
+    @fedc.federated_computation(fedc.FederatedType(fedc.SequenceType(F32), fedc.SERVER))
+    def at_server(d):
+        return fedc.sequence_sum(fedc.sequence_map(lambda x: x * 0.5, d))
+
+    assert str(at_server.type_signature) == "(float32*@SERVER -> float32@SERVER)"
+    assert at_server([1.0, 2.0, 3.0]) == 3.0
+    assert "fed.apply(" in at_server.to_text()
+
+
+def test_sequence_operations_on_other_placed_values_are_refused():
+    with pytest.raises(FedcTypeError, match=r"fedc.sequence_map: the mapped value must be a sequence \(T\*, or placed: "
+                                            r"\{T\*\}@CLIENTS, T\*@SERVER\), but has type \{int32\}@CLIENTS"):
+
+        @fedc.federated_computation(CLIENT_I32)
+        def not_a_sequence(x):
+            return fedc.sequence_map(lambda v: v, x)
+
+    with pytest.raises(FedcTypeError, match=r"sequence_sum .* the elements must be numeric tensors"):
+
+        @fedc.federated_computation(fedc.FederatedType(fedc.SequenceType(np.bool_), fedc.CLIENTS))
+        def not_numeric(d):
+            return fedc.sequence_sum(d)
+
+
+def test_the_fed_language_zips_nested_structs_and_maps_sequence_operations():
+    import textwrap
+
+    from fedc.computation import Computation
+    from fedc.frontend import fed
+
+    module = fed.parse(textwrap.dedent("""
+        computation f(d: {int32*}@CLIENTS, a: {int32}@CLIENTS, c: {float32}@CLIENTS) {
+          return <sequence_sum(d), sequence_map(fn(e) -> e * 2, d), sequence_reduce(d, 0, fn(acc, e) -> maximum(acc, e)),
+                  federated_zip(<a=a, b=<c=c>>)>
+        }
+    """), filename="t.fed")
+    fedc.ir.verify(module)
+    assert str(module["f"].type_signature.result) == (
+        "<{int32}@CLIENTS,{int32*}@CLIENTS,{int32}@CLIENTS,{<a=int32,b=<c=float32>>}@CLIENTS>"
+    )
+    sums, doubled, largest, zipped = Computation(module, "f")([[1, 2], [5]], [1, 2], [0.5, 1.5])
+    assert sums == [3, 5] and doubled == [[2, 4], [10]] and largest == [2, 5]
+    assert zipped == [{"a": 1, "b": {"c": 0.5}}, {"a": 2, "b": {"c": 1.5}}]
+
+    with pytest.raises(fedc.FedcError, match=r"t.fed:2:35: sequence_map: the mapped value must be a sequence"):
+        fed.parse("computation f(x: {int32}@CLIENTS) {\n  return sequence_map(fn(e) -> e, x)\n}\n", filename="t.fed")

@@ -76,6 +76,12 @@ class _FedArguments(Arguments):
     def bind(self, uri: str, argument, base: str) -> bb.Node:
         return self.builder.bind(self.builder.intrinsic(uri, argument, self.pos), base)
 
+    def local_call(self, uri: str, argument) -> bb.Call:
+        return self.builder.intrinsic(uri, argument, self.pos)
+
+    def fresh(self, base: str) -> str:
+        return self.builder.namer.temp(base)
+
     def error(self, parameter, message: str) -> FedcError:
         pos = self.pos if parameter is None else self.args[parameter].pos
         return self.builder.error(pos, message, FedcTypeError)
