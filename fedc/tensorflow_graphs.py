@@ -123,14 +123,17 @@ def to_dataset(elements: list, t: SequenceType):
     return tf.data.Dataset.from_generator(generate, output_signature=spec)
 
 
-def _from_dataset(dataset, t: SequenceType) -> list:
-    result = []
-    for element in dataset.as_numpy_iterator():
-        import tensorflow as tf
+def from_dataset_variant(variant, t: SequenceType) -> list:
+    """The sequence value (a list of elements) of a dataset a graph returns as a ``tf.variant``."""
+    import tensorflow as tf
 
-        leaves = tf.nest.flatten(element)
-        result.append(unflatten_value([np.asarray(x) for x in leaves], t.element))
-    return result
+    from fedc.values import from_python
+
+    dataset = tf.data.experimental.from_variant(variant, structure=element_spec(t.element))
+    try:
+        return from_python(dataset, t, "the dataset the computation returns")
+    except tf.errors.OpError as e:
+        raise FedcError(f"TensorFlow failed while reading the dataset the computation returns: {e.message}") from None
 
 
 @functools.lru_cache(maxsize=256)
@@ -179,6 +182,9 @@ def _load_cached(payload: bytes, parameter: Optional[Type], result: Type) -> Cal
             outputs = [outputs]
         leaves = []
         for leaf_type, tensor in zip(output_leaves, outputs):
+            if isinstance(leaf_type, SequenceType):
+                leaves.append(from_dataset_variant(tensor, leaf_type))
+                continue
             array = tensor.numpy()
             if leaf_type.dtype.kind == "U":
                 array = np.vectorize(lambda b: b.decode("utf-8") if isinstance(b, bytes) else b, otypes=[np.str_])(array) if array.size else array.astype(np.str_)

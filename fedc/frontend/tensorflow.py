@@ -4,8 +4,9 @@ The function is traced once per parameter type with ``tf.function``; its graph
 (with no variables or other resources: state is passed in and out as
 tensors) becomes the payload of a ``Compiled`` node (see
 :mod:`fedc.tensorflow_graphs`). Sequences (``fedc.SequenceType``) arrive as
-``tf.data.Dataset`` parameters. Without declared types, the computation is
-polymorphic and is specialised where it is called.
+``tf.data.Dataset`` parameters, and a returned ``tf.data.Dataset`` is a
+sequence result (``T*``). Without declared types, the computation is
+polymorphic and is specialised where it is used.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from fedc.frontend.tracing import decorated, parameter_plan
 from fedc.ir.names import identifier
 from fedc.ir import building_blocks as bb
 from fedc.ir.module import Module
-from fedc.types import FunctionType, SequenceType, StructType, TensorType, Type
+from fedc.types import FunctionType, SequenceType, StructType, TensorType, Type, to_type
 from fedc import tensorflow_graphs as tg
 from fedc import tensorflow_ops
 
@@ -171,9 +172,18 @@ def _result_type(outputs, where: str) -> Type:
     import tensorflow as tf
     from fedc.types import is_namedtuple
 
+    if isinstance(outputs, tf.data.Dataset):
+        # A dataset is a sequence T*, its elements typed by their spec (as TFF types it).
+        try:
+            return to_type(tf.data.DatasetSpec.from_value(outputs))
+        except FedcTypeError as e:
+            raise FedcError(f"{where} returns a dataset whose elements fedc cannot type: {e.message}") from None
     if isinstance(outputs, tf.Tensor):
         if outputs.dtype == tf.variant:
-            raise FedcError(f"{where} returns a dataset; a tf_computation returns tensors and structs of tensors")
+            raise FedcError(
+                f"{where} returns a tf.variant tensor (a TensorFlow handle); return the tf.data.Dataset "
+                "itself, tensors, or structs of them"
+            )
         shape = None if outputs.shape.rank is None else outputs.shape.as_list()
         dtype = "str" if outputs.dtype == tf.string else outputs.dtype.as_numpy_dtype
         return TensorType(dtype, shape)
@@ -183,4 +193,4 @@ def _result_type(outputs, where: str) -> Type:
         return StructType([(k, _result_type(v, where)) for k, v in outputs.items()], type(outputs))
     if isinstance(outputs, (list, tuple)):
         return StructType([_result_type(v, where) for v in outputs], type(outputs))
-    raise FedcError(f"{where} returns {outputs!r}, which is not a tensor or a struct of tensors")
+    raise FedcError(f"{where} returns {outputs!r}, which is not a tensor, a dataset or a struct of them")

@@ -38,3 +38,54 @@ def test_graph_def_survives_text_and_protobuf():
         assert node.payload == payload
         graph_def = tf.compat.v1.GraphDef.FromString(node.payload)
         assert any(n.op == "AddV2" for n in graph_def.node)
+
+
+def test_a_tf_computation_returning_a_dataset_is_a_sequence_through_every_round_trip():
+    """As in TFF, a tf_computation may return a tf.data.Dataset: its result type is a sequence T*."""
+    tf = pytest.importorskip("tensorflow")
+    import fedc
+    from fedc.computation import Computation
+
+    @fedc.tf_computation(np.int32)
+    def evens(n):
+        return tf.data.Dataset.range(tf.cast(n, tf.int64)).map(lambda x: tf.cast(x, tf.int32) * 2)
+
+    assert str(evens.type_signature) == "(int32 -> int32*)"
+    assert evens(4) == [0, 2, 4, 6]
+    assert evens(0) == []
+
+    @fedc.tf_computation(types.TensorType(np.float32, [None]))
+    def with_total(v):
+        return tf.data.Dataset.from_tensor_slices({"y": v, "x": tf.cast(v, tf.int32)}), tf.reduce_sum(v)
+
+    assert str(with_total.type_signature) == "(float32[?] -> <<y=float32,x=int32>*,float32>)"
+    rows, total = with_total(np.array([1.5, 2.5], np.float32))
+    assert rows == [{"y": 1.5, "x": 1}, {"y": 2.5, "x": 2}] and total == 4.0
+
+    @fedc.federated_computation(types.FederatedType(np.int32, types.CLIENTS))
+    def sums(n):
+        return fedc.sequence_sum(fedc.federated_map(evens, n))
+
+    assert sums([1, 3, 4]) == [0, 6, 12]
+    module = sums.to_ir()
+    for restored in (ir.deserialize(ir.serialize(module)), ir.parse_module(ir.print_module(module))):
+        assert restored == module
+        assert Computation(restored, "sums")([2, 5]) == [2, 20]
+
+
+def test_a_tf_computation_returning_a_bare_variant_is_refused():
+    tf = pytest.importorskip("tensorflow")
+    import fedc
+
+    with pytest.raises(fedc.FedcError, match=r"tf_computation 'handle' returns a tf.variant tensor"):
+
+        @fedc.tf_computation(np.int32)
+        def handle(n):
+            return tf.data.experimental.to_variant(tf.data.Dataset.range(tf.cast(n, tf.int64)))
+
+    with pytest.raises(fedc.FedcError, match=r"tf_computation 'ragged' returns a dataset whose elements fedc cannot "
+                                             r"type: TensorFlow spec RaggedTensorSpec"):
+
+        @fedc.tf_computation(np.int32)
+        def ragged(n):
+            return tf.data.Dataset.from_tensor_slices(tf.ragged.constant([[1], [2, 3]]))
