@@ -113,6 +113,17 @@ def test_secure_modular_sum_reduces_each_value_and_the_sum():
 
     with pytest.raises(FedcError, match=r"federated_secure_modular_sum: the modulus must be positive, but is 0"):
         by([1, 2], 0)
+    with pytest.raises(FedcError, match=r"the modulus must be positive, but is -3"):
+        by([1, 2], -3)
+
+    # A modulus past the values' dtype is used as given (TFF casts it to the dtype); the result must fit.
+    @fedc.federated_computation(CLIENT_I32)
+    def wide(x):
+        return fedc.federated_secure_modular_sum(x, 2**40)
+
+    assert wide([1, -1]) == 0
+    with pytest.raises(FedcError, match=r"federated_secure_modular_sum: the sum does not fit in int32"):
+        wide([2**31 - 1, 2**31 - 1])
 
 
 def test_eval_and_sequences():
