@@ -9,9 +9,9 @@ calls of the registry: ``federated_map`` of a server value is
 ``federated_weighted_mean``, a struct of values placed alike (structs may
 nest) is zipped first (:func:`implicit_zip`), a sequence operation on a
 placed sequence is mapped over its members, the functions given to
-``federated_aggregate`` are typed from its value and zero, and so on. A frontend supplies an
-:class:`Arguments` — how it turns one argument into IR, and how it binds a
-call — and runs :meth:`ApiFunction.build`.
+``federated_aggregate`` are typed from its value and zero, and so on. A
+frontend supplies an :class:`Arguments` — how it turns one argument into IR,
+and how it binds a call — and runs :meth:`ApiFunction.build`.
 
 :data:`BINARY_OPERATORS` and :data:`UNARY_OPERATORS` map operators (``+``,
 ``@``, unary ``-``) to the registry's local ops, for both frontends.

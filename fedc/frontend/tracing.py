@@ -539,8 +539,8 @@ def _call_with_parameters(fn: Callable, parameter_name: Optional[str], t: Option
     python_names = _parameters(fn)
     if len(python_names) == 1:
         return fn(ref)
-    # Several Python parameters receive the elements of the struct parameter, named after them.
-    return fn(**{name: ref[name] for name in python_names})
+    # Several Python parameters receive the elements of the struct parameter named after them.
+    return fn(*[ref[name] for name in python_names])
 
 
 def decorated(fn: Callable, declared: Sequence[Any], kind: str, trace: Callable[[Callable, Sequence[Any]], Any]):
