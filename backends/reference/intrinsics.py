@@ -16,7 +16,7 @@ from fedc.errors import FedcError
 from fedc.ir import intrinsics as registry
 from fedc.types import StructType
 
-from .local_ops import IMPLS as LOCAL_IMPLS, apply_op
+from .local_ops import IMPLS as LOCAL_IMPLS, check_tensor_allocation, run as run_local_op
 from fedc.values import Clients
 
 __all__ = ["RULES", "as_clients", "secure_sum"]
@@ -352,7 +352,7 @@ _FEDERATED: dict[str, Callable] = {
 
 def _local(uri: str) -> Callable:
     def impl(interp, argument, t, attrs):
-        return apply_op(uri, argument, attrs)
+        return run_local_op(uri, argument, t, attrs)
 
     return impl
 
