@@ -15,6 +15,7 @@ from typing import Any, Optional
 import numpy as np
 
 from fedc.errors import FedcError
+from fedc.limits import check_allocation
 from fedc.ir import building_blocks as bb
 from fedc.ir.module import Module
 
@@ -192,4 +193,5 @@ def _materialize(result: Any, count: int) -> Any:
     if isinstance(result, tuple):
         return tuple(_materialize(part, count) for part in result)
     array = np.asarray(result)
+    check_allocation((count,) + array.shape, array.dtype.itemsize, f"a value mapped over {count} clients")
     return np.broadcast_to(array, (count,) + array.shape).copy()
