@@ -220,7 +220,7 @@ def _tensor(
         raise FedcTypeError(f"{what}: expected {t}, got {_describe(value)}")
     target = t.dtype
     if array.dtype.kind in "US" and target.kind != "U":
-        kind = "bytes" if array.dtype.kind == "S" else "a string"
+        kind = "bytes" if array.dtype.kind == "S" else ("strings" if array.ndim else "a string")
         raise FedcTypeError(f"{what}: expected {t}, got {kind}, {_describe(value)}; only a str value takes strings")
     if array.dtype != target:
         source_kind, target_kind = array.dtype.kind, target.kind
