@@ -227,11 +227,6 @@ def check_shape(shape: tuple, what: str = "a tensor shape") -> None:
             )
 
 
-def tensor_bytes(shape: tuple, itemsize: int) -> int:
-    """The bytes of a tensor of ``shape`` (known dims) whose elements take ``itemsize`` bytes."""
-    return math.prod(shape) * max(itemsize, 1)
-
-
 def check_allocation(shape: tuple, itemsize: int, what: str) -> None:
     """Refuses to allocate a tensor of ``shape`` larger than :data:`MAX_TENSOR_BYTES`.
 
@@ -240,7 +235,7 @@ def check_allocation(shape: tuple, itemsize: int, what: str) -> None:
     costs nothing. Raises :class:`SizeError` naming ``what``.
     """
     limit = MAX_TENSOR_BYTES
-    size = tensor_bytes(shape, itemsize)
+    size = math.prod(shape) * max(itemsize, 1)
     if size > limit:
         raise SizeError(
             f"{what} would allocate a tensor of shape [{','.join(str(d) for d in shape[:8])}"
