@@ -20,6 +20,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import signal
 import sys
 import threading
@@ -29,6 +30,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from fedc.errors import FedcError
+from fedc.limits import SizeError, parse_integer
 
 __all__ = ["main"]
 
@@ -101,10 +103,12 @@ def read_args(path: Optional[str]) -> Any:
             raise FedcError(f"{path}:{line}:{column}: not UTF-8 ({e.reason} at byte {e.start}); JSON is UTF-8") from None
         check_text_nesting(text, str(path), "[{", what="the JSON")
         try:
-            return json.loads(text)
+            return json.loads(text, parse_int=lambda digits: parse_integer(digits, "the integer"))
         except json.JSONDecodeError as e:
             raise ParseError(f"invalid JSON: {e.msg}", SourceLocation(str(path), e.lineno, e.colno), text) from None
-        except (ValueError, RecursionError) as e:  # e.g. an integer of more digits than Python converts
+        except SizeError as e:
+            raise ParseError(e.message, _json_number_location(text, str(path), e.message), text) from None
+        except (ValueError, RecursionError) as e:
             raise FedcError(f"{path}: cannot read the JSON: {e}") from None
     if file.suffix.lower() == ".npz":
         try:
@@ -116,6 +120,25 @@ def read_args(path: Optional[str]) -> Any:
             raise FedcError(f"{path}: cannot read .npz: {e}") from None
         return unflatten_paths(flat, path)
     raise FedcError(f"{path}: argument files are .json or .npz")
+
+
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?')
+
+
+def _json_number_location(text: str, filename: str, message: str):
+    """Where the first integer JSON number too large for fedc is (``message`` is its SizeError)."""
+    from fedc.errors import SourceLocation
+
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        if token[0] == '"' or not token.lstrip("-").isdigit():
+            continue
+        try:
+            parse_integer(token)
+        except SizeError:
+            line = text.count("\n", 0, match.start()) + 1
+            return SourceLocation(filename, line, match.start() - (text.rfind("\n", 0, match.start()) + 1) + 1)
+    return None
 
 
 def unflatten_paths(flat: dict[str, np.ndarray], source: str = "<args>") -> Any:
@@ -139,8 +162,8 @@ def unflatten_paths(flat: dict[str, np.ndarray], source: str = "<args>") -> Any:
         if not isinstance(value, dict):
             return value
         keys = list(value)
-        if keys and all(k.isdigit() for k in keys):
-            indices = sorted(int(k) for k in keys)
+        if keys and all(k.isascii() and k.isdigit() for k in keys):
+            indices = sorted(parse_integer(k, f"the position {where}/{k}") for k in keys)
             if indices != list(range(len(indices))):
                 raise FedcError(f"{source}: the positions under {where or 'the top'} are {indices}, not 0..{len(indices) - 1}")
             return [listify(value[str(i)], f"{where}/{i}") for i in indices]

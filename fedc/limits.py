@@ -9,16 +9,46 @@ source, deserializing protobuf, and reading JSON arguments — with a
 Programs as tracing and the ``.fed`` compiler write them are flat (one
 binding per intermediate value), so real programs stay far below it; deep
 nesting only comes from generated or hostile input.
+
+Sizes have one rule each, enforced where the thing is read or built, with a
+:class:`SizeError` (a located :class:`~fedc.ParseError` in text):
+
+* every integer fedc reads from text (types, textual IR, ``.fed`` source,
+  JSON arguments, pass options) goes through :func:`parse_integer`, which
+  refuses more than 64 bits before converting the digits;
+* a tensor shape (:func:`check_shape`, applied by ``fedc.types.TensorType``)
+  has rank at most :data:`MAX_RANK`, dimensions that fit int64, and known
+  dimensions whose product fits int64; a line or column number fits int64;
+* a tensor that fedc itself allocates from a type (``zeros``, the result of
+  a local op, an aggregation's zero, …) has at most :data:`MAX_TENSOR_BYTES`
+  bytes, checked by :func:`check_allocation` before anything is allocated.
 """
 
 from __future__ import annotations
 
 import functools
+import math
+import re
 import sys
 
 from fedc.errors import FedcError, ParseError, SourceLocation
 
-__all__ = ["MAX_NESTING", "RECURSION_LIMIT", "NestingError", "check_nesting", "check_text_nesting", "deep_recursion"]
+__all__ = [
+    "INT64_MAX",
+    "MAX_NESTING",
+    "MAX_RANK",
+    "MAX_TENSOR_BYTES",
+    "RECURSION_LIMIT",
+    "UINT64_MAX",
+    "NestingError",
+    "SizeError",
+    "check_allocation",
+    "check_nesting",
+    "check_shape",
+    "check_text_nesting",
+    "deep_recursion",
+    "parse_integer",
+]
 
 MAX_NESTING = 1000
 
@@ -111,3 +141,104 @@ def check_text_nesting(
         elif c in closes and not (c == ">" and i and text[i - 1] == "-"):
             depth = max(depth - 1, 0)
         i += 1
+
+
+# --------------------------------------------------------------------------
+# Sizes
+
+INT64_MAX = 2**63 - 1
+UINT64_MAX = 2**64 - 1
+
+# The highest rank of a tensor type: numpy's limit (NPY_MAXDIMS), and far above TensorFlow's kernels.
+MAX_RANK = 64
+
+# The largest tensor, in bytes, that fedc allocates itself from a type (the reference backend's
+# zeros and ones, local op results, aggregation zeros; the passes' constants). Read when a
+# tensor is allocated, so a program may raise it: ``fedc.limits.MAX_TENSOR_BYTES = 1 << 36``.
+MAX_TENSOR_BYTES = 1 << 32
+
+
+class SizeError(FedcError, ValueError):
+    """Something is larger than one of fedc's size limits (see :mod:`fedc.limits`)."""
+
+
+def shown_integer(text) -> str:
+    """An integer (or its text) for a message: long digit strings are shortened, with their length."""
+    if isinstance(text, int):
+        if text.bit_length() > 100:  # str() of a huge int is slow, and refused past 4300 digits
+            return f"(an integer of {text.bit_length()} bits)"
+        text = str(text)
+    if len(text) <= 32:
+        return text
+    return f"{text[:12]}...{text[-6:]} ({len(text)} characters)"
+
+
+_INTEGER_TEXT = re.compile(r"([+-]?)(0[xX])?([0-9A-Fa-f]+)\Z")
+_DECIMAL_DIGITS = re.compile(r"[0-9]+\Z")
+
+
+def parse_integer(text: str, what: str = "an integer", maximum: int = UINT64_MAX) -> int:
+    """The integer written ``text``: decimal, or hexadecimal after ``0x``, with an optional sign.
+
+    The one way fedc reads an integer from text. Its magnitude must be at most
+    ``maximum`` (by default 64 bits, the widest integer dtype; ``INT64_MAX``
+    for dimensions and line numbers); longer digit strings are refused before
+    they are converted, so any input costs time linear in its length. Raises
+    :class:`SizeError` (a ``ValueError``) naming ``what``; text that is not an
+    integer raises a plain ``ValueError``.
+    """
+    match = _INTEGER_TEXT.match(text)
+    if match is None or (match.group(2) is None and not _DECIMAL_DIGITS.match(match.group(3))):
+        raise ValueError(f"{what} {shown_integer(text)} is not an integer")
+    sign, hex_prefix, digits = match.groups()
+    significant = digits.lstrip("0") or "0"
+    if hex_prefix:
+        too_long = len(significant) > -(-maximum.bit_length() // 4)
+    else:
+        too_long = len(significant) > len(str(maximum))
+    value = None if too_long else int(significant, 16 if hex_prefix else 10)
+    if value is None or value > maximum:
+        bound = {UINT64_MAX: f"{maximum} (64 bits)", INT64_MAX: f"{maximum} (int64)"}.get(maximum, str(maximum))
+        raise SizeError(f"{what} {shown_integer(text)} is too large: fedc reads it up to {bound}")
+    return -value if sign == "-" else value
+
+
+def check_shape(shape: tuple, what: str = "a tensor shape") -> None:
+    """Refuses a shape (a tuple of ints >= 0 and ``None``) that fedc cannot represent.
+
+    Its rank is at most :data:`MAX_RANK`, each dimension fits int64, and so
+    does the product of the known non-zero dimensions (the element count, as
+    numpy and TensorFlow count it). Raises :class:`SizeError`.
+    """
+    if len(shape) > MAX_RANK:
+        raise SizeError(f"{what} has rank {len(shape)}; fedc's tensors have rank at most {MAX_RANK} (fedc.limits.MAX_RANK)")
+    count = 1
+    for d in shape:
+        if d is None or d == 0:
+            continue
+        if d > INT64_MAX:
+            raise SizeError(f"{what} has dimension {shown_integer(d)}, which does not fit int64 (at most {INT64_MAX})")
+        count *= d
+        if count > INT64_MAX:
+            raise SizeError(
+                f"{what} [{','.join('?' if x is None else shown_integer(x) for x in shape[:8])}"
+                f"{',...' if len(shape) > 8 else ''}] has more than {INT64_MAX} elements "
+                "(the element count must fit int64)"
+            )
+
+
+def check_allocation(shape: tuple, itemsize: int, what: str) -> None:
+    """Refuses to allocate a tensor of ``shape`` larger than :data:`MAX_TENSOR_BYTES`.
+
+    ``itemsize`` is the bytes per element (numpy's ``dtype.itemsize``; 4 per
+    character of a string). Called before the allocation, so an absurd shape
+    costs nothing. Raises :class:`SizeError` naming ``what``.
+    """
+    limit = MAX_TENSOR_BYTES
+    size = math.prod(shape) * max(itemsize, 1)
+    if size > limit:
+        raise SizeError(
+            f"{what} would allocate a tensor of shape [{','.join(str(d) for d in shape[:8])}"
+            f"{',...' if len(shape) > 8 else ''}] ({size:,} bytes), more than "
+            f"fedc.limits.MAX_TENSOR_BYTES ({limit:,} bytes); raise that limit to allow it"
+        )

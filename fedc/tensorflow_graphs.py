@@ -21,7 +21,7 @@ from fedc import tensorflow_ops
 from fedc.errors import FedcError, FedcTypeError
 from fedc.types import SequenceType, StructType, TensorType, Type
 
-__all__ = ["KIND", "flat_leaves", "load", "make_payload"]
+__all__ = ["KIND", "call_in_graph", "decode_strings", "flat_leaves", "load", "make_payload"]
 
 KIND = "tensorflow"
 SIGNATURE_KEY = "fedc"
@@ -137,30 +137,81 @@ def from_dataset_variant(variant, t: SequenceType) -> list:
 
 
 @functools.lru_cache(maxsize=256)
-def _load_cached(payload: bytes, parameter: Optional[Type], result: Type) -> Callable:
+def _graph(payload: bytes, parameter: Optional[Type], result: Type):
+    """(GraphDef, input tensor names, output tensor names) of a payload, checked against its type."""
     import tensorflow as tf
 
     try:
         meta = tf.compat.v1.MetaGraphDef.FromString(payload)
         signature = meta.signature_def[SIGNATURE_KEY]
-        input_leaves = flat_leaves(parameter)
-        output_leaves = flat_leaves(result)
-        input_names = [signature.inputs[f"p{i}"].name for i in range(len(input_leaves))]
-        output_names = [signature.outputs[f"r{i}"].name for i in range(len(output_leaves))]
+        input_names = [signature.inputs[f"p{i}"].name for i in range(len(flat_leaves(parameter)))]
+        output_names = [signature.outputs[f"r{i}"].name for i in range(len(flat_leaves(result)))]
     except Exception as e:  # a malformed payload is data, not a crash
         raise FedcError(f"malformed TensorFlow payload: {e}") from None
-    if len(signature.inputs) != len(input_leaves) or len(signature.outputs) != len(output_leaves):
+    if len(signature.inputs) != len(input_names) or len(signature.outputs) != len(output_names):
         raise FedcError("malformed TensorFlow payload: its signature does not match the computation's type")
+    return meta.graph_def, input_names, output_names
+
+
+def _import(graph_def, input_names: list[str], output_names: list[str], flat: list, name: str) -> list:
+    """Imports a payload's graph into the graph being built, its inputs bound to ``flat``; its outputs."""
+    import tensorflow as tf
+
+    return tf.compat.v1.import_graph_def(
+        graph_def, input_map=dict(zip(input_names, flat)), return_elements=output_names, name=name
+    )
+
+
+def call_in_graph(node, flat: list) -> list:
+    """Calls a ``Compiled`` TensorFlow node inside the graph TensorFlow is building.
+
+    ``flat`` are the graph tensors of the parameter's flat leaves (a sequence
+    leaf is a ``tf.variant``); returns the tensors of the result's flat leaves.
+    The node's graph is imported (inlined) under its name; this is how one
+    ``tf_computation`` calls another.
+    """
+    if node.kind != KIND:
+        raise FedcError(f"compiled computation {node.name or ''} of kind {node.kind!r} cannot be called from TensorFlow")
+    admit(node)
+    t = node.type_signature
+    graph_def, input_names, output_names = _graph(node.payload, t.parameter, t.result)
+    outputs = _import(graph_def, input_names, output_names, flat, node.name or "compiled")
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def decode_strings(array, what: str) -> np.ndarray:
+    """TensorFlow's strings (bytes) as fedc's ``str`` (Unicode text): each must be UTF-8."""
+    array = np.asarray(array, dtype=object)
+    out = np.empty(array.shape, dtype=object)
+    for index, item in np.ndenumerate(array):
+        if isinstance(item, bytes):
+            try:
+                item = item.decode("utf-8")
+            except UnicodeDecodeError as e:
+                shown = item[:40] + (b"..." if len(item) > 40 else b"")
+                raise FedcError(
+                    f"{what} returned the string {shown!r}, which is not UTF-8 text ({e.reason} at byte "
+                    f"{e.start}); fedc's str holds text: return bytes as a uint8 tensor "
+                    "(tf.io.decode_raw) or as text (tf.io.encode_base64)"
+                ) from None
+        out[index] = item
+    return out.astype(np.str_) if out.size else np.zeros(out.shape, dtype=np.str_)
+
+
+@functools.lru_cache(maxsize=256)
+def _load_cached(payload: bytes, parameter: Optional[Type], result: Type, name: str) -> Callable:
+    import tensorflow as tf
+
+    graph_def, input_names, output_names = _graph(payload, parameter, result)
+    input_leaves = flat_leaves(parameter)
+    output_leaves = flat_leaves(result)
     specs = [
         tf.TensorSpec([], tf.variant) if isinstance(leaf, SequenceType) else tf.TensorSpec(leaf.shape, tf_dtype(leaf))
         for leaf in input_leaves
     ]
-    graph_def = meta.graph_def
 
     def imported(*flat):
-        return tf.compat.v1.import_graph_def(
-            graph_def, input_map=dict(zip(input_names, flat)), return_elements=output_names, name=""
-        )
+        return _import(graph_def, input_names, output_names, list(flat), "")
 
     try:
         function = tf.compat.v1.wrap_function(imported, specs)
@@ -187,7 +238,7 @@ def _load_cached(payload: bytes, parameter: Optional[Type], result: Type) -> Cal
                 continue
             array = tensor.numpy()
             if leaf_type.dtype.kind == "U":
-                array = np.vectorize(lambda b: b.decode("utf-8") if isinstance(b, bytes) else b, otypes=[np.str_])(array) if array.size else array.astype(np.str_)
+                array = decode_strings(array, name)
             leaves.append(np.asarray(array).astype(leaf_type.dtype, copy=False))
         return unflatten_value(leaves, result)
 
@@ -221,4 +272,5 @@ def load(node) -> Callable[[Any], Any]:
     # Checked again here (once per payload and process), so a node built by hand runs only allowed ops.
     admit(node)
     t = node.type_signature
-    return _load_cached(node.payload, t.parameter, t.result)
+    name = f"compiled computation {node.name!r}" if node.name else "a compiled computation"
+    return _load_cached(node.payload, t.parameter, t.result, name)

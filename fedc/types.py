@@ -25,8 +25,8 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from fedc.errors import FedcTypeError, ParseError, SourceLocation
-from fedc.limits import check_nesting, check_text_nesting, deep_recursion
+from fedc.errors import FedcError, FedcTypeError, ParseError, SourceLocation
+from fedc.limits import INT64_MAX, check_nesting, check_shape, check_text_nesting, deep_recursion, parse_integer
 
 __all__ = [
     "AbstractType",
@@ -419,7 +419,9 @@ def _to_shape(shape: Any) -> tuple:
             raise FedcTypeError(
                 f"{shape!r} is not a shape: dimension {d!r} is not a non-negative int or None"
             )
-    return tuple(result)
+    result = tuple(result)
+    check_shape(result)
+    return result
 
 
 class StructType(Type):
@@ -847,7 +849,7 @@ def type_builder_class():
         def _build(self, token, constructor, *args, **kwargs):
             try:
                 return constructor(*args, **kwargs)
-            except FedcTypeError as e:
+            except FedcError as e:
                 raise self._error(token, e.message) from None
 
         def named(self, children):
@@ -861,7 +863,7 @@ def type_builder_class():
 
         def tensor(self, children):
             token, dims = children
-            return TensorType(self._dtype(token), dims)
+            return self._build(token, TensorType, self._dtype(token), dims)
 
         def unknown_rank_tensor(self, children):
             (token,) = children
@@ -878,7 +880,11 @@ def type_builder_class():
             return tuple(children)
 
         def known_dim(self, children):
-            return int(children[0])
+            (token,) = children
+            try:
+                return parse_integer(str(token), "dimension", INT64_MAX)
+            except ValueError as e:
+                raise self._error(token, str(e)) from None
 
         def unknown_dim(self, children):
             return None

@@ -208,6 +208,8 @@ def _tensor(
 ) -> np.ndarray:
     if _is_tf_tensor(value):
         value = value.numpy()
+    if t.dtype.kind == "U":
+        value = _text(value, t, what)
     if isinstance(value, (list, tuple)) and any(isinstance(v, (dict, tuple, list)) and not _is_numeric_nest(v) for v in value):
         raise FedcTypeError(f"{what}: expected {t}, got {_describe(value)}")
     try:
@@ -217,6 +219,9 @@ def _tensor(
     if array.dtype == object:
         raise FedcTypeError(f"{what}: expected {t}, got {_describe(value)}")
     target = t.dtype
+    if array.dtype.kind in "US" and target.kind != "U":
+        kind = "bytes" if array.dtype.kind == "S" else ("strings" if array.ndim else "a string")
+        raise FedcTypeError(f"{what}: expected {t}, got {kind}, {_describe(value)}; only a str value takes strings")
     if array.dtype != target:
         source_kind, target_kind = array.dtype.kind, target.kind
         if from_python_scalars is None:
@@ -246,6 +251,26 @@ def _tensor(
             )
         raise FedcTypeError(f"{what}: expected {t}, got a value of type {actual}")
     return array
+
+
+def _text(value: Any, t: TensorType, what: str) -> Any:
+    """A value for a ``str`` tensor: bytes (Python, numpy or TensorFlow's) are decoded as UTF-8.
+
+    fedc's ``str`` holds text; bytes that are not UTF-8 are refused, naming the value.
+    """
+    if isinstance(value, (bytes, np.bytes_)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise FedcTypeError(
+                f"{what}: expected {t} (text), got bytes that are not UTF-8 ({e.reason} at byte {e.start}): "
+                f"{_describe(value)}"
+            ) from None
+    if isinstance(value, np.ndarray) and (value.dtype.kind == "S" or value.dtype == object):
+        return np.array([_text(v, t, what) for v in value.ravel().tolist()], dtype=object).reshape(value.shape)
+    if isinstance(value, (list, tuple)) and not is_namedtuple(value):
+        return [_text(v, t, what) for v in value]
+    return value
 
 
 def _is_numeric_nest(value: Any) -> bool:

@@ -25,6 +25,7 @@ import numpy as np
 from fedc.errors import FedcError
 from fedc.ir import building_blocks as bb
 from fedc.ir.module import Module
+from fedc.limits import SizeError, check_allocation
 from fedc.types import FunctionType, StructType, TensorType
 
 from . import aggregates as agg
@@ -148,6 +149,10 @@ class _Desugarer:
                     extreme = -np.inf if is_max else np.inf
                 else:
                     extreme = np.iinfo(dtype).min if is_max else np.iinfo(dtype).max
+                try:
+                    check_allocation(leaf.shape, dtype.itemsize, f"the zero of {uri}")
+                except SizeError as e:
+                    raise self.fail(value, e.message) from None
                 literal = bb.Literal(np.full(leaf.shape, extreme, dtype=dtype), leaf, location)
                 start_name = names.fresh("lowest" if is_max else "highest")
                 new_locals.append((start_name, literal))

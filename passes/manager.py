@@ -23,7 +23,7 @@ import time
 import traceback
 from typing import Any, Callable, Optional, TextIO
 
-from fedc.limits import deep_recursion
+from fedc.limits import SizeError, deep_recursion, parse_integer, shown_integer
 from fedc.errors import FedcError, ParseError, SourceLocation, VerificationError
 from fedc.ir.module import Module
 
@@ -271,12 +271,15 @@ def _convert_option(pass_name: str, key: str, option: Option, raw: str, error) -
                 return False
             raise ValueError
         if option.type is int:
-            return int(raw, 0)
+            return parse_integer(raw, f"option {key} of {pass_name}")
         if option.type is float:
             return float(raw)
         return raw
+    except SizeError as e:
+        raise error(e.message) from None
     except ValueError:
-        raise error(f"option {key} of {pass_name} takes a {option.type.__name__}, not {raw!r}") from None
+        shown = repr(raw) if len(raw) <= 32 else shown_integer(raw)
+        raise error(f"option {key} of {pass_name} takes a {option.type.__name__}, not {shown}") from None
 
 
 # --------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from fedc.errors import FedcError
 from fedc.ir import building_blocks as bb
 from fedc.ir.intrinsics import Role
 from fedc.ir.module import Module
+from fedc.limits import check_allocation
 from fedc.types import StructType, Type
 
 from . import aggregates as agg
@@ -122,6 +123,7 @@ def _constant(node: bb.Node) -> Optional[np.ndarray]:
     uri, argument = parts
     t = node.type_signature
     if uri in ("zeros", "ones") and hasattr(t, "dtype") and t.is_fully_defined():
+        check_allocation(t.shape, t.dtype.itemsize, uri)
         return (np.zeros if uri == "zeros" else np.ones)(t.shape, dtype=t.dtype)
     if uri == "cast" and argument is not None and hasattr(t, "dtype"):
         inner = _constant(argument)

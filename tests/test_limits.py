@@ -1,4 +1,10 @@
-"""One nesting limit everywhere: depth ladders to 100,000 end in a FedcError, never a RecursionError."""
+"""fedc's limits (fedc.limits), each enforced the same way everywhere.
+
+Nesting: depth ladders to 100,000 end in a FedcError, never a RecursionError.
+Sizes: digit ladders (integers in every kind of text), rank ladders, element
+counts and allocations end in a SizeError or a located ParseError, never in
+Python's int-conversion ValueError, an OverflowError or a numpy MemoryError.
+"""
 
 import json
 
@@ -6,10 +12,11 @@ import numpy as np
 import pytest
 
 import fedc
-from fedc import ir, passes, types
+from fedc import ir, limits, passes, types
 from fedc.cli import main as fedc_main
 from fedc.frontend import fed
-from fedc.limits import MAX_NESTING, NestingError
+from fedc.ir import computation_pb2 as pb
+from fedc.limits import INT64_MAX, MAX_NESTING, MAX_RANK, UINT64_MAX, NestingError, SizeError
 
 F32 = types.TensorType(np.float32)
 HOSTILE = 100_000
@@ -137,3 +144,283 @@ def test_what_fedc_writes_at_the_limit_it_reads(tmp_path, capsys):
     args.write_text(json.dumps(0.5))
     assert fedc_main(["run", str(out), "--args", str(args)]) == 0
     assert float(capsys.readouterr().out) == pytest.approx(0.5 + (MAX_NESTING - 2) // 2)
+
+
+# --------------------------------------------------------------------------
+# Sizes: integers in text, ranks, element counts, allocations
+
+# Digit ladders: every length around the 64-bit edges and Python's 4,300-digit conversion limit.
+DIGITS = [1, 9, 18, 19, 20, 21, 40, 4299, 4300, 4301, 5000, 100_000]
+EDGES = [INT64_MAX, INT64_MAX + 1, UINT64_MAX, UINT64_MAX + 1, 10**19, 10**20]
+LADDER = ["9" * n for n in DIGITS] + [str(v) for v in EDGES] + ["0" * 5000 + "7"]
+
+
+def short(text: str) -> str:
+    """A test id for a ladder entry."""
+    return text if len(text) <= 24 else f"{text[:4]}..{text[-2:]}({len(text)})"
+
+
+def magnitude(text: str) -> int:
+    """The value of a ladder entry, without converting thousands of digits."""
+    significant = text.lstrip("0") or "0"
+    return int(significant) if len(significant) < 100 else UINT64_MAX + 1
+
+
+@pytest.mark.parametrize("text", LADDER + ["0x" + "f" * n for n in (1, 16, 17, 5000)] + ["-" + "9" * 5000], ids=short)
+def test_parse_integer_refuses_more_than_64_bits_before_converting(text):
+    sign, digits = (-1, text[1:]) if text.startswith("-") else (1, text)
+    base = 16 if digits.startswith("0x") else 10
+    significant = (digits[2:] if base == 16 else digits).lstrip("0") or "0"
+    value = sign * int(significant, base) if len(significant) < 100 else None
+    if value is not None and abs(value) <= UINT64_MAX:
+        assert limits.parse_integer(text) == value
+        if abs(value) > INT64_MAX:
+            with pytest.raises(SizeError, match=r"a dimension .* is too large: fedc reads it up to 9223372036854775807 \(int64\)"):
+                limits.parse_integer(text, "a dimension", INT64_MAX)
+    else:
+        with pytest.raises(SizeError, match="a test number .* is too large") as info:
+            limits.parse_integer(text, "a test number")
+        assert len(str(info.value)) < 200  # long digit strings are shortened in the message
+
+
+def fed_program(kind: str, number: str) -> str:
+    return {
+        "literal": f"local f() -> int64 {{ return {number}i64 }}\n",
+        "index": f"local f(x: <float32,float32>) -> float32 {{ return x[{number}] }}\n",
+        "dim": f"local f(x: float32[{number}]) -> float32[{number}] {{ return x }}\n",
+    }[kind]
+
+
+def ir_program(kind: str, number: str) -> str:
+    body = {
+        "line": f'fedc.func @f(%x: float32) -> float32 loc("f.fed":{number}:1) {{\n fedc.return %x\n }}',
+        "column": f'fedc.func @f(%x: float32) -> float32 loc("f.fed":1:{number}) {{\n fedc.return %x\n }}',
+        "constant": f"fedc.func @f() -> uint64 {{\n %0 = fedc.constant {number} : uint64\n fedc.return %0\n }}",
+        "index": f"fedc.func @f(%x: <float32,float32>) -> float32 {{\n %0 = fedc.select %x[{number}] : float32\n fedc.return %0\n }}",
+        "attr": f"fedc.func @f(%x: float32[2]) -> float32 {{\n %0 = local.reduce_sum(%x) {{axis = {number}}} : float32\n fedc.return %0\n }}",
+        "dim": f"fedc.func @f(%x: float32[{number}]) -> float32[{number}] {{\n fedc.return %x\n }}",
+    }[kind]
+    return "fedc.module @m {\n " + body + "\n}\n"
+
+
+def accepted_or_located(action, text: str, maximum: int):
+    """Runs ``action``: a value within ``maximum`` may succeed or fail for its own reasons, one
+    beyond it must be refused as too large; either way only as a located FedcError."""
+    try:
+        return action()
+    except fedc.FedcError as e:
+        assert e.location is not None, e
+        if magnitude(text) > maximum:
+            assert "too large" in str(e), e
+        assert len(str(e).splitlines()[0]) < 400
+        return None
+
+
+@pytest.mark.parametrize("number", LADDER, ids=short)
+def test_integers_in_types_and_fed_source(number):
+    beyond_int64 = magnitude(number) > INT64_MAX
+    if beyond_int64:
+        with pytest.raises(fedc.ParseError, match="too large.*int64") as info:
+            types.parse(f"float32[{number}]")
+        assert info.value.location.column == 9
+    for kind in ("literal", "index", "dim"):
+        maximum = UINT64_MAX if kind == "literal" else INT64_MAX
+        try:
+            fed.parse(fed_program(kind, number), "f.fed")
+        except fed.DiagnosticsError as e:
+            assert all(d.location is not None for d in e.diagnostics)
+            if magnitude(number) > maximum:
+                assert "too large" in str(e)
+        else:
+            assert magnitude(number) <= maximum
+
+
+@pytest.mark.parametrize("kind", ["line", "column", "constant", "index", "attr", "dim"])
+@pytest.mark.parametrize("number", LADDER, ids=short)
+def test_integers_in_textual_ir(kind, number):
+    maximum = UINT64_MAX if kind in ("constant", "attr") else INT64_MAX
+    module = accepted_or_located(lambda: ir.parse_module(ir_program(kind, number), "m.fedir"), number, maximum)
+    if module is not None:
+        assert magnitude(number) <= maximum
+        assert ir.parse_module(ir.print_module(module)) == module  # what is read, prints and reads back
+
+
+@pytest.mark.parametrize("number", LADDER + ["-" + "9" * 5000], ids=short)
+def test_integers_in_pass_options(number):
+    module = ir.parse_module(ir_program("dim", "2"))
+    try:
+        passes.run(module, f"insert-secure-aggregation{{bits={number}}}")
+    except fedc.FedcError as e:
+        if magnitude(number.lstrip("-")) > UINT64_MAX:
+            assert e.location is not None and "too large" in str(e)
+        else:
+            assert "bits must be between 1 and 40" in str(e)
+
+
+@pytest.mark.parametrize("number", LADDER + ["-" + "9" * 4000], ids=short)
+def test_integers_in_json_arguments(tmp_path, capsys, number):
+    program = tmp_path / "f.fed"
+    program.write_text("computation f(x: uint64@SERVER) -> uint64@SERVER {\n  return x\n}\n")
+    args = tmp_path / "args.json"
+    args.write_text('{\n  "x": ' + number + "\n}\n")
+    status = fedc_main(["run", str(program), "--args", str(args)])
+    out, err = capsys.readouterr()
+    if magnitude(number.lstrip("-")) > UINT64_MAX:
+        assert status == 2
+        assert f"{args}:2:8: error: the integer" in err and "too large" in err, err
+    elif number.startswith("0"):
+        assert status == 2 and "invalid JSON" in err  # JSON has no leading zeros
+    elif not number.startswith("-"):
+        assert status == 0 and int(out) == int(number)
+    assert "Traceback" not in err and "internal error" not in err
+
+
+def test_integers_in_npz_positions(tmp_path, capsys):
+    program = tmp_path / "f.fed"
+    program.write_text("computation f(x: <float32,float32>@SERVER) -> float32@SERVER {\n  return x[0]\n}\n")
+    args = tmp_path / "args.npz"
+    np.savez(args, **{"x/0": np.float32(1), "x/" + "9" * 5000: np.float32(2)})
+    assert fedc_main(["run", str(program), "--args", str(args)]) == 2
+    err = capsys.readouterr().err
+    assert "too large" in err and "Traceback" not in err
+
+
+RANKS = [0, 1, 2, 32, 63, MAX_RANK, MAX_RANK + 1, 100, 10_000]
+
+
+@pytest.mark.parametrize("rank", RANKS)
+def test_ranks_up_to_max_rank_everywhere(rank, tmp_path):
+    shape = [1] * rank
+    text = f"float32[{','.join('1' * rank)}]" if rank else "float32"
+    ir_text = f"fedc.module @m {{\n fedc.func @f(%x: {text}) -> {text} {{\n fedc.return %x\n }}\n}}\n"
+    fed_text = f"local f(x: {text}) -> {text} {{ return x }}\n"
+    if rank <= MAX_RANK:
+        t = types.TensorType(np.float32, shape)
+        assert types.parse(text) == t
+        module = ir.parse_module(ir_text)
+        assert ir.deserialize(ir.serialize(module)) == module
+        assert fed.parse(fed_text, "f.fed")["f"].type_signature.parameter == t
+        assert fedc.Computation(module, "f")(np.ones(shape, np.float32)).shape == tuple(shape)
+        return
+    with pytest.raises(SizeError, match=f"rank {rank}; fedc's tensors have rank at most {MAX_RANK}"):
+        types.TensorType(np.float32, shape)
+    with pytest.raises(fedc.ParseError, match="MAX_RANK"):
+        types.parse(text)
+    with pytest.raises(fedc.ParseError, match="MAX_RANK"):
+        ir.parse_module(ir_text)
+    with pytest.raises(fed.DiagnosticsError, match="MAX_RANK"):
+        fed.parse(fed_text, "f.fed")
+    message = pb.Module()
+    message.ParseFromString(ir.serialize(ir.parse_module(ir_text.replace(text, "float32[1]"))))
+    for entry in message.types:
+        if entry.WhichOneof("kind") == "tensor" and len(entry.tensor.dims) == 1:
+            entry.tensor.dims.extend([1] * (rank - 1))
+    with pytest.raises(fedc.SerializationError, match="MAX_RANK"):
+        ir.deserialize(message.SerializeToString())
+
+
+@pytest.mark.parametrize("shape, fits", [
+    ([2**31, 2**31], True),
+    ([2**61, 2], True),
+    ([INT64_MAX], True),
+    ([2**62, 2], False),
+    ([None, INT64_MAX], True),
+    ([2**32, 2**32], False),
+    ([2**62, 4], False),
+    ([None, 2**62, 4], False),
+    ([0, 2**62, 2**62], False),  # numpy too counts the non-zero dimensions
+    ([INT64_MAX + 1], False),
+    ([10**5000], False),
+])
+def test_element_counts_fit_int64(shape, fits):
+    if fits:
+        assert types.TensorType(np.float32, shape).shape == tuple(shape)
+        return
+    with pytest.raises(SizeError, match="int64"):
+        types.TensorType(np.float32, shape)
+    text = "float32[" + ",".join("?" if d is None else str(d) for d in shape) + "]" if shape[0] != 10**5000 else None
+    if text is not None:
+        with pytest.raises(fedc.ParseError, match="int64"):
+            types.parse(text)
+
+
+HUGE = "float32[100000,100000,100000]"
+
+
+def test_absurd_allocations_are_refused_before_numpy_allocates(tmp_path, capsys):
+    program = tmp_path / "huge.fed"
+    program.write_text(
+        f"local zero() -> {HUGE} {{\n  return zeros(type=type({HUGE}))\n}}\n"
+        "local outer(x: float32[100000,1], y: float32[1,100000]) -> float32[100000,100000] {\n  return x * y\n}\n"
+    )
+    assert fedc_main(["run", str(program), "--entry", "zero"]) == 2
+    err = capsys.readouterr().err
+    assert f"{program}:2:10: error: zeros would allocate a tensor of shape [100000,100000,100000]" in err
+    assert "fedc.limits.MAX_TENSOR_BYTES" in err and "Traceback" not in err
+    outer = fedc.Computation(fed.load(str(program)), "outer")
+    with pytest.raises(SizeError, match=r"multiply would allocate a tensor of shape \[100000,100000\]"):
+        outer(np.ones((100000, 1), np.float32), np.ones((1, 100000), np.float32))
+    # A literal of that type cannot smuggle the allocation in: its bytes are counted first.
+    with pytest.raises(fedc.ParseError, match="does not fit"):
+        ir.parse_module(f'fedc.module @m {{\n fedc.func @f() -> {HUGE} {{\n'
+                        f' %0 = fedc.constant dense<"0x00"> : {HUGE}\n fedc.return %0\n }}\n}}\n')
+    message = pb.Module()
+    entry = message.nodes.add()
+    entry.literal.dtype = "float32"
+    entry.literal.shape.extend([100000] * 3)
+    message.version = ir.serialization.FORMAT_VERSION
+    computation = message.computations.add()
+    computation.name, computation.node = "c", 0
+    with pytest.raises(fedc.SerializationError, match="bytes"):
+        ir.deserialize(message.SerializeToString())
+
+
+LIMIT = 4096  # bytes, for the allocation ladders below
+
+
+@pytest.fixture
+def small_tensors(monkeypatch):
+    monkeypatch.setattr(limits, "MAX_TENSOR_BYTES", LIMIT)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8, np.bool_])
+def test_the_tensor_limit_is_exact_and_adjustable(small_tensors, dtype):
+    largest = LIMIT // np.dtype(dtype).itemsize
+    for n in (1, largest - 1, largest, largest + 1, 10 * largest):
+        t = types.TensorType(dtype, [n])
+        zeros = ir.Lambda(None, None, ir.intrinsic_call("zeros", None, type=t))
+        computation = fedc.Computation(ir.Module("m", [("f", zeros)]), "f")
+        if n <= largest:
+            assert computation().shape == (n,)
+        else:
+            with pytest.raises(SizeError, match=f"more than fedc.limits.MAX_TENSOR_BYTES \\({LIMIT:,} bytes\\)"):
+                computation()
+
+
+def test_the_tensor_limit_covers_what_the_interpreter_and_passes_allocate(small_tensors):
+    clients = 8
+    vector = f"float32[{LIMIT // 4 // clients + 1}]"  # one client's fits, all clients' do not
+    mapped = fed.parse(
+        f"computation f(x: {{float32}}@CLIENTS) -> {{{vector}}}@CLIENTS {{\n"
+        f"  return federated_map(fn(v) -> zeros(type=type({vector})), x)\n}}\n", "mapped.fed")
+    broadcast_zeros = fedc.Computation(mapped, "f")
+    with pytest.raises(SizeError, match=f"mapped over {clients} clients"):
+        broadcast_zeros([1.0] * clients)
+    assert len(broadcast_zeros([1.0] * 2)) == 2
+
+    big = types.TensorType(np.float32, [LIMIT // 4 + 1])
+
+    @fedc.federated_computation(types.FederatedType(big, fedc.CLIENTS))
+    def total(x):
+        return fedc.federated_sum(x)
+
+    with pytest.raises(SizeError, match="federated_sum over zero clients would allocate"):
+        total([])
+
+    @fedc.federated_computation(types.FederatedType(big, fedc.CLIENTS))
+    def largest(x):
+        return fedc.federated_max(x)
+
+    with pytest.raises(fedc.FedcError, match="the zero of federated_max would allocate") as info:
+        passes.run(largest.to_ir(), "desugar{to=aggregate}")
+    assert info.value.location.file == __file__

@@ -15,6 +15,7 @@ from typing import Any, Optional
 import numpy as np
 
 from fedc.errors import FedcError
+from fedc.limits import check_allocation
 from fedc.ir import building_blocks as bb
 from fedc.ir.module import Module
 
@@ -67,7 +68,12 @@ class IntrinsicFunction:
         if definition.is_federated or definition.kind.value == "sequence":
             if _contains_batched(argument):
                 raise NotBatchable(node.uri)
-        return impl(self.interpreter, argument, node.type_signature, definition.attr_values(dict(node.attrs)))
+        try:
+            return impl(self.interpreter, argument, node.type_signature, definition.attr_values(dict(node.attrs)))
+        except FedcError as e:
+            if e.location is not None or node.location is None:
+                raise
+            raise type(e)(e.message, node.location) from None  # the op's place in the program
 
 
 class CompiledFunction:
@@ -187,4 +193,5 @@ def _materialize(result: Any, count: int) -> Any:
     if isinstance(result, tuple):
         return tuple(_materialize(part, count) for part in result)
     array = np.asarray(result)
+    check_allocation((count,) + array.shape, array.dtype.itemsize, f"a value mapped over {count} clients")
     return np.broadcast_to(array, (count,) + array.shape).copy()

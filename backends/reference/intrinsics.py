@@ -14,9 +14,9 @@ import numpy as np
 
 from fedc.errors import FedcError
 from fedc.ir import intrinsics as registry
-from fedc.types import StructType
+from fedc.types import StructType, TensorType
 
-from .local_ops import IMPLS as LOCAL_IMPLS, apply_op
+from .local_ops import IMPLS as LOCAL_IMPLS, check_tensor_allocation, run as run_local_op
 from fedc.values import Clients
 
 __all__ = ["RULES", "as_clients", "secure_sum"]
@@ -34,9 +34,13 @@ def _leaves(tree) -> list:
     return [tree]
 
 
-def _zeros(t) -> Any:
+def _zeros(t, what: str) -> Any:
+    """Zeros of type ``t`` (what an empty sum is), refused past fedc.limits.MAX_TENSOR_BYTES."""
     if isinstance(t, StructType):
-        return tuple(_zeros(e) for e in t)
+        return tuple(_zeros(e, what) for e in t)
+    if not t.is_fully_defined():
+        raise FedcError(f"{what} has no value: its result would be zeros of {t}, whose shape is unknown")
+    check_tensor_allocation(t, None, what)
     return np.zeros(t.shape, dtype=t.dtype)
 
 
@@ -48,15 +52,33 @@ def as_clients(interpreter, value: Any, what: str) -> Clients:
     return Clients.from_items([value] * count)
 
 
-def _stacked_or_items(clients: Clients):
+def _stacked_or_items(clients: Clients, what: str):
+    """The clients' values stacked, or (if they cannot be) listed, checked to have one shape."""
     stacked = clients.stacked() if clients.count else None
-    return stacked, (None if stacked is not None else clients.items())
+    if stacked is not None:
+        return stacked, None
+    items = clients.items()
+    _check_same_shapes(items, what)
+    return None, items
+
+
+def _check_same_shapes(items: list, what: str, member: str = "client") -> None:
+    """Refuses clients' (or a sequence's elements') tensors of different shapes (a type with unknown dims)."""
+    first = [np.shape(leaf) for leaf in _leaves(items[0])] if items else []
+    for index, item in enumerate(items[1:], 1):
+        for position, leaf in enumerate(_leaves(item)):
+            if position < len(first) and np.shape(leaf) != first[position]:
+                where = f" (element {position})" if len(first) > 1 else ""
+                raise FedcError(
+                    f"{what}: {member} 0's value{where} has shape {list(first[position])}, {member} {index}'s "
+                    f"{list(np.shape(leaf))}; the {member}s' values must have one shape to be combined"
+                )
 
 
 def _reduce(clients: Clients, stacked_fn: Callable, pair_fn: Callable, what: str):
     if clients.count == 0:
         raise FedcError(f"{what} over zero clients has no value")
-    stacked, items = _stacked_or_items(clients)
+    stacked, items = _stacked_or_items(clients, what)
     if stacked is not None:
         return _tree_map(lambda a: np.asarray(stacked_fn(a)).astype(a.dtype, copy=False), stacked)
     result = items[0]
@@ -73,7 +95,7 @@ def _mean(interp, value, t, attrs):
     clients = as_clients(interp, value, "federated_mean")
     if clients.count == 0:
         raise FedcError("federated_mean over zero clients has no value")
-    stacked, items = _stacked_or_items(clients)
+    stacked, items = _stacked_or_items(clients, "federated_mean")
     if stacked is not None:
         return _tree_map(lambda a: np.mean(a, axis=0).astype(a.dtype, copy=False), stacked)
     total = _reduce(clients, None, np.add, "federated_mean")
@@ -107,8 +129,8 @@ def exact_sum(leaves: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
 def _sum(interp, value, t, attrs):
     clients = as_clients(interp, value, "federated_sum")
     if clients.count == 0:
-        return _zeros(t.result.member)
-    stacked, items = _stacked_or_items(clients)
+        return _zeros(t.result.member, "federated_sum over zero clients")
+    stacked, items = _stacked_or_items(clients, "federated_sum")
     if stacked is None:
         stacked = _tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *items)
     return _tree_map(lambda a: exact_sum(a, a.dtype, "federated_sum"), stacked)
@@ -128,7 +150,7 @@ def _weighted_mean(interp, argument, t, attrs):
     if value.count == 0:
         raise FedcError("federated_weighted_mean over zero clients has no value")
     weights = np.asarray([np.asarray(w) for w in weight.items()]) if weight.stacked() is None else weight.stacked()
-    stacked, items = _stacked_or_items(value)
+    stacked, items = _stacked_or_items(value, "federated_weighted_mean")
 
     if np.any(weights < 0):
         raise FedcError(
@@ -179,8 +201,8 @@ def secure_sum(uri: str, clients: Clients, bound: Any, member_type) -> Any:
     """
     limits, modular = _SECURE_SUMS[uri]
     if clients.count == 0:
-        return _zeros(member_type)
-    stacked = clients.stacked()
+        return _zeros(member_type, f"{uri} over zero clients")
+    stacked, items = _stacked_or_items(clients, uri)
     if stacked is None:
         stacked = _tree_map(lambda *xs: np.stack(xs), *clients.items())
     value_leaves = _leaves(stacked)
@@ -325,7 +347,12 @@ def _sequence_reduce(interp, argument, t, attrs):
 
 
 def _sequence_sum(interp, sequence, t, attrs):
-    total = _zeros(t.result)
+    sequence = list(sequence)
+    _check_same_shapes(sequence, "sequence_sum", "element")
+    if sequence and not all(leaf.is_fully_defined() for leaf in t.result.walk() if isinstance(leaf, TensorType)):
+        total, sequence = sequence[0], sequence[1:]  # the zero's shape is the elements'
+    else:
+        total = _zeros(t.result, "sequence_sum")
     for element in sequence:
         total = _tree_map(lambda a, b: (a + b).astype(a.dtype, copy=False), total, element)
     return total
@@ -361,7 +388,7 @@ _FEDERATED: dict[str, Callable] = {
 
 def _local(uri: str) -> Callable:
     def impl(interp, argument, t, attrs):
-        return apply_op(uri, argument, attrs)
+        return run_local_op(uri, argument, t, attrs)
 
     return impl
 

@@ -6,19 +6,30 @@ clients: a mapped function over N clients then runs as one numpy call, the way
 ``jax.vmap`` batches a primitive. Each op has one plain implementation; the
 batched one is derived from the op's shape behaviour (elementwise ops align
 ranks, reductions shift axes, …).
+
+:func:`run` is the one place the backend executes a local op. When the op's
+declared type has unknown dimensions, it first applies the op's type rule to
+the operands' actual shapes, so a mismatch that numpy would report as a
+``ValueError`` — or silently broadcast — is a :class:`~fedc.FedcTypeError`
+naming the op, the operands' types and the op's source location. It also
+refuses, before numpy allocates anything, a result larger than
+``fedc.limits.MAX_TENSOR_BYTES``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+import functools
+from typing import Any, Callable, Optional
 
 import numpy as np
 
-from fedc.errors import FedcError
-from fedc.types import to_dtype
+from fedc import limits
+from fedc.errors import FedcError, FedcTypeError
+from fedc.ir import intrinsics as registry
+from fedc.types import FunctionType, StructType, TensorType, Type, to_dtype
 
-__all__ = ["Batched", "IMPLS", "apply_op"]
+__all__ = ["Batched", "IMPLS", "check_tensor_allocation", "run"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,8 +188,6 @@ def _fill(value):
 
 
 def _filled(t, value):
-    from fedc.types import StructType
-
     if isinstance(t, StructType):
         return tuple(_filled(e, value) for e in t)
     return np.full(t.shape, value, dtype=t.dtype)
@@ -224,7 +233,102 @@ IMPLS: dict[str, Callable[[Any, dict], Any]] = {
 }
 
 
-def apply_op(uri: str, argument: Any, attrs: dict) -> Any:
-    """Runs local op ``uri`` on an argument value (plain or with Batched leaves)."""
-    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-        return IMPLS[uri](argument, attrs)
+def run(uri: str, argument: Any, signature: FunctionType, attrs: dict) -> Any:
+    """Runs local op ``uri`` of type ``signature`` on an argument value (plain or with Batched leaves).
+
+    The checks of the module docstring come first; a numpy failure that gets
+    past them still becomes a :class:`~fedc.FedcTypeError` naming the op and
+    its argument's type (the interpreter adds the op's location).
+    """
+    clients = _clients(argument)
+    actual = signature.parameter
+    if actual is None or _fully_known(actual):
+        result_type = signature.result
+    else:
+        key = _shapes(argument)
+        actual, result_type = _run_time_types(uri, signature, tuple(sorted(attrs.items())), key)
+    for leaf in _known_leaves(result_type):
+        check_tensor_allocation(leaf, clients, uri)
+    try:
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            return IMPLS[uri](argument, attrs)
+    except (ValueError, TypeError, IndexError, OverflowError, MemoryError) as e:
+        if isinstance(e, FedcError):
+            raise
+        given = "no argument" if actual is None else f"an argument of type {actual}"
+        raise _failure(signature, f"{uri} fails on {given}: {e}") from None
+
+
+def check_tensor_allocation(t: TensorType, clients: Optional[int], what: str) -> None:
+    """Refuses a tensor of type ``t`` (fully known), or ``clients`` of them stacked, past the limit."""
+    shape = t.shape if clients is None else (clients,) + t.shape
+    limits.check_allocation(shape, t.dtype.itemsize or 4, what)
+
+
+@functools.lru_cache(maxsize=4096)
+def _fully_known(t: Type) -> bool:
+    return all(leaf.is_fully_defined() for leaf in t.walk() if isinstance(leaf, TensorType))
+
+
+@functools.lru_cache(maxsize=4096)
+def _known_leaves(t: Type) -> tuple:
+    return tuple(leaf for leaf in t.walk() if isinstance(leaf, TensorType) and leaf.is_fully_defined())
+
+
+@functools.lru_cache(maxsize=4096)
+def _run_time_types(uri: str, signature: FunctionType, attrs: tuple, shapes: Any) -> tuple[Type, Type]:
+    """(the argument's actual type, the result type its type rule gives), for operands of ``shapes``.
+
+    Raises the :class:`~fedc.FedcTypeError` of the module docstring when the
+    rule refuses the actual shapes, or gives a result the declared type does not admit.
+    """
+    actual = _actual_type(shapes, signature.parameter)
+    try:
+        result = registry.lookup(uri).result_type(actual, dict(attrs))
+    except FedcError as e:
+        raise _failure(signature, e.message) from None
+    if not signature.result.is_assignable_from(result):
+        raise _failure(signature, f"{uri} of an argument of type {actual} has type {result}, not {signature.result}")
+    return actual, result
+
+
+def _shapes(value: Any, batched: bool = False) -> Any:
+    """The dtypes and (one client's) shapes of a value's tensors, as nested tuples: a cache key."""
+    if isinstance(value, Batched):
+        value, batched = value.value, True
+    if isinstance(value, tuple):
+        return tuple(_shapes(v, batched) for v in value)
+    array = value if isinstance(value, np.ndarray) else np.asarray(value)
+    return (array.dtype, array.shape[1:] if batched else array.shape)
+
+
+def _clients(value: Any) -> Optional[int]:
+    """The number of clients of a batched argument (``None`` if it is not batched)."""
+    if isinstance(value, Batched):
+        inner = value.value
+        while isinstance(inner, tuple) and inner:
+            inner = inner[0]
+        return None if isinstance(inner, tuple) else int(np.shape(inner)[0])
+    if isinstance(value, tuple):
+        for part in value:
+            count = _clients(part)
+            if count is not None:
+                return count
+    return None
+
+
+def _actual_type(shapes: Any, declared: Type) -> Type:
+    """The type of a value of declared type ``declared`` whose tensors have ``shapes`` (see :func:`_shapes`)."""
+    if isinstance(declared, StructType):
+        return StructType([
+            (name, _actual_type(part, element)) if name else _actual_type(part, element)
+            for part, (name, element) in zip(shapes, declared.items())
+        ])
+    if isinstance(declared, TensorType) and declared.is_fully_defined():
+        return declared
+    dtype, shape = shapes
+    return TensorType(dtype, shape)
+
+
+def _failure(signature: FunctionType, why: str) -> FedcTypeError:
+    return FedcTypeError(f"at run time, {why} (the op's declared type is {signature})")

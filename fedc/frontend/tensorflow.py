@@ -7,13 +7,19 @@ tensors) becomes the payload of a ``Compiled`` node (see
 ``tf.data.Dataset`` parameters, and a returned ``tf.data.Dataset`` is a
 sequence result (``T*``). Without declared types, the computation is
 polymorphic and is specialised where it is used.
+
+While TensorFlow traces the function, a :class:`TensorFlowTracer` is the
+current context: a ``tf_computation`` called in the body is inlined into the
+graph being built (its graph imported, its inputs bound to the caller's
+tensors), as TFF does.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
+from fedc import context
 from fedc.computation import Computation
 from fedc.errors import FedcError, FedcTypeError
 from fedc.frontend.tracing import decorated, parameter_plan
@@ -114,11 +120,15 @@ def trace_tf_computation(fn: Callable, declared: Sequence[Any], trusted: bool = 
         # Each Python parameter takes the struct element named after it (parameter_plan names them).
         arg_types = [parameter_type[p] for p in python_params]
     specs = [_tf_spec(t, where) for t in arg_types]
+    tracer = TensorFlowTracer(where)
     try:
-        concrete = tf.function(fn, autograph=True).get_concrete_function(*specs)
+        with context.installed(tracer):
+            concrete = tf.function(fn, autograph=True).get_concrete_function(*specs)
     except FedcError:
         raise
     except Exception as e:
+        if tracer.failure is not None:  # TensorFlow wraps what a call in the body raised
+            raise tracer.failure from None
         raise FedcError(f"{where} failed while being traced by TensorFlow: {type(e).__name__}: {e}") from None
 
     variables = list(concrete.variables)
@@ -194,3 +204,158 @@ def _result_type(outputs, where: str) -> Type:
     if isinstance(outputs, (list, tuple)):
         return StructType([_result_type(v, where) for v in outputs], type(outputs))
     raise FedcError(f"{where} returns {outputs!r}, which is not a tensor, a dataset or a struct of them")
+
+
+# --------------------------------------------------------------------------
+# Calls of tf_computations while TensorFlow traces another one
+
+
+class TensorFlowTracer(context.Context):
+    """The context while TensorFlow traces a ``tf_computation``'s body (``where`` names it).
+
+    A ``tf_computation`` called there runs in the graph being built: its
+    ``Compiled`` graph is imported with its inputs bound to the argument
+    tensors, and its outputs come back as tensors in the structure the callee
+    returns (dicts for named structs, its Python containers). Anything else — a
+    federated computation — cannot run inside TensorFlow and is refused.
+    """
+
+    def __init__(self, where: str):
+        self.where = where
+        self.failure: Optional[FedcError] = None  # the error of a call in the body, if one failed
+
+    def invoke(self, computation, args: tuple, kwargs: dict) -> Any:
+        try:
+            return self._inline(computation, args, kwargs)
+        except FedcError as e:
+            self.failure = e
+            raise
+
+    def _inline(self, computation, args: tuple, kwargs: dict) -> Any:
+        from fedc.context import pack_arguments
+
+        node = computation.node
+        callee = f"{computation.name!r}"
+        if not (isinstance(node, bb.Compiled) and node.kind == tg.KIND):
+            raise FedcError(
+                f"{self.where} calls {callee} of type {computation.type_signature}, which is not a "
+                "tf_computation; a tf_computation's body can call only other tf_computations (call "
+                "federated computations from a federated_computation)"
+            )
+        signature = computation.type_signature
+        flat: list = []
+        if signature.parameter is not None:
+            value = pack_arguments(computation, args, kwargs)
+            if computation.parameter_names and isinstance(signature.parameter, StructType):
+                value = dict(zip(computation.parameter_names, value))
+            flat = _graph_leaves(value, signature.parameter, f"{self.where}: argument of {callee}")
+        elif args or kwargs:
+            raise FedcTypeError(f"{self.where}: {callee} takes no arguments, but was called with {len(args) + len(kwargs)}")
+        outputs = iter(tg.call_in_graph(node, flat))
+        return _graph_value(signature.result, outputs)
+
+    def invoke_polymorphic(self, computation, args: tuple, kwargs: dict) -> Any:
+        try:
+            values = computation.bind(args, kwargs)
+            specialized = computation.specialize(computation.parameter_type([_graph_type(v) for v in values]))
+        except FedcError as e:
+            self.failure = e
+            raise
+        return self.invoke(specialized, tuple(values), {})
+
+
+def _graph_type(value: Any) -> Type:
+    """The fedc type of a value passed to a tf_computation inside TensorFlow (tensors, datasets, structures)."""
+    import tensorflow as tf
+    from fedc.types import infer_type, is_namedtuple
+
+    if isinstance(value, tf.data.Dataset):
+        return SequenceType(_type_of_spec(value.element_spec))
+    if isinstance(value, tf.Tensor):
+        shape = None if value.shape.rank is None else value.shape.as_list()
+        return TensorType("str" if value.dtype == tf.string else value.dtype, shape)
+    if is_namedtuple(value):
+        return StructType([(k, _graph_type(v)) for k, v in value._asdict().items()], type(value))
+    if isinstance(value, dict):
+        return StructType([(k, _graph_type(v)) for k, v in value.items()], type(value))
+    if isinstance(value, (list, tuple)):
+        return StructType([_graph_type(v) for v in value], type(value))
+    return infer_type(value)
+
+
+def _type_of_spec(spec: Any) -> Type:
+    import tensorflow as tf
+
+    if isinstance(spec, tf.TensorSpec):
+        shape = None if spec.shape.rank is None else spec.shape.as_list()
+        return TensorType("str" if spec.dtype == tf.string else spec.dtype, shape)
+    if isinstance(spec, dict):
+        return StructType([(k, _type_of_spec(v)) for k, v in spec.items()])
+    if isinstance(spec, (list, tuple)):
+        return StructType([_type_of_spec(v) for v in spec])
+    raise FedcTypeError(f"a dataset of {spec!r} is not a fedc sequence")
+
+
+def _graph_leaves(value: Any, t: Type, what: str) -> list:
+    """The graph tensors of ``value``'s flat leaves in fedc's order, checked against type ``t``."""
+    import tensorflow as tf
+    from fedc.types import is_namedtuple
+
+    if isinstance(t, StructType):
+        names = t.names()
+        if is_namedtuple(value):
+            value = value._asdict()
+        if isinstance(value, dict):
+            if any(n is None for n in names) or set(value) != set(names):
+                raise FedcTypeError(f"{what}: expected {t}, got a structure with keys {sorted(value)}")
+            parts = [value[n] for n in names]
+        elif isinstance(value, (list, tuple)) and len(value) == len(t):
+            parts = list(value)
+        else:
+            raise FedcTypeError(f"{what}: expected {t} ({len(t)} elements), got {value!r}")
+        leaves = []
+        for index, (part, (name, element)) in enumerate(zip(parts, t.items())):
+            leaves.extend(_graph_leaves(part, element, f"{what}, element {name if name is not None else index}"))
+        return leaves
+    if isinstance(t, SequenceType):
+        if not isinstance(value, tf.data.Dataset):
+            raise FedcTypeError(f"{what}: expected {t} (a tf.data.Dataset), got {value!r}")
+        actual = SequenceType(_type_of_spec(value.element_spec))
+        if not t.is_assignable_from(actual):
+            raise FedcTypeError(f"{what}: expected {t}, got a dataset of type {actual}")
+        return [tf.data.experimental.to_variant(value)]
+    if not isinstance(t, TensorType):
+        raise FedcTypeError(f"{what}: a tf_computation cannot take a value of type {t}")
+    if isinstance(value, tf.Tensor):
+        actual = _graph_type(value)
+        if actual.dtype != t.dtype:
+            raise FedcTypeError(f"{what}: expected {t}, got a tensor of type {actual} (convert it with tf.cast)")
+        tensor = value
+    else:
+        try:
+            tensor = tf.convert_to_tensor(value, dtype=tg.tf_dtype(t))
+        except (TypeError, ValueError) as e:
+            raise FedcTypeError(f"{what}: expected {t}, got {value!r}: {e}") from None
+        actual = _graph_type(tensor)
+    if not t.is_assignable_from(actual) and not actual.is_assignable_from(t):  # unknown dims pass
+        raise FedcTypeError(f"{what}: expected {t}, got a tensor of type {actual}")
+    return [tensor]
+
+
+def _graph_value(t: Type, outputs) -> Any:
+    """The callee's result from its output tensors, in the structure a TensorFlow function returns."""
+    import tensorflow as tf
+
+    if isinstance(t, StructType):
+        parts = [_graph_value(e, outputs) for e in t]
+        names = t.names()
+        container = t.python_container
+        if container is not None and hasattr(container, "_fields"):
+            return container(*parts)
+        if names and all(n is not None for n in names):
+            return dict(zip(names, parts))
+        return list(parts) if container is list else tuple(parts)
+    tensor = next(outputs)
+    if isinstance(t, SequenceType):
+        return tf.data.experimental.from_variant(tensor, structure=tg.element_spec(t.element))
+    return tensor

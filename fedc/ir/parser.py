@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from fedc.limits import check_text_nesting, deep_recursion
+from fedc.limits import INT64_MAX, UINT64_MAX, check_text_nesting, deep_recursion, parse_integer, shown_integer
 from fedc.errors import FedcError, FedcTypeError, ParseError, SourceLocation, UnsafeTensorFlowError
 from fedc.ir.building_blocks import (
     Block,
@@ -601,7 +601,10 @@ class _Parser:
         source = self.operand(source_tree)
         if tree.data == "use_field":
             return self.wrap(selector, lambda: Selection(source, name=str(selector), location=location))
-        return self.wrap(selector, lambda: Selection(source, index=int(selector), location=location))
+        return self.wrap(
+            selector,
+            lambda: Selection(source, index=self.integer(selector, str(selector), "a struct index", INT64_MAX), location=location),
+        )
 
     def use_temp(self, token) -> Node:
         name = str(token)[1:]
@@ -698,11 +701,16 @@ class _Parser:
 
     def number(self, token):
         text = str(token)
-        if _DECIMAL_INT.match(text):
-            return int(text)
-        if _HEX_INT.match(text):
-            return int(text, 16)
+        if _DECIMAL_INT.match(text) or _HEX_INT.match(text):
+            return self.integer(token, text)
         return float(text)
+
+    def integer(self, where, text: str, what: str = "an integer", maximum: int = UINT64_MAX) -> int:
+        """The value of integer ``text`` (fedc.limits.parse_integer), or a ParseError at ``where``."""
+        try:
+            return parse_integer(text, what, maximum)
+        except ValueError as e:
+            raise self.error(where, str(e)) from None
 
     # Literals --------------------------------------------------------------
     def literal(self, tree, t: TensorType, op_tree) -> np.ndarray:
@@ -726,9 +734,9 @@ class _Parser:
             for leaf in leaves:
                 text = self.leaf(leaf, "lit_number", t)
                 if _DECIMAL_INT.match(text):
-                    value = int(text)
+                    value = self.integer(leaf, text, "an integer constant")
                 elif _HEX_INT.match(text) and text[0] not in "+-":
-                    value = int(text, 16)
+                    value = self.integer(leaf, text, "an integer constant")
                     if value >= 1 << (dtype.itemsize * 8):
                         raise self.error(leaf, f"{text} has more bits than a {t.dtype}")
                     if kind == "i" and value > info.max:
@@ -796,7 +804,7 @@ class _Parser:
         try:
             return _float_bits_from_text(str(token), dtype)
         except ValueError as e:
-            raise self.error(token, f"{token} is not a {dtype}: {e}") from None
+            raise self.error(token, f"{shown_integer(str(token))} is not a {dtype}: {e}") from None
 
     def dense(self, token, t: TensorType) -> np.ndarray:
         dtype = t.dtype
@@ -856,7 +864,8 @@ class _Parser:
         for token in (line_token, column_token):
             if not _DECIMAL_INT.match(str(token)):
                 raise self.error(token, f"a location's line and column are integers, not {token}")
-            numbers.append(int(str(token)))
+            what = "a location's line" if token is line_token else "a location's column"
+            numbers.append(self.integer(token, str(token), what, INT64_MAX))
         location = SourceLocation(self.string(file_token), numbers[0], numbers[1])
         if allow_call:
             return location, marker is not None

@@ -22,6 +22,7 @@ malformed, truncated, oversized or hostile input raises
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, Callable, Optional
 
@@ -825,11 +826,8 @@ class _Reader:
     def literal(self, part, where: str) -> tuple[np.ndarray, TensorType]:
         dtype = self.dtype(part.dtype, where)
         shape = tuple(part.shape)
-        if len(shape) > 32:
-            raise self.error(where, f"has rank {len(shape)}; fedc literals have rank at most 32")
-        count = 1
-        for d in shape:
-            count *= d
+        type_signature = self.build(where, TensorType, dtype, shape)  # the limits on shapes (fedc.limits)
+        count = math.prod(shape)
         if dtype.kind == "U":
             if part.data:
                 raise self.error(where, "is a str literal but has raw bytes (str elements go in strings)")
@@ -863,5 +861,4 @@ class _Reader:
                 raise self.error(where, f"cannot decode: {_clip(e)}") from e
             if dtype.kind == "b" and part.data.translate(None, b"\x00\x01"):
                 raise self.error(where, "is a bool literal with a byte other than 0 or 1")
-        type_signature = self.build(where, TensorType, dtype, shape)
         return array, type_signature

@@ -16,6 +16,7 @@ import numpy as np
 
 from fedc.errors import FedcError
 from fedc.ir import intrinsics
+from fedc.limits import parse_integer
 from fedc.types import Type
 
 __all__ = [
@@ -134,10 +135,7 @@ def float_bits_from_text(text: str, dtype: np.dtype) -> int:
     if HEX_INT.match(text):
         if text[0] in "+-":
             raise ValueError("a hexadecimal float is its raw bit pattern and has no sign")
-        bits = int(text, 16)
-        if bits >= 1 << width:
-            raise ValueError(f"{text} has more than the {width} bits of a {dtype}")
-        return bits
+        return parse_integer(text, f"the bit pattern of a {dtype}", (1 << width) - 1)
     value = float(text)
     with np.errstate(over="ignore", invalid="ignore"):
         array = np.array(value, dtype=np.float64).astype(dtype.newbyteorder("<"))

@@ -681,8 +681,11 @@ def test_rejects_bad_literals():
 
     message.nodes[0].literal.data = b""
     message.nodes[0].literal.ClearField("shape")
-    message.nodes[0].literal.shape.extend([1 << 40, 1 << 40])
+    message.nodes[0].literal.shape.extend([1 << 20, 1 << 20])
     assert_rejected(message, r"takes \d+ bytes")
+    message.nodes[0].literal.ClearField("shape")
+    message.nodes[0].literal.shape.extend([1 << 40, 1 << 40])  # the element count overflows int64
+    assert_rejected(message, r"more than 9223372036854775807 elements")
 
     message = new_module()
     add_literal(message, np.array([True, False]))
@@ -707,9 +710,9 @@ def test_rejects_bad_literals():
     message = new_module()
     entry = message.nodes.add()
     entry.literal.dtype = "float32"
-    entry.literal.shape.extend([1] * 40)
+    entry.literal.shape.extend([1] * 65)
     entry.literal.data = b"\x00" * 4
-    assert_rejected(message, "rank 40")
+    assert_rejected(message, "rank 65; fedc's tensors have rank at most 64")
 
     # A small input that would decode to a huge padded numpy str array.
     message = new_module()

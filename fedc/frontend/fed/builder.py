@@ -40,6 +40,7 @@ from fedc.frontend.fed.units import AmbiguousName, Definition, Resolver
 from fedc.ir import building_blocks as bb
 from fedc.ir.build import call as intrinsic_call
 from fedc.ir.names import FreshNames
+from fedc.limits import INT64_MAX, parse_integer
 from fedc.types import (
     FederatedType,
     FunctionType,
@@ -363,7 +364,11 @@ class FunctionBuilder(Literals, Calls):
         if isinstance(e, IndexExpr):
             if not re.fullmatch(r"[0-9]+", e.text):
                 raise self.error(e.index_pos, f"a struct index is a non-negative integer, not {e.text}")
-            return self.select(e.obj, None, int(e.text), e.index_pos)
+            try:
+                index = parse_integer(e.text, "a struct index", INT64_MAX)
+            except ValueError as error:
+                raise self.error(e.index_pos, str(error)) from None
+            return self.select(e.obj, None, index, e.index_pos)
         if isinstance(e, CallExpr):
             return self.call(e)
         if isinstance(e, StructExpr):

@@ -15,6 +15,7 @@ import numpy as np
 from fedc.errors import FedcError, FedcTypeError
 from fedc.frontend.fed.syntax import BoolExpr, ListExpr, NumberExpr, StringExpr, UnaryExpr, decode_string
 from fedc.ir import building_blocks as bb
+from fedc.limits import SizeError, parse_integer, shown_integer
 from fedc.types import TensorType, Type, dtype_name
 
 __all__ = ["Literals", "is_weak", "leaf_dtype", "strip_sign", "target_dtype", "weak_dtype", "weak_kind"]
@@ -39,9 +40,11 @@ class Literals:
             digits, suffix = m.group(1), m.group(2)
             is_float = any(ch in digits for ch in ".eE") or (suffix or "").startswith("f")
             try:
-                value = float(digits) if is_float else int(digits)
+                value = float(digits) if is_float else parse_integer(digits, "integer literal")
+            except SizeError as error:
+                raise self.error(e.pos, f"{error.message} (write a float, such as 1e30, for a larger number)") from None
             except ValueError:
-                raise self.error(e.pos, f"invalid number {e.text!r}") from None
+                raise self.error(e.pos, f"invalid number {shown_integer(e.text)}") from None
             return value, (_SUFFIXES[suffix] if suffix else None), ("float" if is_float else "int")
         if isinstance(e, BoolExpr):
             return e.value, None, "bool"
