@@ -67,7 +67,12 @@ class IntrinsicFunction:
         if definition.is_federated or definition.kind.value == "sequence":
             if _contains_batched(argument):
                 raise NotBatchable(node.uri)
-        return impl(self.interpreter, argument, node.type_signature, definition.attr_values(dict(node.attrs)))
+        try:
+            return impl(self.interpreter, argument, node.type_signature, definition.attr_values(dict(node.attrs)))
+        except FedcError as e:
+            if e.location is None and node.location is not None:  # a run-time error, at the op that failed
+                raise type(e)(e.message, node.location) from None
+            raise
 
 
 class CompiledFunction:

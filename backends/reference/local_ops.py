@@ -16,7 +16,8 @@ from typing import Any, Callable
 import numpy as np
 
 from fedc.errors import FedcError
-from fedc.types import to_dtype
+from fedc.types import dtype_name, to_dtype
+from fedc.values import convert
 
 __all__ = ["Batched", "IMPLS", "apply_op"]
 
@@ -130,7 +131,14 @@ def _pow(x, y):
 
 def _cast(x, attrs):
     dtype = to_dtype(attrs["dtype"])
-    return _map_struct(lambda v: Batched(v.value.astype(dtype)) if isinstance(v, Batched) else np.asarray(v).astype(dtype), x)
+    what = f"cast to {dtype_name(dtype)}"
+
+    def leaf(v):
+        if isinstance(v, Batched):  # the leading axis is the clients of a map
+            return Batched(convert(v.value, dtype, what, cast=True, client_axis=True))
+        return convert(v, dtype, what, cast=True)
+
+    return _map_struct(leaf, x)
 
 
 def _reshape(x, attrs):
