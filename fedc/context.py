@@ -199,7 +199,8 @@ def convert_argument(computation, value: Any) -> Any:
             from_python(v, t, f"argument {n!r} of {computation.name}")
             for v, n, t in zip(value, names, parameter)
         )
-    return from_python(value, parameter, f"argument of {computation.name}")
+    name = parameter_name(computation)
+    return from_python(value, parameter, f"argument {name!r} of {computation.name}" if name else f"argument of {computation.name}")
 
 
 def count_clients(value: Any, t: Type, where: str, found: Optional[list] = None) -> list:

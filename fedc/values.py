@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from fedc.errors import FedcTypeError
+from fedc.errors import FedcError, FedcTypeError
 from fedc.types import (
     FederatedType,
     FunctionType,
@@ -33,7 +33,7 @@ from fedc.types import (
     is_namedtuple,
 )
 
-__all__ = ["Clients", "from_python", "stack", "to_python", "unstack"]
+__all__ = ["Clients", "convert", "from_python", "stack", "to_python", "unstack"]
 
 
 def stack(values: list) -> Optional[Any]:
@@ -115,6 +115,154 @@ class Clients:
 
 
 # --------------------------------------------------------------------------
+# The conversion rule: one for arguments, literals and the cast op
+
+
+def convert(array: Any, dtype: Any, what: str, cast: bool = False, client_axis: bool = False) -> np.ndarray:
+    """``array`` as an array of ``dtype``, by fedc's one conversion rule (docs/ir.md, "Conversions").
+
+    * An **integer** dtype takes integers within its range, and floats whose
+      value is such an integer; NaN, infinities, fractions and values outside
+      the range are refused (no wrap-around, no saturation).
+    * A **floating-point** (or complex) dtype takes numbers rounded to its
+      nearest value; a finite value that would become infinite is refused.
+    * ``bool`` takes bools and ``str`` takes strings; neither converts to or
+      from numbers.
+
+    ``cast=True`` is the ``cast`` op, an explicit conversion: it also drops a
+    float's fraction (rounding toward zero, as TensorFlow's cast does), maps
+    bools to 0 and 1 and numbers to ``x != 0``, and takes a complex number's
+    real part. Everything the rule refuses, it refuses too.
+
+    A refused value raises :class:`FedcTypeError` (:class:`FedcError` for a
+    cast) naming ``what``, the first offending value and its position (the
+    index; with ``client_axis`` the first axis is the client), and both dtypes.
+    ``array`` is a numpy array (an object array holds Python numbers too big
+    for int64) or anything ``np.asarray`` takes.
+    """
+    array = np.asarray(array)
+    target = np.dtype(dtype)
+    source = array.dtype
+    if source == target:
+        return array
+    error = FedcError if cast else FedcTypeError
+    if source.kind == "O":
+        return _convert_objects(array, target, what, cast, client_axis, error)
+    sk, tk = source.kind, target.kind
+
+    def refuse(mask: Any, problem: str) -> FedcError:
+        index = tuple(int(i) for i in np.argwhere(np.asarray(mask))[0]) if np.ndim(mask) else ()
+        value = array[index] if index else array[()]
+        return error(
+            f"{what}{_position(index, client_axis)}: {_show(value)} ({_a(source)}) {problem}"
+        )
+
+    if tk in "US" or sk in "US":
+        if tk in "US" and sk in "US":
+            return array.astype(target)
+        given = "a bytes" if sk == "S" else ("a str" if sk == "U" else _a(source))
+        raise error(
+            f"{what}: {given} value does not convert to {dtype_name(target)} "
+            "(strings and numbers do not convert to each other)"
+        )
+    if tk == "b" or sk == "b":
+        if cast:
+            return array != 0 if tk == "b" else array.astype(target)
+        raise error(
+            f"{what}: {_a(source)} value does not convert to {dtype_name(target)} "
+            "(bools and numbers do not convert to each other implicitly; use cast)"
+        )
+    if sk == "c" and tk != "c":
+        if not cast and np.any(array.imag != 0):
+            raise refuse(array.imag != 0, f"has an imaginary part, which {dtype_name(target)} cannot hold")
+        array = array.real
+        source, sk = array.dtype, "f"
+    if tk in "iu":
+        info = np.iinfo(target)
+        if sk == "f":
+            finite = np.isfinite(array)
+            if not finite.all():
+                raise refuse(~finite, f"has no {dtype_name(target)} value")
+            whole = np.trunc(array)
+            if not cast and np.any(whole != array):
+                raise refuse(whole != array, f"is not an integer, so it does not convert to {dtype_name(target)} "
+                             "without loss (cast drops the fraction)")
+            # float(info.max + 1) is a power of two, exact in every float dtype wide enough to reach it.
+            outside = (whole < float(info.min)) | (whole >= float(int(info.max) + 1))
+            if outside.any():
+                raise refuse(outside, _outside(target))
+            return whole.astype(target)
+        if np.can_cast(source, target, "safe"):
+            return array.astype(target)
+        if array.size and (int(array.min()) < info.min or int(array.max()) > info.max):
+            raise refuse((array < info.min) | (array > info.max), _outside(target))
+        return array.astype(target)
+    # a floating-point or complex target: round to nearest, never overflow
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = array.astype(target)
+    if sk in "fc" or not np.can_cast(source, target, "safe"):
+        overflow = _infinite(result) & ~_infinite(array)
+        if overflow.any():
+            raise refuse(overflow, f"is outside {dtype_name(target)}'s range (it would become infinite)")
+    return result
+
+
+def _infinite(array: np.ndarray) -> np.ndarray:
+    if array.dtype.kind == "c":
+        return np.isinf(array.real) | np.isinf(array.imag)
+    if array.dtype.kind == "f":
+        return np.isinf(array)
+    return np.zeros(array.shape, bool)
+
+
+def _outside(target: np.dtype) -> str:
+    info = np.iinfo(target)
+    return f"does not fit in {dtype_name(target)}, whose range is [{info.min}, {info.max}]"
+
+
+def _position(index: tuple, client_axis: bool) -> str:
+    if client_axis and index:
+        return f", client {index[0]}" + (f" at {list(index[1:])}" if len(index) > 1 else "")
+    return f" at {list(index)}" if index else ""
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, np.generic):
+        return str(value) if value.dtype.kind in "fc" else repr(value.item())
+    return repr(value)
+
+
+def _a(dtype: np.dtype) -> str:
+    name = dtype_name(dtype)
+    return f"an {name}" if name.startswith("int") else f"a {name}"
+
+
+def _convert_objects(array: np.ndarray, target: np.dtype, what: str, cast: bool, client_axis: bool, error) -> np.ndarray:
+    """An object array of Python numbers (ints too big for int64), element by element."""
+    flat = array.ravel()
+    out = []
+    for position, item in enumerate(flat):
+        index = np.unravel_index(position, array.shape) if array.ndim else ()
+        if (isinstance(item, (bool, np.bool_)) or not isinstance(item, (int, float, complex, np.number))
+                or target.kind not in "iufc"):
+            raise error(f"{what}{_position(tuple(int(i) for i in index), client_axis)}: {_show(item)} "
+                        f"(a Python {type(item).__name__}) is not {_a(target)}")
+        if isinstance(item, int) and target.kind in "iu":
+            info = np.iinfo(target)
+            if not info.min <= item <= info.max:
+                raise error(f"{what}{_position(tuple(int(i) for i in index), client_axis)}: {item} {_outside(target)}")
+            out.append(item)
+            continue
+        where = what + _position(tuple(int(i) for i in index), client_axis)
+        try:
+            single = np.asarray(float(item) if isinstance(item, int) else item)
+        except OverflowError:
+            raise error(f"{where}: {item} is outside {dtype_name(target)}'s range") from None
+        out.append(convert(single, target, where, cast)[()])
+    return np.array(out, dtype=target).reshape(array.shape)
+
+
+# --------------------------------------------------------------------------
 # Conversion of the user's Python values
 
 
@@ -183,9 +331,7 @@ def _stack_tensor_list(values: list, member: TensorType, what: str) -> Optional[
     if array.dtype == object or array.ndim == 0 or array.shape[0] != len(values):
         return None
     try:
-        return _tensor(array, _with_client_axis(member), what, from_python_scalars=all(
-            not isinstance(v, (np.ndarray, np.generic)) for v in values[:1]
-        ))
+        return _tensor(array, _with_client_axis(member), what)
     except FedcTypeError:
         return None  # convert client by client, so the error names the client
 
@@ -199,13 +345,7 @@ def _describe(value: Any) -> str:
     return f"{text} (a Python {type(value).__name__})"
 
 
-def _tensor(
-    value: Any,
-    t: TensorType,
-    what: str,
-    per_client: Optional[Type] = None,
-    from_python_scalars: Optional[bool] = None,
-) -> np.ndarray:
+def _tensor(value: Any, t: TensorType, what: str, per_client: Optional[Type] = None) -> np.ndarray:
     if _is_tf_tensor(value):
         value = value.numpy()
     if t.dtype.kind == "U":
@@ -214,34 +354,13 @@ def _tensor(
         raise FedcTypeError(f"{what}: expected {t}, got {_describe(value)}")
     try:
         array = np.asarray(value)
+        if array.dtype.kind == "f" and t.dtype.kind in "iu" and isinstance(value, (list, tuple)):
+            array = np.array(value, dtype=object)  # Python ints beyond int64 made numpy choose float64
     except (TypeError, ValueError):
         raise FedcTypeError(f"{what}: expected {t}, got {_describe(value)}") from None
-    if array.dtype == object:
+    if array.dtype == object and not _is_numeric_nest(value):
         raise FedcTypeError(f"{what}: expected {t}, got {_describe(value)}")
-    target = t.dtype
-    if array.dtype.kind in "US" and target.kind != "U":
-        kind = "bytes" if array.dtype.kind == "S" else ("strings" if array.ndim else "a string")
-        raise FedcTypeError(f"{what}: expected {t}, got {kind}, {_describe(value)}; only a str value takes strings")
-    if array.dtype != target:
-        source_kind, target_kind = array.dtype.kind, target.kind
-        if from_python_scalars is None:
-            from_python_scalars = not isinstance(value, (np.ndarray, np.generic))
-        compatible = (
-            (source_kind == target_kind)
-            or (source_kind in "iu" and target_kind in "iu")
-            or (source_kind in "iub" and target_kind in "fc" and from_python_scalars)
-            or (source_kind == "f" and target_kind == "c")
-            or (source_kind in "US" and target_kind == "U")
-        )
-        if not compatible:
-            raise FedcTypeError(
-                f"{what}: expected {t}, got {_describe(value) if not from_python_scalars else 'a value of dtype ' + dtype_name(array.dtype)}"
-                f" (dtypes {dtype_name(array.dtype)} and {dtype_name(target)} do not convert without loss; cast first)"
-            )
-        converted = array.astype(target)
-        if source_kind in "iu" and target_kind in "iu" and not np.array_equal(converted.astype(array.dtype), array):
-            raise FedcTypeError(f"{what}: expected {t}; the values of {_describe(value)} do not fit in {dtype_name(target)}")
-        array = converted
+    array = convert(array, t.dtype, what, client_axis=per_client is not None)
     actual = TensorType(array.dtype, array.shape)
     if not t.is_assignable_from(actual):
         if per_client is not None:

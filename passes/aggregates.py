@@ -110,8 +110,7 @@ def op(uri: str, *operands: bb.Node, **attrs) -> bb.Call:
 
 
 def literal(value, dtype) -> bb.Literal:
-    array = np.asarray(value, dtype=dtype)
-    return bb.Literal(array, TensorType(array.dtype, array.shape))
+    return bb.Literal(value, TensorType(dtype, np.shape(value)))
 
 
 def cast_to(node: bb.Node, dtype) -> bb.Node:

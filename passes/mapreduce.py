@@ -477,7 +477,7 @@ def _helpers(module: Module, parts: dict[str, bb.Node], exclude: str) -> list[tu
 def _literal(value, t: Type) -> bb.Node:
     if isinstance(t, StructType):
         return bb.Struct([(n, _literal(v, e)) for (n, e), v in zip(t.items(), value)])
-    return bb.Literal(np.asarray(value, dtype=t.dtype), t)
+    return bb.Literal(value, t)
 
 
 def lower(module: Module, symbol: str, ctx: Optional[PassContext] = None, hint: str = "") -> Module:

@@ -71,9 +71,9 @@ class IntrinsicFunction:
         try:
             return impl(self.interpreter, argument, node.type_signature, definition.attr_values(dict(node.attrs)))
         except FedcError as e:
-            if e.location is not None or node.location is None:
-                raise
-            raise type(e)(e.message, node.location) from None  # the op's place in the program
+            if e.location is None and node.location is not None:  # a run-time error, at the op that failed
+                raise type(e)(e.message, node.location) from None
+            raise
 
 
 class CompiledFunction:

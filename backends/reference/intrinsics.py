@@ -16,7 +16,7 @@ from fedc.errors import FedcError
 from fedc.ir import intrinsics as registry
 from fedc.types import StructType, TensorType
 
-from .local_ops import IMPLS as LOCAL_IMPLS, check_tensor_allocation, run as run_local_op
+from .local_ops import IMPLS as LOCAL_IMPLS, check_tensor_allocation, exact_sum, fit_integers, run as run_local_op, widened
 from fedc.values import Clients
 
 __all__ = ["RULES", "as_clients", "secure_sum"]
@@ -100,30 +100,6 @@ def _mean(interp, value, t, attrs):
         return _tree_map(lambda a: np.mean(a, axis=0).astype(a.dtype, copy=False), stacked)
     total = _reduce(clients, None, np.add, "federated_mean")
     return _tree_map(lambda s: (s / clients.count).astype(s.dtype, copy=False), total)
-
-
-def exact_sum(leaves: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
-    """The sum over axis 0 of ``leaves``; integers are summed exactly and must fit ``dtype``.
-
-    fedc's rule for integer aggregation: no wrap-around. The sum is computed
-    without overflow (in int64 for narrower types, in Python integers for
-    64-bit ones) and a result outside ``dtype``'s range is a :class:`FedcError`
-    naming the aggregation, the type and the value, instead of a wrapped number.
-    """
-    dtype = np.dtype(dtype)
-    if dtype.kind not in "iu":
-        return np.asarray(np.sum(leaves, axis=0, dtype=dtype)).astype(dtype, copy=False)
-    wide = leaves.astype(np.int64 if dtype.itemsize < 8 else object, copy=False)
-    total = np.asarray(wide.sum(axis=0))
-    info = np.iinfo(dtype)
-    low, high = (total.min(), total.max()) if total.size else (0, 0)
-    if low < info.min or high > info.max:
-        bad = high if high > info.max else low
-        raise FedcError(
-            f"{what} of {dtype.name} values overflows: a sum is {int(bad)}, outside {dtype.name}'s range "
-            f"[{info.min}, {info.max}] (fedc does not wrap integer sums; cast the values to a wider type first)"
-        )
-    return total.astype(dtype)
 
 
 def _sum(interp, value, t, attrs):
@@ -347,15 +323,17 @@ def _sequence_reduce(interp, argument, t, attrs):
 
 
 def _sequence_sum(interp, sequence, t, attrs):
+    """The sum of the elements; integers are summed exactly and the total must fit (as federated_sum)."""
     sequence = list(sequence)
     _check_same_shapes(sequence, "sequence_sum", "element")
     if sequence and not all(leaf.is_fully_defined() for leaf in t.result.walk() if isinstance(leaf, TensorType)):
-        total, sequence = sequence[0], sequence[1:]  # the zero's shape is the elements'
+        zeros = _tree_map(np.zeros_like, sequence[0])  # the zero's shape is the elements'
     else:
-        total = _zeros(t.result, "sequence_sum")
+        zeros = _zeros(t.result, "sequence_sum")
+    total = _tree_map(widened, zeros)
     for element in sequence:
-        total = _tree_map(lambda a, b: (a + b).astype(a.dtype, copy=False), total, element)
-    return total
+        total = _tree_map(lambda a, b: a + widened(np.asarray(b)), total, element)
+    return _tree_map(lambda s, z: fit_integers(np.asarray(s), z.dtype, "sequence_sum"), total, zeros)
 
 
 _FEDERATED: dict[str, Callable] = {

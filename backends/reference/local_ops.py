@@ -27,9 +27,10 @@ import numpy as np
 from fedc import limits
 from fedc.errors import FedcError, FedcTypeError
 from fedc.ir import intrinsics as registry
-from fedc.types import FunctionType, StructType, TensorType, Type, to_dtype
+from fedc.types import FunctionType, StructType, TensorType, Type, dtype_name, to_dtype
+from fedc.values import convert
 
-__all__ = ["Batched", "IMPLS", "check_tensor_allocation", "run"]
+__all__ = ["Batched", "IMPLS", "check_tensor_allocation", "exact_sum", "fit_integers", "run", "widened"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +99,52 @@ def _cast_result(out, dtype_source, result_dtype):
     return out
 
 
+# --------------------------------------------------------------------------
+# Integer sums never wrap: the one rule for every sum (federated_sum, sequence_sum,
+# add, reduce_sum, and so every accumulate and merge built from them)
+
+
+def widened(a: np.ndarray) -> np.ndarray:
+    """``a`` in a type its integer sums cannot overflow (int64 for narrower types, Python ints for 64-bit)."""
+    if a.dtype.kind not in "iu":
+        return a
+    return a.astype(np.int64 if a.dtype.itemsize < 8 else object, copy=False)
+
+
+def fit_integers(total: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
+    """An exact integer sum ``total`` as ``dtype``, or a :class:`FedcError` if it does not fit.
+
+    fedc's rule for integer sums: no wrap-around. A result outside ``dtype``'s
+    range names the operation, the type and the value, instead of a wrapped number.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iu":
+        return total.astype(dtype, copy=False)
+    info = np.iinfo(dtype)
+    low, high = (total.min(), total.max()) if total.size else (0, 0)
+    if low < info.min or high > info.max:
+        bad = high if high > info.max else low
+        raise FedcError(
+            f"{what} of {dtype.name} values overflows: a sum is {int(bad)}, outside {dtype.name}'s range "
+            f"[{info.min}, {info.max}] (fedc does not wrap integer sums; cast the values to a wider type first)"
+        )
+    return total.astype(dtype)
+
+
+def exact_sum(leaves: np.ndarray, dtype: np.dtype, what: str, axis: Any = 0, keepdims: bool = False) -> np.ndarray:
+    """The sum of ``leaves`` over ``axis``; integers are summed exactly and must fit ``dtype``."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iu":
+        return np.asarray(np.sum(leaves, axis=axis, dtype=dtype, keepdims=keepdims)).astype(dtype, copy=False)
+    return fit_integers(np.asarray(widened(leaves).sum(axis=axis, keepdims=keepdims)), dtype, what)
+
+
+def _add(x, y):
+    if x.dtype.kind in "iu":
+        return fit_integers(np.asarray(widened(x) + widened(y)), x.dtype, "add")
+    return np.add(x, y)
+
+
 def _unary(np_fn):
     leaf = _elementwise(np_fn)
     return lambda x, attrs: _map_struct(leaf, x)
@@ -141,7 +188,14 @@ def _pow(x, y):
 
 def _cast(x, attrs):
     dtype = to_dtype(attrs["dtype"])
-    return _map_struct(lambda v: Batched(v.value.astype(dtype)) if isinstance(v, Batched) else np.asarray(v).astype(dtype), x)
+    what = f"cast to {dtype_name(dtype)}"
+
+    def leaf(v):
+        if isinstance(v, Batched):  # the leading axis is the clients of a map
+            return Batched(convert(v.value, dtype, what, cast=True, client_axis=True))
+        return convert(v, dtype, what, cast=True)
+
+    return _map_struct(leaf, x)
 
 
 def _reshape(x, attrs):
@@ -194,7 +248,7 @@ def _filled(t, value):
 
 
 IMPLS: dict[str, Callable[[Any, dict], Any]] = {
-    "add": _binary(np.add),
+    "add": _binary(_add),
     "subtract": _binary(np.subtract),
     "multiply": _binary(np.multiply),
     "divide": _binary(_checked_divide),
@@ -224,7 +278,7 @@ IMPLS: dict[str, Callable[[Any, dict], Any]] = {
     "cast": _cast,
     "reshape": _reshape,
     "matmul": _matmul,
-    "reduce_sum": _reduction(np.sum, "reduce_sum"),
+    "reduce_sum": _reduction(lambda a, axis, keepdims: exact_sum(a, a.dtype, "reduce_sum", axis, keepdims), "reduce_sum"),
     "reduce_mean": _reduction(np.mean, "reduce_mean"),
     "reduce_max": _reduction(np.max, "reduce_max"),
     "reduce_min": _reduction(np.min, "reduce_min"),

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import warnings
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -37,6 +36,7 @@ from fedc.types import (
     mismatch_message,
     to_type,
 )
+from fedc.values import convert
 
 __all__ = [
     "Block",
@@ -545,17 +545,16 @@ class Literal(Node):
                     f"a literal has a tensor type with a fully known shape, not {type_signature}"
                 )
             try:
-                with warnings.catch_warnings():  # lossy casts are reported below
-                    warnings.simplefilter("ignore")
-                    array = np.array(value, dtype=type_signature.dtype)
-            except (TypeError, ValueError, OverflowError) as e:
-                raise FedcTypeError(f"literal {value!r} is not a {type_signature}: {e}") from None
+                array = np.asarray(value)
+                if array.dtype.kind == "f" and type_signature.dtype.kind in "iu" and isinstance(value, (list, tuple)):
+                    array = np.array(value, dtype=object)  # Python ints beyond int64 made numpy choose float64
+            except (TypeError, ValueError) as e:
+                raise FedcTypeError(f"literal {_short(value)} is not a {type_signature}: {e}") from None
             if array.shape != type_signature.shape:
                 raise FedcTypeError(
                     f"literal of shape {list(array.shape)} does not have type {type_signature}"
                 )
-            if not _values_preserved(value, array):
-                raise FedcTypeError(f"literal {value!r} does not fit in {type_signature} exactly")
+            array = convert(array, type_signature.dtype, f"literal {_short(value)} of type {type_signature}")
         else:
             try:
                 array = np.asarray(value)
@@ -566,7 +565,7 @@ class Literal(Node):
             if not isinstance(value, (np.ndarray, np.generic)):
                 # Python numbers take TensorFlow's defaults: float32 and int32.
                 if array.dtype == np.float64:
-                    array = array.astype(np.float32)
+                    array = convert(array, np.float32, f"literal {_short(value)}")
                 elif array.dtype == np.int64 and (array.size == 0 or (
                     array.min() >= np.iinfo(np.int32).min and array.max() <= np.iinfo(np.int32).max
                 )):
@@ -596,26 +595,9 @@ class Literal(Node):
         return f"Literal({self.value.tolist()!r}, {self.type_signature})"
 
 
-def _values_preserved(value: Any, array: np.ndarray) -> bool:
-    """Whether converting ``value`` to ``array``'s dtype kept every value."""
-    if array.dtype.kind in "US" or isinstance(value, np.ndarray) and value.dtype == array.dtype:
-        return True
-    try:
-        original = np.asarray(value)
-    except (TypeError, ValueError):
-        return False
-    if original.dtype.kind in "US" or original.dtype == object:
-        return False
-    if array.dtype.kind in "iub" and original.dtype.kind == "f":
-        return bool(np.all(np.isnan(original) == False)) and bool(np.all(original == array))  # noqa: E712
-    if array.dtype.kind in "iub" and original.dtype.kind in "iub":
-        return bool(np.all(original == array))  # 2 -> bool is True, not 2
-    if array.dtype.kind in "fc" and original.dtype.kind in "iufc":
-        if array.dtype.kind == "f" and original.dtype.kind == "c" and np.any(original.imag != 0):
-            return False  # the imaginary part would be dropped
-        # Rounding is expected; overflow of a finite value to inf is not.
-        return bool(np.all(np.isfinite(array) | ~np.isfinite(original)))
-    return True
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class Data(Node):

@@ -25,7 +25,8 @@ import numpy as np
 from fedc.errors import FedcError
 from fedc.ir import building_blocks as bb
 from fedc.ir.module import Module
-from fedc.types import FunctionType, StructType, TensorType
+from fedc.types import FunctionType, StructType, TensorType, dtype_name
+from fedc.values import convert
 
 __all__ = ["FOLDABLE_OPS", "NotConstant", "fold"]
 
@@ -34,8 +35,9 @@ class NotConstant(FedcError):
     """The expression is not one :func:`fold` can evaluate."""
 
 
-# uri -> the operation on numpy operands (object arrays for integers, so the arithmetic is exact).
-FOLDABLE_OPS: dict[str, Callable[..., Any]] = {
+# uri -> the operation on numpy operands (object arrays for integers, so the arithmetic is exact);
+# cast has none: it converts by fedc's one rule (fedc.values.convert).
+FOLDABLE_OPS: dict[str, Optional[Callable[..., Any]]] = {
     "add": operator.add,
     "subtract": operator.sub,
     "multiply": operator.mul,
@@ -46,7 +48,7 @@ FOLDABLE_OPS: dict[str, Callable[..., Any]] = {
     "minimum": np.minimum,
     "negative": operator.neg,
     "abs": np.abs,
-    "cast": lambda x: x,
+    "cast": None,  # converted by fedc.values.convert
 }
 
 
@@ -125,16 +127,21 @@ class _Folder:
         return self.evaluate(callee.node.result, inner)
 
     def op(self, intrinsic: bb.Intrinsic, argument: Any) -> Any:
-        fn = FOLDABLE_OPS.get(intrinsic.uri)
         result_type = intrinsic.type_signature.result
-        if fn is None or not isinstance(result_type, TensorType):
+        if intrinsic.uri not in FOLDABLE_OPS or not isinstance(result_type, TensorType):
             raise NotConstant(
                 f"{intrinsic.uri} is not folded to a constant (constants fold literals and "
                 f"{', '.join(sorted(FOLDABLE_OPS))} on tensors)"
             )
+        dtype = result_type.dtype
+        if intrinsic.uri == "cast":  # fedc's one conversion rule, as the backends apply it
+            try:
+                return convert(argument, dtype, f"cast to {dtype_name(dtype)}", cast=True)
+            except FedcError as e:
+                raise NotConstant(f"cast of constants fails: {e.message}") from None
+        fn = FOLDABLE_OPS[intrinsic.uri]
         parameter = intrinsic.type_signature.parameter
         operands = list(argument) if isinstance(parameter, StructType) else [argument]
-        dtype = result_type.dtype
         exact = dtype.kind in "iub"
         operands = [np.asarray(o).astype(object if exact else np.float64) for o in operands]
         try:

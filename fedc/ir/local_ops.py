@@ -186,7 +186,13 @@ def _rule_cast(d, p, attrs):
         raise FedcTypeError("cast needs the attribute dtype")
     target = to_dtype(attrs["dtype"])
     _check_local(p)
-    return _map_unary(p, lambda t: TensorType(target, t.shape))
+
+    def convert(t: TensorType) -> TensorType:
+        if (t.dtype.kind == "U") != (target.kind == "U"):
+            raise FedcTypeError(f"cast converts numbers and bools, not {t} to {dtype_name(target)}")
+        return TensorType(target, t.shape)
+
+    return _map_unary(p, convert)
 
 
 def _rule_reshape(d, p, attrs):

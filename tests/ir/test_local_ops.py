@@ -287,6 +287,8 @@ def test_cast_errors():
     assert "cast attribute dtype: unknown dtype 'flot'" in error("cast", ref("float32"), dtype="flot")
     assert "cast has no attribute 'dtyp' (its attributes: dtype)" in error("cast", ref("float32"), dtyp="int32")
     assert "not on {float32}@CLIENTS" in error("cast", ref("{float32}@CLIENTS"), dtype="int32")
+    assert "cast converts numbers and bools, not str[2] to int32" in error("cast", ref("str[2]"), dtype="int32")
+    assert "cast converts numbers and bools, not float32 to str" in error("cast", ref("float32"), dtype="str")
 
 
 @pytest.mark.parametrize(
