@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from fedc.errors import FedcTypeError, ParseError, SourceLocation
+from fedc.errors import FedcTypeError, ParseError, SourceLocation, end_position
 from fedc.limits import check_nesting, check_text_nesting, deep_recursion
 
 __all__ = [
@@ -768,8 +768,7 @@ def parse_error_from_lark(error, filename: str, text: str, what: str, parser=Non
         isinstance(error, lark.exceptions.UnexpectedToken) and error.token.type == "$END"
     )
     if at_end:
-        lines = text.splitlines() or [""]
-        line, column = len(lines), len(lines[-1]) + 1
+        line, column = end_position(text)
     location = SourceLocation(filename, line, column)
     if isinstance(error, lark.exceptions.UnexpectedToken):
         if error.token.type == "$END":
