@@ -682,11 +682,20 @@ class AbstractType(Type):
 
 
 def _combine(parts: Sequence[list[str]]) -> list[str]:
-    """Joins line lists: each part's first line continues the previous last line."""
-    lines = [""]
+    """Joins line lists: each part's first line continues the previous last line.
+
+    The pieces of a line are joined once, when it ends (appending each to a
+    growing string would copy it again for every element of a wide struct).
+    """
+    lines: list[str] = []
+    pieces: list[str] = []
     for part in parts:
-        lines[-1] += part[0]
-        lines.extend(part[1:])
+        pieces.append(part[0])
+        if len(part) > 1:
+            lines.append("".join(pieces))
+            lines.extend(part[1:-1])
+            pieces = [part[-1]]
+    lines.append("".join(pieces))
     return lines
 
 
