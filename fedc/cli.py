@@ -750,11 +750,10 @@ def render_error(error: FedcError, program: str = "fedc") -> str:
     """A compiler-style report: ``file:line:col: error: message``, the line and a caret."""
     from fedc.errors import excerpt
 
-    diagnostics = getattr(error, "diagnostics", None)
-    if diagnostics:
-        parts = [render_error(d, program) for d in diagnostics]
-        count = len(diagnostics)
-        return "\n".join(parts) + f"\n{count} error{'s' if count != 1 else ''}"
+    from fedc.frontend.fed import DiagnosticsError
+
+    if isinstance(error, DiagnosticsError) and error.diagnostics:
+        return "\n".join([render_error(d, program) for d in error.shown] + [error.summary()])
     if error.location is None:
         return f"{program}: error: {error.message}"
     text = f"{error.location}: error: {error.message}"

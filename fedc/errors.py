@@ -9,6 +9,9 @@ without a traceback and exits with status 2.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from array import array
+from bisect import bisect_right
 
 __all__ = [
     "FedcError",
@@ -34,12 +37,47 @@ class SourceLocation:
         return f"{self.file}:{self.line}:{self.column}"
 
 
+@functools.lru_cache(maxsize=4)
+def _line_starts(source: str) -> array:
+    # The offset at which each line starts. Lines end at "\n", as fedc's parsers count
+    # them. Cached (by the string, whose hash Python keeps), so that reporting many
+    # errors in one text indexes it once: each excerpt is then O(log lines + line).
+    starts = array("q", [0])
+    find = source.find
+    i = find("\n")
+    while i >= 0:
+        starts.append(i + 1)
+        i = find("\n", i + 1)
+    return starts
+
+
+def _line_count(source: str, starts: array) -> int:
+    # A final line break ends the last line; it does not start another.
+    return len(starts) - 1 if starts[-1] == len(source) else len(starts)
+
+
+def source_line(source: str, line: int) -> str | None:
+    """The text of the 1-based ``line`` of ``source`` (without its line break), or None."""
+    starts = _line_starts(source)
+    if not 1 <= line <= _line_count(source, starts):
+        return None
+    end = starts[line] - 1 if line < len(starts) else len(source)
+    text = source[starts[line - 1] : end]
+    return text[:-1] if text.endswith("\r") else text
+
+
+def end_position(source: str) -> tuple:
+    """(line, column) just after the last character of ``source`` (a final line break aside)."""
+    line = max(_line_count(source, _line_starts(source)), 1)
+    return line, len(source_line(source, line) or "") + 1
+
+
 def excerpt(source: str, line: int, column: int) -> str:
     """Returns the source line at ``line`` and a caret under ``column``."""
-    lines = source.splitlines()
-    if not 1 <= line <= len(lines):
+    text = source_line(source, line)
+    if text is None:
         return ""
-    text = lines[line - 1].expandtabs(1)
+    text = text.expandtabs(1)
     caret = " " * max(column - 1, 0) + "^"
     return f"  {text}\n  {caret}"
 

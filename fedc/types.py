@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from fedc.errors import FedcError, FedcTypeError, ParseError, SourceLocation
+from fedc.errors import FedcError, FedcTypeError, ParseError, SourceLocation, end_position
 from fedc.limits import INT64_MAX, check_nesting, check_shape, check_text_nesting, deep_recursion, parse_integer
 
 __all__ = [
@@ -684,11 +684,20 @@ class AbstractType(Type):
 
 
 def _combine(parts: Sequence[list[str]]) -> list[str]:
-    """Joins line lists: each part's first line continues the previous last line."""
-    lines = [""]
+    """Joins line lists: each part's first line continues the previous last line.
+
+    The pieces of a line are joined once, when it ends (appending each to a
+    growing string would copy it again for every element of a wide struct).
+    """
+    lines: list[str] = []
+    pieces: list[str] = []
     for part in parts:
-        lines[-1] += part[0]
-        lines.extend(part[1:])
+        pieces.append(part[0])
+        if len(part) > 1:
+            lines.append("".join(pieces))
+            lines.extend(part[1:-1])
+            pieces = [part[-1]]
+    lines.append("".join(pieces))
     return lines
 
 
@@ -770,8 +779,7 @@ def parse_error_from_lark(error, filename: str, text: str, what: str, parser=Non
         isinstance(error, lark.exceptions.UnexpectedToken) and error.token.type == "$END"
     )
     if at_end:
-        lines = text.splitlines() or [""]
-        line, column = len(lines), len(lines[-1]) + 1
+        line, column = end_position(text)
     location = SourceLocation(filename, line, column)
     if isinstance(error, lark.exceptions.UnexpectedToken):
         if error.token.type == "$END":

@@ -578,3 +578,67 @@ def test_one_error_is_a_diagnostics_error_with_one_diagnostic():
         "\n"
         "1 error"
     )
+
+
+# --------------------------------------------------------------------------
+# Many errors: all collected, each at its own line; the message shows the first MAX_SHOWN_ERRORS
+
+
+def _many_unknown_names(n: int) -> str:
+    lines = ["local f(value: float32) -> float32 {"]
+    lines += [f"  let a{i} = value + valeu + 1.0" for i in range(n)]
+    return "\n".join(lines + ["  return value", "}"]) + "\n"
+
+
+def test_thousands_of_errors_are_all_collected_and_the_message_shows_the_first_hundred():
+    n = 4000
+    assert fed.MAX_SHOWN_ERRORS == 100
+    with pytest.raises(fed.DiagnosticsError) as info:
+        fed.parse(_many_unknown_names(n), filename="many.fed")
+    error = info.value
+    where = [f"many.fed:{i + 2}:{len(f'  let a{i} = value + ') + 1}" for i in range(n)]
+    assert [str(d.location) for d in error.diagnostics] == where
+    for i in (0, 99, 100, 2345, n - 1):  # each excerpt is its own line
+        d = error.diagnostics[i]
+        check(d, where[i], "unknown name 'valeu'")
+        assert f"let a{i} = value + valeu + 1.0" in str(d)
+    assert error.shown == error.diagnostics[:100]
+    assert str(error) == (
+        "\n\n".join(str(d) for d in error.diagnostics[:100]) + "\n\n4000 errors (the first 100 are shown)"
+    )
+    # Suggestions (which compare a name with every name in scope) are made for the first hundred errors.
+    assert [d.message for d in error.diagnostics] == (
+        ["unknown name 'valeu'; did you mean 'value'?"] * 100 + ["unknown name 'valeu'"] * (n - 100)
+    )
+
+
+def test_the_cli_shows_the_first_hundred_errors_and_counts_them_all(tmp_path, capsys):
+    from fedc import cli
+
+    path = tmp_path / "many.fed"
+    path.write_text(_many_unknown_names(150))
+    assert cli.main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count(": error: unknown name") == 100
+    assert f"{path}:101:21: error: unknown name 'valeu'; did you mean 'value'?\n    let a99 = " in err
+    assert "let a100 " not in err
+    assert err.rstrip().endswith("150 errors (the first 100 are shown)")
+
+
+def test_syntax_errors_in_thousands_of_definitions_are_each_located_in_their_definition():
+    n = 2000
+    source = "".join(f"local f{i}(x: float32) -> float32 {{\n  return x +\n}}\n" for i in range(n))
+    with pytest.raises(fed.DiagnosticsError) as info:
+        fed.parse(source, filename="syntax.fed")
+    error = info.value
+    assert [str(d.location) for d in error.diagnostics] == [f"syntax.fed:{3 * i + 3}:1" for i in range(n)]
+    for i in (0, 1, 1234, n - 1):
+        check(error.diagnostics[i], f"syntax.fed:{3 * i + 3}:1", "syntax error: unexpected '}'; expected an expression")
+    assert str(error).endswith("\n\n2000 errors (the first 100 are shown)")
+
+
+def test_an_error_in_a_file_with_windows_line_breaks_shows_its_line():
+    with pytest.raises(fed.DiagnosticsError) as info:
+        fed.parse("local f(x: float32) -> float32 {\r\n  return y\r\n}\r\n", filename="crlf.fed")
+    (d,) = info.value.diagnostics
+    assert str(d) == "crlf.fed:2:10: unknown name 'y'\n    return y\n           ^"

@@ -156,6 +156,16 @@ def test_formatted_representation_golden(text, formatted):
     assert parse(formatted) == t
 
 
+def test_a_struct_of_fifty_thousand_elements_prints_both_forms():
+    n = 50_000
+    elements = [(f"w{i}", TensorType(F32, [i % 7 + 1])) for i in range(n)]
+    t = FederatedType(StructType(elements), CLIENTS)
+    compact = "{<" + ",".join(f"w{i}=float32[{i % 7 + 1}]" for i in range(n)) + ">}@CLIENTS"
+    assert str(FunctionType(t, t)) == f"({compact} -> {compact})"
+    formatted = "{<\n" + ",\n".join(f"  w{i}=float32[{i % 7 + 1}]" for i in range(n)) + "\n>}@CLIENTS"
+    assert t.formatted_representation() == formatted
+
+
 # --------------------------------------------------------------------------
 # Random types: both string forms round-trip
 

@@ -18,7 +18,8 @@ names), callees are ``SymbolRef`` s into the same module, and each used
 Errors are collected, not thrown at the first one: every syntax error (the
 parser resynchronises at the next top-level declaration), every bad statement
 and every bad definition is reported, each located at ``file:line:col`` with
-the source line and a caret, in one :class:`DiagnosticsError`.
+the source line and a caret, in one :class:`DiagnosticsError`, whose message
+shows the first :data:`MAX_SHOWN_ERRORS` of them and counts the rest.
 
 The modules of the package, lowest first (each imports only modules listed
 before it):
@@ -46,10 +47,10 @@ from typing import Sequence, Union
 
 from fedc.errors import FedcError, FedcTypeError
 from fedc.frontend.fed.compiler import Compiler
-from fedc.frontend.fed.diagnostics import DiagnosticsError, os_reason
+from fedc.frontend.fed.diagnostics import MAX_SHOWN_ERRORS, DiagnosticsError, os_reason
 from fedc.ir.module import Module
 
-__all__ = ["DiagnosticsError", "load", "parse"]
+__all__ = ["DiagnosticsError", "MAX_SHOWN_ERRORS", "load", "parse"]
 
 
 # --------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 from fedc.errors import FedcError, FedcTypeError, SourceLocation
 from fedc.frontend.api import API, BINARY_OPERATORS, UNARY_OPERATORS, map_intrinsic
 from fedc.frontend.fed.calls import Calls, builtin_names, local_ops
-from fedc.frontend.fed.diagnostics import POISON, Poisoned, did_you_mean, plural
+from fedc.frontend.fed.diagnostics import POISON, Poisoned, plural
 from fedc.frontend.fed.literals import Literals, is_weak, strip_sign, target_dtype
 from fedc.frontend.fed.syntax import (
     BinaryExpr,
@@ -414,12 +414,19 @@ class FunctionBuilder(Literals, Calls):
             return ("intrinsic", name)
         if name in local_ops():
             return ("op", name)
-        candidates = [n for n, v in self.unit.namespace.items() if v is not POISON] + builtin_names()
+        raise self.error(pos, f"unknown name {name!r}" + self.compiler.suggest(name, self._names_in_scope()))
+
+    def _names_in_scope(self):
+        """The names that can be used here, outermost scope first, then definitions and builtins."""
+        scopes = []
         scope = self.scope
         while scope is not None:
-            candidates[:0] = [n for n, v in scope.names.items() if v is not POISON]
+            scopes.append(scope)
             scope = scope.parent
-        raise self.error(pos, f"unknown name {name!r}" + did_you_mean(name, candidates))
+        for scope in reversed(scopes):
+            yield from (n for n, v in scope.names.items() if v is not POISON)
+        yield from (n for n, v in self.unit.namespace.items() if v is not POISON)
+        yield from builtin_names()
 
     def name_value(self, e: NameExpr) -> bb.Node:
         kind, entry = self.lookup(e.name, e.pos)
@@ -460,7 +467,7 @@ class FunctionBuilder(Literals, Calls):
             raise self.error(pos, f"{label}: a value of type {t} has no elements{hint}", FedcTypeError)
         if name is not None and name not in [n for n in member.names() if n]:
             names = [n for n in member.names() if n]
-            hint = did_you_mean(name, names)
+            hint = self.compiler.suggest(name, names)
             listing = f"; its elements are named {', '.join(names)}" if names and not hint else ""
             raise self.error(pos, f"a value of type {t} has no element named {name!r}{hint}{listing}", FedcTypeError)
         if index is not None and index >= len(member):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import itertools
 import os
 import re
 import sys
@@ -20,7 +21,7 @@ from fedc.limits import NestingError, check_text_nesting, deep_recursion
 from fedc.computation import Computation, PolymorphicComputation
 from fedc.errors import FedcError, FedcTypeError, ParseError, VerificationError
 from fedc.frontend.fed.builder import FunctionBuilder
-from fedc.frontend.fed.diagnostics import POISON, DiagnosticsError, Poisoned, did_you_mean, os_reason
+from fedc.frontend.fed.diagnostics import MAX_SHOWN_ERRORS, POISON, DiagnosticsError, Poisoned, did_you_mean, os_reason
 from fedc.frontend.fed.syntax import (
     ExternDecl,
     ImportDecl,
@@ -79,6 +80,7 @@ class Compiler:
         self.search_paths = search_paths
         self.import_roots: list = []
         self.diagnostics: list = []
+        self.suggestions_left = MAX_SHOWN_ERRORS
         self.units: dict = {}
         self.unit_list: list = []
         self.loading: list = []
@@ -91,6 +93,18 @@ class Compiler:
 
     def report(self, error: FedcError) -> None:
         self.diagnostics.append(error)
+
+    def suggest(self, name: str, candidates) -> str:
+        """'; did you mean ...?' for ``name`` among ``candidates`` (an iterable, read only here), or ''.
+
+        Only the first MAX_SHOWN_ERRORS suggestions of a compilation are made:
+        each compares ``name`` with every candidate, so an unbounded number of
+        them would cost time quadratic in the size of the file.
+        """
+        if self.suggestions_left <= 0:
+            return ""
+        self.suggestions_left -= 1
+        return did_you_mean(name, candidates)
 
     # Entry -------------------------------------------------------------------
     def compile(self, text: str, filename: str) -> Module:
@@ -343,10 +357,10 @@ class Compiler:
                 return PlacementType()
             if name in DTYPE_NAMES:
                 return TensorType(DTYPE_NAMES[name])
-            candidates = _PREFERRED_DTYPES + list(DTYPE_NAMES) + [
+            candidates = itertools.chain(_PREFERRED_DTYPES, DTYPE_NAMES, (
                 n for n, v in unit.namespace.items() if isinstance(v, Definition) and v.kind == "type"
-            ]
-            raise self.error(unit, token_pos(token), f"unknown type {name!r}" + did_you_mean(name, candidates))
+            ))
+            raise self.error(unit, token_pos(token), f"unknown type {name!r}" + self.suggest(name, candidates))
 
         builder = _fed_type_builder_class()(unit.display, unit.text, resolve)
         transformer = merge_transformers(lark.Transformer(), types=builder)
@@ -389,7 +403,7 @@ class Compiler:
                 candidates = [n for n in dir(obj) if not n.startswith("_")]
                 raise self.error(
                     unit, ast.target_pos,
-                    f"Python module {module_name!r} has no function {attr_path!r}" + did_you_mean(part, candidates),
+                    f"Python module {module_name!r} has no function {attr_path!r}" + self.suggest(part, candidates),
                 )
             obj = getattr(obj, part)
         if isinstance(obj, PolymorphicComputation):

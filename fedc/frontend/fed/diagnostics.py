@@ -13,17 +13,35 @@ from typing import Sequence
 
 from fedc.errors import FedcError
 
-__all__ = ["DiagnosticsError", "POISON", "Poisoned", "did_you_mean", "os_reason", "plural"]
+__all__ = ["DiagnosticsError", "MAX_SHOWN_ERRORS", "POISON", "Poisoned", "did_you_mean", "os_reason", "plural"]
+
+# The message of a DiagnosticsError shows at most this many errors, then counts the
+# rest (its ``diagnostics`` keep them all); and at most this many errors in one
+# compilation get a "did you mean" suggestion, which compares a name with every
+# name in scope. Both bound the cost of reporting to linear in the size of the file.
+MAX_SHOWN_ERRORS = 100
 
 
 class DiagnosticsError(FedcError):
-    """One or more located errors in ``.fed`` source; ``diagnostics`` lists them in order."""
+    """One or more located errors in ``.fed`` source; ``diagnostics`` lists them in order.
+
+    ``shown`` is the first :data:`MAX_SHOWN_ERRORS` of them, the ones the message
+    shows; :meth:`summary` is the line that ends it.
+    """
 
     def __init__(self, diagnostics: Sequence[FedcError]):
         self.diagnostics = list(diagnostics)
+        self.shown = self.diagnostics[:MAX_SHOWN_ERRORS]
+        body = "\n\n".join(str(d) for d in self.shown)
+        super().__init__(f"{body}\n\n{self.summary()}")
+
+    def summary(self) -> str:
+        """'3 errors', or '4000 errors (the first 100 are shown)' when some are not shown."""
         count = len(self.diagnostics)
-        body = "\n\n".join(str(d) for d in self.diagnostics)
-        super().__init__(f"{body}\n\n{count} error{'' if count == 1 else 's'}")
+        text = plural(count, "error")
+        if count > len(self.shown):
+            text += f" (the first {len(self.shown)} are shown)"
+        return text
 
 
 class Poisoned(Exception):

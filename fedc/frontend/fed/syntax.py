@@ -16,7 +16,7 @@ import json
 import re
 from typing import Any, Optional
 
-from fedc.errors import ParseError, SourceLocation
+from fedc.errors import ParseError, SourceLocation, end_position
 from fedc.types import describe_terminals
 
 __all__ = [
@@ -450,8 +450,7 @@ def _syntax_error(error, filename: str, text: str, parser) -> ParseError:
         except Exception:  # noqa: BLE001 - fall back to lark's own set
             pass
     if isinstance(error, lark.exceptions.UnexpectedToken) and error.token.type == "$END":
-        lines = text.splitlines() or [""]
-        line, column = len(lines), len(lines[-1]) + 1
+        line, column = end_position(text)
         message = f"syntax error: unexpected end of file; expected {_describe_expected(expected, parser)}"
     elif isinstance(error, lark.exceptions.UnexpectedToken):
         message = (
@@ -463,6 +462,26 @@ def _syntax_error(error, filename: str, text: str, parser) -> ParseError:
     else:  # pragma: no cover - lark's other errors do not occur with LALR
         message = "syntax error"
     return ParseError(message, SourceLocation(filename, line, column), text)
+
+
+_WORD = re.compile(r"[ \t]*[A-Za-z_]+")
+
+
+def _parse_range(parser, text: str, start: int, end: int, line: int):
+    """Parses ``text[start:end]``, which begins line ``line``, locating tokens in all of ``text``.
+
+    Neither copies nor rescans the text before ``start``, so that parsing a
+    file piece by piece costs what parsing it whole does.
+    """
+    from lark.lexer import LexerState, LineCounter
+    from lark.utils import TextSlice
+
+    counter = LineCounter("\n")
+    counter.char_pos = counter.line_start_pos = start
+    counter.line = line
+    interactive = parser.parse_interactive(None)
+    interactive.lexer_thread.state = LexerState(TextSlice(text, start, end), counter)
+    return interactive.resume_parse()
 
 
 def parse_source(text: str, filename: str):
@@ -479,12 +498,13 @@ def parse_source(text: str, filename: str):
         return converter.items(tree), converter.errors, set()
     starts = sorted({m.start() for m in _ITEM_START.finditer(text)} | {0})
     items, diagnostics, failed = [], [], set()
+    line = 1
     for i, start in enumerate(starts):
         end = starts[i + 1] if i + 1 < len(starts) else len(text)
         chunk = text[start:end]
-        padded = "\n" * text.count("\n", 0, start) + chunk
+        line += text.count("\n", starts[i - 1], start) if i else 0
         try:
-            tree = parser.parse(padded)
+            tree = _parse_range(parser, text, start, end, line)
         except lark.exceptions.UnexpectedInput as e:
             error = e
         else:
@@ -496,9 +516,9 @@ def parse_source(text: str, filename: str):
             and i + 1 < len(starts)
         ):
             # Point at the declaration that cut this one short, as a whole-file parse does.
-            head = re.match(r"[ \t]*[A-Za-z_]+", text[end:])
+            head = _WORD.match(text, end)
             try:
-                parser.parse(padded + head.group(0))
+                _parse_range(parser, text, start, head.end(), line)
             except lark.exceptions.UnexpectedInput as e:
                 if not (isinstance(e, lark.exceptions.UnexpectedToken) and e.token.type == "$END"):
                     error = e
