@@ -20,6 +20,7 @@ import numpy as np
 from fedc import tensorflow_ops
 from fedc.errors import FedcError, FedcTypeError
 from fedc.types import SequenceType, StructType, TensorType, Type
+from fedc.values import strings
 
 __all__ = ["KIND", "flat_leaves", "load", "make_payload"]
 
@@ -180,8 +181,9 @@ def _load_cached(payload: bytes, parameter: Optional[Type], result: Type) -> Cal
         leaves = []
         for leaf_type, tensor in zip(output_leaves, outputs):
             array = tensor.numpy()
-            if leaf_type.dtype.kind == "U":
-                array = np.vectorize(lambda b: b.decode("utf-8") if isinstance(b, bytes) else b, otypes=[np.str_])(array) if array.size else array.astype(np.str_)
+            if leaf_type.dtype.kind == "U":  # bytes from TensorFlow; fedc keeps str tensors exactly (NULs too)
+                leaves.append(strings(array, "a string result of the TensorFlow computation"))
+                continue
             leaves.append(np.asarray(array).astype(leaf_type.dtype, copy=False))
         return unflatten_value(leaves, result)
 
