@@ -51,6 +51,7 @@ def module():
 @given(TEXTS)
 def test_arguments_and_results_keep_every_character(module, texts):
     assert Computation(module, "same")(texts) == texts
+    assert fedc.types.infer_type(ir.Literal(texts).value) == fedc.TensorType(np.str_, [len(texts)])
     assert Computation(module, "same")([t.encode("utf-8") for t in texts]) == texts  # UTF-8 bytes are text
     # per-client comparisons see the NULs (batched over clients, and one by one)
     assert Computation(module, "matches")(texts, texts[0]) == [t == texts[0] for t in texts]
