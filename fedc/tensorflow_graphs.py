@@ -20,6 +20,7 @@ import numpy as np
 from fedc import tensorflow_ops
 from fedc.errors import FedcError, FedcTypeError
 from fedc.types import SequenceType, StructType, TensorType, Type
+from fedc.values import strings
 
 __all__ = ["KIND", "call_in_graph", "decode_strings", "flat_leaves", "load", "make_payload"]
 
@@ -180,7 +181,7 @@ def call_in_graph(node, flat: list) -> list:
 
 
 def decode_strings(array, what: str) -> np.ndarray:
-    """TensorFlow's strings (bytes) as fedc's ``str`` (Unicode text): each must be UTF-8."""
+    """TensorFlow's strings (bytes) as fedc's ``str`` tensor (:func:`fedc.values.strings`): each must be UTF-8."""
     array = np.asarray(array, dtype=object)
     out = np.empty(array.shape, dtype=object)
     for index, item in np.ndenumerate(array):
@@ -195,7 +196,7 @@ def decode_strings(array, what: str) -> np.ndarray:
                     "(tf.io.decode_raw) or as text (tf.io.encode_base64)"
                 ) from None
         out[index] = item
-    return out.astype(np.str_) if out.size else np.zeros(out.shape, dtype=np.str_)
+    return strings(out, what)
 
 
 @functools.lru_cache(maxsize=256)
@@ -237,8 +238,9 @@ def _load_cached(payload: bytes, parameter: Optional[Type], result: Type, name: 
                 leaves.append(from_dataset_variant(tensor, leaf_type))
                 continue
             array = tensor.numpy()
-            if leaf_type.dtype.kind == "U":
-                array = decode_strings(array, name)
+            if leaf_type.dtype.kind == "U":  # bytes from TensorFlow; fedc keeps str tensors exactly (NULs too)
+                leaves.append(decode_strings(array, name))
+                continue
             leaves.append(np.asarray(array).astype(leaf_type.dtype, copy=False))
         return unflatten_value(leaves, result)
 

@@ -1048,6 +1048,8 @@ def _from_tf_spec(spec: Any) -> Optional[Type]:
 def infer_type(value: Any) -> Type:
     """The type of a Python value (numpy array, number, dict/list/tuple of them)."""
     if isinstance(value, np.ndarray):
+        if value.dtype == object and value.size and all(isinstance(v, (str, bytes)) for v in value.flat):
+            return TensorType(np.str_, value.shape)  # a str tensor as fedc keeps it (fedc.values.strings)
         return TensorType(value.dtype, value.shape)
     if isinstance(value, (np.generic, bool, int, float, str, bytes)):
         array = np.asarray(value)

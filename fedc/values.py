@@ -33,7 +33,7 @@ from fedc.types import (
     is_namedtuple,
 )
 
-__all__ = ["Clients", "convert", "from_python", "stack", "to_python", "unstack"]
+__all__ = ["Clients", "convert", "from_python", "stack", "strings", "to_python", "unstack"]
 
 
 def stack(values: list) -> Optional[Any]:
@@ -64,6 +64,8 @@ def unstack(stacked: Any, count: int) -> list:
     if isinstance(stacked, tuple):
         columns = [unstack(part, count) for part in stacked]
         return [tuple(column[i] for column in columns) for i in range(count)]
+    if stacked.dtype == object:  # strings: keep each one in a 0-d array, as a str tensor is kept
+        return [stacked[i, ...] for i in range(count)]
     return [stacked[i] for i in range(count)]
 
 
@@ -140,8 +142,10 @@ def convert(array: Any, dtype: Any, what: str, cast: bool = False, client_axis: 
     ``array`` is a numpy array (an object array holds Python numbers too big
     for int64) or anything ``np.asarray`` takes.
     """
-    array = np.asarray(array)
     target = np.dtype(dtype)
+    if target.kind == "U":
+        return strings(array, what)
+    array = np.asarray(array)
     source = array.dtype
     if source == target:
         return array
@@ -157,14 +161,8 @@ def convert(array: Any, dtype: Any, what: str, cast: bool = False, client_axis: 
             f"{what}{_position(index, client_axis)}: {_show(value)} ({_a(source)}) {problem}"
         )
 
-    if tk in "US" or sk in "US":
-        if tk in "US" and sk in "US":
-            return array.astype(target)
-        given = "a bytes" if sk == "S" else ("a str" if sk == "U" else _a(source))
-        raise error(
-            f"{what}: {given} value does not convert to {dtype_name(target)} "
-            "(strings and numbers do not convert to each other)"
-        )
+    if sk in "US":
+        raise _no_strings(array, target, what, error)
     if tk == "b" or sk == "b":
         if cast:
             return array != 0 if tk == "b" else array.astype(target)
@@ -205,6 +203,71 @@ def convert(array: Any, dtype: Any, what: str, cast: bool = False, client_axis: 
         if overflow.any():
             raise refuse(overflow, f"is outside {dtype_name(target)}'s range (it would become infinite)")
     return result
+
+
+def strings(value: Any, what: str) -> np.ndarray:
+    """``value`` as a ``str`` tensor: a numpy object array of Python strings, exactly.
+
+    numpy's fixed-width ``'U'``/``'S'`` arrays drop trailing NUL characters
+    (``np.array(["a\\0"])`` holds ``"a"``), so fedc keeps string tensors as
+    object arrays, and a string keeps every character, NULs included, through
+    arguments, results, literals, textual IR and protobuf. ``value`` is a
+    ``str``, UTF-8 ``bytes``, (nested lists of) them, or a numpy array of
+    strings (a ``'U'`` array given by the caller has already lost its trailing
+    NULs). A string that is not valid Unicode text (a lone surrogate; bytes
+    that are not UTF-8) is refused, naming ``what``.
+    """
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "USO":
+            raise FedcTypeError(f"{what}: {_a(value.dtype)} value does not convert to str "
+                                "(strings and numbers do not convert to each other)")
+        shape, items = value.shape, value.ravel().tolist()
+    else:
+        shape, items = _nested_strings(value, what)
+    out = np.empty(len(items), dtype=object)
+    for i, item in enumerate(items):
+        out[i] = _text(item, what, np.unravel_index(i, shape) if shape else ())
+    return out.reshape(shape)
+
+
+def _nested_strings(value: Any, what: str) -> tuple[tuple, list]:
+    """The shape and the row-major leaves of (nested lists of) strings; ragged lists are refused."""
+    if not isinstance(value, (list, tuple)):
+        return (), [value]
+    if not value:
+        return (0,), []
+    parts = [_nested_strings(v, what) for v in value]
+    inner = parts[0][0]
+    if any(shape != inner for shape, _ in parts):
+        raise FedcTypeError(f"{what}: a str tensor is rectangular, but this list is ragged")
+    return (len(value),) + inner, [leaf for _, leaves in parts for leaf in leaves]
+
+
+def _text(item: Any, what: str, index: tuple) -> str:
+    where = f"{what}{_position(tuple(int(i) for i in index), False)}"
+    if isinstance(item, bytes):
+        try:
+            return item.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise FedcTypeError(f"{where}: the bytes {item[:40]!r} are not UTF-8 text ({e.reason} at byte "
+                                f"{e.start}); a str tensor holds Unicode text") from None
+    if not isinstance(item, str):
+        raise FedcTypeError(f"{where}: {_describe(item)} is not a string (strings and numbers do not convert "
+                            "to each other)")
+    try:
+        item.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise FedcTypeError(f"{where}: the string {item[:40]!r} is not valid Unicode text ({e.reason} at "
+                            f"character {e.start}); a str tensor holds text that UTF-8 can encode") from None
+    return str(item)
+
+
+def _no_strings(array: np.ndarray, target: np.dtype, what: str, error) -> FedcError:
+    given = {"S": "a bytes", "U": "a str"}.get(array.dtype.kind) or _a(array.dtype)
+    return error(
+        f"{what}: {given} value does not convert to {dtype_name(target)} "
+        "(strings and numbers do not convert to each other)"
+    )
 
 
 def _infinite(array: np.ndarray) -> np.ndarray:
@@ -349,7 +412,7 @@ def _tensor(value: Any, t: TensorType, what: str, per_client: Optional[Type] = N
     if _is_tf_tensor(value):
         value = value.numpy()
     if t.dtype.kind == "U":
-        value = _text(value, t, what)
+        return _checked_shape(strings(value, what), t, what, per_client)
     if isinstance(value, (list, tuple)) and any(isinstance(v, (dict, tuple, list)) and not _is_numeric_nest(v) for v in value):
         raise FedcTypeError(f"{what}: expected {t}, got {_describe(value)}")
     try:
@@ -360,36 +423,19 @@ def _tensor(value: Any, t: TensorType, what: str, per_client: Optional[Type] = N
         raise FedcTypeError(f"{what}: expected {t}, got {_describe(value)}") from None
     if array.dtype == object and not _is_numeric_nest(value):
         raise FedcTypeError(f"{what}: expected {t}, got {_describe(value)}")
-    array = convert(array, t.dtype, what, client_axis=per_client is not None)
-    actual = TensorType(array.dtype, array.shape)
+    return _checked_shape(convert(array, t.dtype, what, client_axis=per_client is not None), t, what, per_client)
+
+
+def _checked_shape(array: np.ndarray, t: TensorType, what: str, per_client: Optional[Type]) -> np.ndarray:
+    actual = TensorType(t.dtype, array.shape)
     if not t.is_assignable_from(actual):
         if per_client is not None:
             raise FedcTypeError(
                 f"{what}: expected {per_client}, got an array of shape {list(array.shape)}, i.e. "
-                f"{array.shape[0]} clients with values of type {TensorType(array.dtype, array.shape[1:])}"
+                f"{array.shape[0]} clients with values of type {TensorType(t.dtype, array.shape[1:])}"
             )
         raise FedcTypeError(f"{what}: expected {t}, got a value of type {actual}")
     return array
-
-
-def _text(value: Any, t: TensorType, what: str) -> Any:
-    """A value for a ``str`` tensor: bytes (Python, numpy or TensorFlow's) are decoded as UTF-8.
-
-    fedc's ``str`` holds text; bytes that are not UTF-8 are refused, naming the value.
-    """
-    if isinstance(value, (bytes, np.bytes_)):
-        try:
-            return bytes(value).decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise FedcTypeError(
-                f"{what}: expected {t} (text), got bytes that are not UTF-8 ({e.reason} at byte {e.start}): "
-                f"{_describe(value)}"
-            ) from None
-    if isinstance(value, np.ndarray) and (value.dtype.kind == "S" or value.dtype == object):
-        return np.array([_text(v, t, what) for v in value.ravel().tolist()], dtype=object).reshape(value.shape)
-    if isinstance(value, (list, tuple)) and not is_namedtuple(value):
-        return [_text(v, t, what) for v in value]
-    return value
 
 
 def _is_numeric_nest(value: Any) -> bool:
@@ -464,6 +510,8 @@ def to_python(value: Any, t: Type) -> Any:
     tuple otherwise), ``{T}@CLIENTS`` is a list of per-client values.
     """
     if isinstance(t, TensorType):
+        if isinstance(value, str):  # an element of a str tensor (np.asarray would drop trailing NULs)
+            return value
         array = np.asarray(value)
         return array[()] if array.ndim == 0 else array
     if isinstance(t, StructType):

@@ -318,7 +318,7 @@ def _literal_text(value: np.ndarray) -> str:
     """A short text for a literal: ``0.5``, ``[1,2,3]``, ``'abc'``, ``[[1.0,…]`` …"""
     if value.ndim == 0:
         scalar = value[()]
-        text = repr(str(scalar)) if value.dtype.kind == "U" else str(scalar)
+        text = repr(str(scalar)) if value.dtype.kind in "UO" else str(scalar)
     else:
         text = np.array2string(
             value, separator=",", threshold=4, edgeitems=2, max_line_width=10**6,

@@ -204,18 +204,17 @@ class _Round:
             new_state = result.member
         elif (
             isinstance(result, StructType)
-            and len(result) == 2
+            and len(result) >= 2
             and isinstance(result[0], FederatedType)
-            and _at_server(result[0])
-            and _at_server(result[1])
-        ):
+            and all(_at_server(e) for e in result)
+        ):  # <S, X>, or <S, X1, ..., Xn> whose X is the struct <X1, ..., Xn>
             self.state_only = False
             new_state = result[0].member
         else:
             raise self.fail(
                 "the server update",
                 f"the result of @{symbol} has type {result}, which is not <S@SERVER,X@SERVER> "
-                f"(or S@SERVER) with the state S = {self.state_type}",
+                f"(or S@SERVER, or <S@SERVER,X1@SERVER,...>) with the state S = {self.state_type}",
             )
         if not self.state_type.is_assignable_from(new_state):
             raise self.fail(
@@ -717,8 +716,12 @@ def lower(module: Module, symbol: str, ctx: Optional[PassContext] = None, hint: 
         new_state = bb.Struct([result, bb.Struct([])])
     else:
         result_names = R.result_type.names()
-        values = _parts(result, 2)
-        new_state = bb.Struct([(result_names[i], values[i]) for i in range(2)])
+        values = _parts(result, len(result_names))
+        if len(values) == 2:
+            new_state = bb.Struct([(result_names[i], values[i]) for i in range(2)])
+        else:
+            outputs = bb.Struct([(result_names[i], values[i]) for i in range(1, len(values))])
+            new_state = bb.Struct([(result_names[0], values[0]), outputs])
     parts["update"] = bb.Lambda(update_name, update_param_type, stage.block(new_state))
 
     # the module: helper computations the parts use, then the parts

@@ -244,6 +244,8 @@ def _fill(value):
 def _filled(t, value):
     if isinstance(t, StructType):
         return tuple(_filled(e, value) for e in t)
+    if t.dtype.kind == "U":  # zeros of str are empty strings, kept as fedc keeps strings (object arrays)
+        return np.full(t.shape, "", dtype=object)
     return np.full(t.shape, value, dtype=t.dtype)
 
 

@@ -36,7 +36,7 @@ from fedc.types import (
     mismatch_message,
     to_type,
 )
-from fedc.values import convert
+from fedc.values import convert, strings
 
 __all__ = [
     "Block",
@@ -544,17 +544,24 @@ class Literal(Node):
                 raise FedcTypeError(
                     f"a literal has a tensor type with a fully known shape, not {type_signature}"
                 )
-            try:
-                array = np.asarray(value)
-                if array.dtype.kind == "f" and type_signature.dtype.kind in "iu" and isinstance(value, (list, tuple)):
-                    array = np.array(value, dtype=object)  # Python ints beyond int64 made numpy choose float64
-            except (TypeError, ValueError) as e:
-                raise FedcTypeError(f"literal {_short(value)} is not a {type_signature}: {e}") from None
+            what = f"literal {_short(value)} of type {type_signature}"
+            if type_signature.dtype.kind == "U":
+                array = strings(value, what)
+            else:
+                try:
+                    array = np.asarray(value)
+                    if array.dtype.kind == "f" and type_signature.dtype.kind in "iu" and isinstance(value, (list, tuple)):
+                        array = np.array(value, dtype=object)  # Python ints beyond int64 made numpy choose float64
+                except (TypeError, ValueError) as e:
+                    raise FedcTypeError(f"literal {_short(value)} is not a {type_signature}: {e}") from None
             if array.shape != type_signature.shape:
                 raise FedcTypeError(
                     f"literal of shape {list(array.shape)} does not have type {type_signature}"
                 )
-            array = convert(array, type_signature.dtype, f"literal {_short(value)} of type {type_signature}")
+            array = convert(array, type_signature.dtype, what)
+        elif _holds_strings(value):
+            array = strings(value, f"literal {_short(value)}")
+            type_signature = TensorType(np.str_, array.shape)
         else:
             try:
                 array = np.asarray(value)
@@ -574,15 +581,13 @@ class Literal(Node):
                 type_signature = TensorType(array.dtype, array.shape)
             except FedcTypeError as e:
                 raise FedcTypeError(f"literal {value!r}: {e.message}") from None
-        if array.dtype.kind == "U":
-            array = array.astype(np.str_)
         # A private C-order copy: 0-d stays 0-d, and the caller's array is not frozen.
         array = np.array(array, copy=True, order="C")
         array.flags.writeable = False
         self._init(type_signature, location, value=array)
 
     def _key(self):
-        if self.value.dtype.kind == "U":
+        if self.value.dtype == object:  # strings (fedc.values.strings)
             content = tuple(self.value.ravel().tolist())
         else:
             content = self.value.tobytes()
@@ -593,6 +598,16 @@ class Literal(Node):
 
     def __repr__(self) -> str:
         return f"Literal({self.value.tolist()!r}, {self.type_signature})"
+
+
+def _holds_strings(value: Any) -> bool:
+    """Whether an untyped literal value is a string tensor (a str, bytes, lists of them, a string array)."""
+    while isinstance(value, (list, tuple)) and value:
+        value = value[0]
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "US" or (value.dtype == object and value.size > 0 and
+                                            isinstance(value.flat[0], (str, bytes)))
+    return isinstance(value, (str, bytes))
 
 
 def _short(value: Any) -> str:

@@ -48,6 +48,7 @@ from fedc.ir.text_format import (
     unquote as _unquote,
 )
 from fedc.types import FunctionType, TensorType, Type
+from fedc.values import strings
 
 __all__ = [
     "parse_module",
@@ -769,7 +770,10 @@ class _Parser:
             for leaf in leaves:
                 self.is_leaf(leaf, "lit_string", t)
                 values.append(self.string(leaf.children[0]))
-            return np.array(values, dtype=np.str_).reshape(shape)
+            try:
+                return strings(values if shape else values[0], f"constant of type {t}").reshape(shape)
+            except FedcError as e:
+                raise self.error(tree, e.message, op_tree) from None
         raise self.error(tree, f"cannot write a constant of type {t}")  # pragma: no cover
 
     def literal_leaves(self, tree) -> tuple[list, tuple]:

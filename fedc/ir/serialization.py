@@ -33,6 +33,7 @@ from fedc.errors import FedcError, SerializationError, SourceLocation, UnsafeTen
 from fedc.limits import MAX_NESTING, deep_recursion
 from fedc.ir import building_blocks as bb
 from fedc.ir.module import Module
+from fedc.values import strings as as_strings
 from fedc.types import (
     DTYPE_NAMES,
     CLIENTS,
@@ -266,7 +267,7 @@ class _Writer:
         elif isinstance(n, bb.Placement):
             key = ("placement", n.placement.name)
         elif isinstance(n, bb.Literal):
-            key = ("literal",) + self._literal(n.value, where)
+            key = ("literal",) + self._literal(n.value, n.type_signature.dtype, where)
         elif isinstance(n, bb.Data):
             key = ("data", n.uri, self.type(n.type_signature, where))
         elif isinstance(n, bb.Compiled):
@@ -335,8 +336,8 @@ class _Writer:
             raise SerializationError(f"cannot serialize {what}: {value} does not fit in 64 bits")
         return value
 
-    def _literal(self, array: np.ndarray, where: str) -> tuple:
-        name = self._dtype(array.dtype, where)
+    def _literal(self, array: np.ndarray, dtype: np.dtype, where: str) -> tuple:
+        name = self._dtype(dtype, where)
         shape = tuple(int(d) for d in array.shape)
         if name == "str":
             return (name, shape, b"", tuple(array.ravel().tolist()))
@@ -842,7 +843,7 @@ class _Reader:
             if self.decoded_bytes > self.max_bytes:
                 raise self.error(where, f"decodes to more than max_bytes={self.max_bytes} bytes")
             try:
-                array = np.array(strings, dtype=np.str_).reshape(shape)
+                array = as_strings(strings, where).reshape(shape)
             except Exception as e:  # noqa: BLE001
                 raise self.error(where, f"cannot decode: {_clip(e)}") from e
         else:

@@ -164,7 +164,7 @@ def _format_float(value: np.floating) -> str:
 
 def format_literal(array: np.ndarray) -> str:
     dtype = array.dtype
-    if dtype.kind != "U" and array.size > DENSE_THRESHOLD:
+    if dtype != object and array.size > DENSE_THRESHOLD:
         raw = np.ascontiguousarray(array).astype(dtype.newbyteorder("<")).tobytes()
         return f'dense<"0x{raw.hex()}">'
     flat = array.reshape(-1)
@@ -179,7 +179,7 @@ def format_literal(array: np.ndarray) -> str:
         component = np.dtype(f"f{dtype.itemsize // 2}")
         parts = flat.view(component).reshape(-1, 2)
         items = [f"({_format_float(re_)}, {_format_float(im)})" for re_, im in parts]
-    elif kind == "U":
+    elif kind == "O":  # strings (fedc.values.strings)
         items = [quote(v) for v in flat.tolist()]
     else:  # pragma: no cover - Literal only holds fedc dtypes
         raise FedcError(f"cannot print a literal of dtype {dtype}")

@@ -417,21 +417,21 @@ computation agg(v: {float32[3]}@CLIENTS) -> float32[3]@SERVER {
 
 
 def test_fedavg_through_fusion_and_secure_aggregation(fedavg):
-    pipeline = ["inline", "call-dominant", "fuse-map-mean", "insert-secure-aggregation"]
+    pipeline = ["inline", "call-dominant", "fuse-map-mean", "insert-secure-aggregation{clip=4.0}"]
     fused = passes.run(fedavg, ",".join(pipeline[:3])).module
     # One aggregation of the clients' accumulators instead of two means.
     [flow] = privacy_report(fused, "next").flows
     assert flow.source == "federated_dataset" and flow.intrinsic == "federated_aggregate"
     assert set(flow.reaches) == {"result.weights", "result.loss"}
     assert communication_cost(fused, "next").broadcast == 31400
-    result = passes.run(fused, "insert-secure-aggregation,privacy-report{require-secure=true}")
+    result = passes.run(fused, "insert-secure-aggregation{clip=4.0},privacy-report{require-secure=true}")
     report = privacy_report(result.module, "next")
     assert report.plain_flows == [] and report.secure_flows
     assert result.statistics[-1][1]["plain-flows"] == 0
 
 
 def test_a_mapreduce_form_is_analysed_as_the_round_it_runs(fedavg):
-    pipeline = ["inline", "call-dominant", "fuse-map-mean", "insert-secure-aggregation", "lower-to-mapreduce"]
+    pipeline = ["inline", "call-dominant", "fuse-map-mean", "insert-secure-aggregation{clip=4.0}", "lower-to-mapreduce"]
     form = passes.run(fedavg, ",".join(pipeline)).module
     report = privacy_report(form)
     [round_] = [c for c in report.computations if c.federated]

@@ -534,6 +534,13 @@ FEDAVG_PIPELINES = [
 ]
 
 
+def _clip_counts(counts, clients: int) -> bool:
+    """A secure_clipped value: per aggregation, how many of the clients were clipped above and below."""
+    return bool(counts) and all(
+        set(c) == {"upper", "lower"} and all(0 <= int(n) <= clients for n in c.values()) for c in counts.values()
+    )
+
+
 def _train(fedavg, form: MapReduceForm, data, rounds: int = 3):
     clients, test = data
     state = fedavg.initialize_fn()
@@ -560,7 +567,10 @@ def test_fedavg_python_next_fn_still_trains(fedavg, fedavg_data, pipeline):
     clients, _ = fedavg_data
     state, losses, outputs = _train(fedavg, form, fedavg_data)
     assert losses[-1] < losses[1] < losses[0], losses
-    assert outputs == [(), (), ()]
+    if pipeline == "secure":  # the secured round reports its clip counts as its output
+        assert all(_clip_counts(x, len(clients)) for x in outputs), outputs
+    else:
+        assert outputs == [(), (), ()]
     if pipeline != "secure":  # the first round equals the original's
         initial = fedavg.initialize_fn()
         expected = fedavg.next_fn(initial, clients)
@@ -577,6 +587,10 @@ def test_fedavg_fed_next_still_trains(fedavg, fedavg_data, pipeline):
     state, losses, outputs = _train(fedavg, form, fedavg_data)
     assert losses[-1] < losses[1] < losses[0], losses
     training_losses = outputs  # X is the clients' mean training loss
+    if pipeline == "secure":  # ... and, secured, the clip counts beside it
+        assert all(set(x) == {"loss", "secure_clipped"} for x in outputs)
+        assert all(_clip_counts(x["secure_clipped"], len(fedavg_data[0])) for x in outputs)
+        training_losses = [x["loss"] for x in outputs]
     assert training_losses[-1] < training_losses[0], training_losses
     if pipeline != "secure":
         clients, _ = fedavg_data
