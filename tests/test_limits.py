@@ -137,3 +137,15 @@ def test_what_fedc_writes_at_the_limit_it_reads(tmp_path, capsys):
     args.write_text(json.dumps(0.5))
     assert fedc_main(["run", str(out), "--args", str(args)]) == 0
     assert float(capsys.readouterr().out) == pytest.approx(0.5 + (MAX_NESTING - 2) // 2)
+
+
+def test_the_bracket_scan_skips_strings_and_comments_and_locates_the_bracket_past_the_limit():
+    from fedc.errors import ParseError
+    from fedc.limits import check_text_nesting
+
+    noise = '"((((\\"((((" // (((\n' * 2000 + '"unterminated ((((\n'  # strings and comments: no brackets
+    check_text_nesting(noise + "(" * MAX_NESTING + ")" * MAX_NESTING, "ok.txt", "([{<", comment="//")
+    text = noise + "<a -> b>" * 3000 + "\n  " + "(" * (MAX_NESTING + 1)
+    with pytest.raises(ParseError) as info:
+        check_text_nesting(text, "deep.txt", "([{<", comment="//")
+    assert str(info.value.location) == f"deep.txt:2003:{2 + MAX_NESTING + 1}"
