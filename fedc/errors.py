@@ -72,6 +72,11 @@ def end_position(source: str) -> tuple:
     return line, len(source_line(source, line) or "") + 1
 
 
+def line_of_offset(source: str, offset: int) -> int:
+    """The 1-based line of the character at ``offset`` in ``source``."""
+    return bisect_right(_line_starts(source), offset)
+
+
 def excerpt(source: str, line: int, column: int) -> str:
     """Returns the source line at ``line`` and a caret under ``column``."""
     text = source_line(source, line)

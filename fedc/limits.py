@@ -31,7 +31,7 @@ import math
 import re
 import sys
 
-from fedc.errors import FedcError, ParseError, SourceLocation
+from fedc.errors import FedcError, ParseError, SourceLocation, line_of_offset
 
 __all__ = [
     "INT64_MAX",
@@ -100,6 +100,19 @@ def deep_recursion(fn):
     return wrapper
 
 
+@functools.lru_cache(maxsize=None)
+def _bracket_scanner(brackets: str, comment: str):
+    # What the scan stops at: a string literal (to its closing quote or the end of its
+    # line; a backslash escapes the next character), a comment, a bracket. The regex
+    # skips everything else, string bodies included, without a Python step per character.
+    closing = {"(": ")", "[": "]", "{": "}", "<": ">"}
+    parts = [r'"[^"\\\n]*(?:\\[\s\S][^"\\\n]*)*"?']
+    if comment:
+        parts.append(re.escape(comment) + r"[^\n]*")
+    parts.append("[" + re.escape(brackets + "".join(closing[b] for b in brackets)) + "]")
+    return re.compile("|".join(parts)), frozenset(brackets), frozenset(closing[b] for b in brackets)
+
+
 def check_text_nesting(
     text: str, filename: str, brackets: str = "([{<", comment: str = "", what: str = "the text"
 ) -> None:
@@ -111,36 +124,24 @@ def check_text_nesting(
     literals in double quotes are skipped, and so is the rest of a line after
     ``comment``. Raises a located :class:`~fedc.ParseError`.
     """
-    closing = {"(": ")", "[": "]", "{": "}", "<": ">"}
-    opens = set(brackets)
-    closes = {closing[b] for b in brackets}
+    scanner, opens, closes = _bracket_scanner(brackets, comment)
     depth = 0
-    line, line_start = 1, 0
-    i, n = 0, len(text)
-    while i < n:
+    for match in scanner.finditer(text):
+        i = match.start()
         c = text[i]
-        if c == "\n":
-            line, line_start = line + 1, i + 1
-        elif c == '"':
-            i += 1
-            while i < n and text[i] != '"' and text[i] != "\n":
-                i += 2 if text[i] == "\\" else 1
-        elif comment and text.startswith(comment, i):
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-            continue
-        elif c in opens:
+        if c in opens:
             depth += 1
             if depth > MAX_NESTING:
+                line = line_of_offset(text, i)
+                column = i - text.rfind("\n", 0, i)
                 raise ParseError(
                     f"{what} nests brackets more than {MAX_NESTING} deep (fedc.limits.MAX_NESTING); "
                     "fedc refuses deeper nesting",
-                    SourceLocation(filename, line, i - line_start + 1),
+                    SourceLocation(filename, line, column),
                     text,
                 )
-        elif c in closes and not (c == ">" and i and text[i - 1] == "-"):
-            depth = max(depth - 1, 0)
-        i += 1
+        elif c in closes and match.end() == i + 1 and not (c == ">" and i and text[i - 1] == "-"):
+            depth = max(depth - 1, 0)  # (not a string, a comment or the arrow ->)
 
 
 # --------------------------------------------------------------------------

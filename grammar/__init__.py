@@ -20,11 +20,13 @@ def path(name: str) -> pathlib.Path:
 
 
 @functools.lru_cache(maxsize=None)
-def load(name: str, start="type"):
+def load(name: str, start="type", transformer=None):
     """Returns a cached LALR lark parser for grammar ``name`` starting at ``start``.
 
     ``start`` is a rule name, or a tuple of rule names for a parser with several
     start rules (choose one with ``parser.parse(text, start=...)``).
+    ``transformer``: callbacks that lark calls as it reduces each rule (lark's
+    inline transformer), so that lark builds no parse tree of its own.
     """
     import lark
 
@@ -34,4 +36,5 @@ def load(name: str, start="type"):
         start=list(start) if isinstance(start, tuple) else start,
         propagate_positions=True,
         maybe_placeholders=True,
+        transformer=transformer,
     )

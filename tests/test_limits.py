@@ -424,3 +424,15 @@ def test_the_tensor_limit_covers_what_the_interpreter_and_passes_allocate(small_
     with pytest.raises(fedc.FedcError, match="the zero of federated_max would allocate") as info:
         passes.run(largest.to_ir(), "desugar{to=aggregate}")
     assert info.value.location.file == __file__
+
+
+def test_the_bracket_scan_skips_strings_and_comments_and_locates_the_bracket_past_the_limit():
+    from fedc.errors import ParseError
+    from fedc.limits import check_text_nesting
+
+    noise = '"((((\\"((((" // (((\n' * 2000 + '"unterminated ((((\n'  # strings and comments: no brackets
+    check_text_nesting(noise + "(" * MAX_NESTING + ")" * MAX_NESTING, "ok.txt", "([{<", comment="//")
+    text = noise + "<a -> b>" * 3000 + "\n  " + "(" * (MAX_NESTING + 1)
+    with pytest.raises(ParseError) as info:
+        check_text_nesting(text, "deep.txt", "([{<", comment="//")
+    assert str(info.value.location) == f"deep.txt:2003:{2 + MAX_NESTING + 1}"

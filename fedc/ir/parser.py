@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import difflib
+import functools
 import hashlib
 import math
 import re
@@ -76,6 +77,14 @@ def parse_node(text: str, filename: str = "<ir>", trusted: bool = False) -> Node
 
 _STARTS = ("module_text", "node_text")
 
+
+@functools.lru_cache(maxsize=None)
+def _ir_parser():
+    """The LALR parser of ``grammar/ir.lark``, building the tree (see :class:`_InlineBuilder`) as it parses."""
+    from fedc.grammar import load
+
+    return load("ir", start=_STARTS, transformer=_InlineBuilder())
+
 _TERMINAL_WORDS = {
     "LOCAL_ID": "a named value (%name)",
     "TEMP_ID": "a numbered value (%0)",
@@ -106,6 +115,77 @@ def _position(item: Any) -> Optional[tuple[int, int]]:
     if isinstance(item, tuple):
         return item
     return None
+
+
+# Lark builds the parse tree through the callbacks below as it parses (its inline
+# ``transformer=``), so no tree of lark's own is kept: each node is a _Tree, its own
+# meta (lark's Tree holds a Meta object and two dicts besides), and each type becomes
+# a Type as soon as its `ty` is read, so its tokens go. A parse holds ~50 bytes per
+# character of text, not ~150, and a long string token costs what the string does.
+
+
+@functools.lru_cache(maxsize=None)
+def _tree_class():
+    import lark
+
+    class _Tree(lark.Tree):
+        """A node of the parse tree, and its own ``meta``: where it starts and ends."""
+
+        # lark.Tree's attributes, then what lark's propagate_positions writes to a meta.
+        __slots__ = (
+            "data", "children", "empty", "line", "column", "start_pos", "end_line", "end_column", "end_pos",
+            "container_line", "container_column", "container_start_pos",
+            "container_end_line", "container_end_column", "container_end_pos",
+        )
+
+        def __init__(self, data: str, children: list):
+            self.data = data
+            self.children = children
+            self.empty = True
+
+        @property
+        def meta(self):
+            return self
+
+    return _Tree
+
+
+class _InlineBuilder:
+    """The callbacks lark calls as it reduces each rule of ``grammar/ir.lark``.
+
+    A type (the rule ``ty``) is turned into a :class:`~fedc.types.Type` by
+    :mod:`fedc.types`' transformer as soon as it is parsed; an error there is a
+    ParseError without a file name, which the parser locates in its text.
+    Every other rule becomes a node of the tree.
+    """
+
+    def __init__(self):
+        import lark
+        from lark.visitors import merge_transformers
+
+        from fedc.types import type_transformer
+
+        self._tree = _tree_class()
+        self._types = merge_transformers(lark.Transformer(), types=type_transformer(None, None))
+
+    def __default__(self, data, children, meta):
+        return self._tree(data, children)
+
+    def ty(self, children):
+        import lark
+
+        (tree,) = children
+        try:
+            t = self._types.transform(tree)
+        except lark.exceptions.VisitError as e:
+            original = e.orig_exc
+            if isinstance(original, ParseError):
+                raise original from None
+            if isinstance(original, FedcError):
+                line, column = _position(e.obj) or (1, 1)
+                raise ParseError(original.message, SourceLocation(None, line, column)) from None
+            raise
+        return self._tree("ty", [t])
 
 
 class _Temp:
@@ -236,28 +316,17 @@ class _Parser:
     # Entry point -----------------------------------------------------------
     def parse(self):
         import lark
-        from lark.visitors import merge_transformers
-
-        from fedc.grammar import load
-        from fedc.types import type_transformer
 
         check_text_nesting(self.text, self.filename, "([{<", comment="//", what="the textual IR")
-        parser = load("ir", start=_STARTS)
+        parser = _ir_parser()
         start = "module_text" if self.module_mode else "node_text"
         try:
             tree = parser.parse(self.text, start=start)
         except lark.exceptions.UnexpectedInput as e:
             raise self.syntax_error(e, parser) from None
-        transformer = merge_transformers(lark.Transformer(), types=type_transformer(self.filename, self.text))
-        try:
-            tree = transformer.transform(tree)
-        except lark.exceptions.VisitError as e:
-            original = e.orig_exc
-            if isinstance(original, ParseError):
-                raise original from None
-            if isinstance(original, FedcError):
-                raise self.error(e.obj, original.message) from None
-            raise
+        except ParseError as e:  # from a type: located in this text
+            location = e.location
+            raise self.error((location.line, location.column) if location else None, e.message) from None
         if self.module_mode:
             name_token, *entries, resources = tree.children
             self.resources = self.parse_resources(resources)

@@ -553,3 +553,46 @@ def test_mutated_text_gives_parse_errors_only():
 def test_not_a_string():
     with pytest.raises(Exception, match="string"):
         parse_module(b"fedc.module @m {}")
+
+
+# --------------------------------------------------------------------------
+# Big input: reading IR back costs memory a small multiple of its size
+
+
+def test_ir_with_a_two_megabyte_payload_reads_back_in_a_few_bytes_per_character():
+    import os
+    import tracemalloc
+
+    payload = os.urandom(2_000_000)
+    module = ir.Module("big", [("f", ir.Compiled("extern", payload, NEG, "f"))])
+    text = print_module(module)  # the payload is 2.7 MB of base64 in one string token
+    parse_module("fedc.module @warm {}")  # the parser itself, once
+    tracemalloc.start()
+    try:
+        parsed = parse_module(text, "big.fedir")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert parsed == module and parsed["f"].payload == payload
+    assert peak < 8 * len(text), f"{peak / len(text):.0f} bytes per character"  # was ~220
+
+
+def test_long_strings_with_many_escapes_round_trip():
+    value = 'a"b\\c\nd\té' * 20_000
+    text = _roundtrip_node(ir.Literal(np.array([value, "plain" * 50_000])))
+    assert len(text) > 400_000
+
+
+def test_a_type_error_in_the_textual_ir_is_located_at_the_type():
+    text = (
+        "fedc.module @m {\n"
+        "  fedc.func @f(%x: float32) -> float32 {\n"
+        "    %y = fedc.ref %x : {(float32 -> float32)}@CLIENTS\n"
+        "    fedc.return %x\n"
+        "  }\n"
+        "}\n"
+    )
+    with pytest.raises(ParseError) as info:
+        parse_module(text, "t.fedir")
+    assert str(info.value.location) == "t.fedir:3:24"
+    assert "{(float32 -> float32)}@CLIENTS" in str(info.value) and "^" in str(info.value)
