@@ -19,9 +19,13 @@ import sys
 
 from fedc.errors import FedcError, ParseError, SourceLocation, line_of_offset
 
-__all__ = ["MAX_IR_TEXT_NESTING", "MAX_NESTING", "RECURSION_LIMIT", "NestingError", "check_nesting", "check_text_nesting", "deep_recursion"]
+__all__ = ["MAX_ARGUMENT_BYTES", "MAX_IR_TEXT_NESTING", "MAX_NESTING", "RECURSION_LIMIT", "NestingError", "check_nesting", "check_text_nesting", "deep_recursion"]
 
 MAX_NESTING = 1000
+
+# How many bytes an argument file (fedc run --args) may hold: a JSON file's size, or
+# the uncompressed size of an .npz's arrays, checked before anything is allocated.
+MAX_ARGUMENT_BYTES = 1 << 30
 
 # How deeply the brackets of textual IR may nest. The text of IR within MAX_NESTING
 # nests deeper than its nodes: a region or an inline struct opens a bracket per node,
