@@ -87,9 +87,17 @@ def read_args(path: Optional[str]) -> Any:
     """The argument file: JSON, or ``.npz`` whose keys are ``/``-paths into the argument."""
     if path is None:
         return None
+    from fedc.limits import MAX_ARGUMENT_BYTES
+
     file = pathlib.Path(path)
     if not file.is_file():
         raise FedcError(f"{path}: no such argument file")
+    size = file.stat().st_size
+    if size > MAX_ARGUMENT_BYTES:
+        raise FedcError(
+            f"{path}: the argument file is {size} bytes, more than fedc reads "
+            f"({MAX_ARGUMENT_BYTES} bytes, fedc.limits.MAX_ARGUMENT_BYTES)"
+        )
     if file.suffix.lower() == ".json":
         from fedc.errors import ParseError, SourceLocation
         from fedc.limits import check_text_nesting
@@ -111,14 +119,7 @@ def read_args(path: Optional[str]) -> Any:
         except (ValueError, RecursionError) as e:
             raise FedcError(f"{path}: cannot read the JSON: {e}") from None
     if file.suffix.lower() == ".npz":
-        try:
-            with np.load(file, allow_pickle=False) as data:
-                flat = {key: data[key] for key in data.files}
-        except ValueError as e:
-            raise FedcError(f"{path}: not a valid .npz of plain arrays: {e}") from None
-        except Exception as e:
-            raise FedcError(f"{path}: cannot read .npz: {e}") from None
-        return unflatten_paths(flat, path)
+        return unflatten_paths(read_npz(file, str(path), MAX_ARGUMENT_BYTES), path)
     raise FedcError(f"{path}: argument files are .json or .npz")
 
 
@@ -139,6 +140,69 @@ def _json_number_location(text: str, filename: str, message: str):
             line = text.count("\n", 0, match.start()) + 1
             return SourceLocation(filename, line, match.start() - (text.rfind("\n", 0, match.start()) + 1) + 1)
     return None
+
+
+def read_npz(file: pathlib.Path, path: str, max_bytes: int) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` (a zip of ``.npy`` members), checked before any is allocated.
+
+    The zip's directory gives each member's uncompressed size, and a member's
+    ``.npy`` header its dtype and shape: the sizes must total at most
+    ``max_bytes``, and each header must claim exactly the bytes its member
+    holds, so an array is allocated only for data that is there. (zipfile
+    reads no more than a member's stated size.) No pickles (object arrays).
+    """
+    import math
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    def refuse(message: str) -> FedcError:
+        return FedcError(f"{path}: {message}")
+
+    try:
+        archive = zipfile.ZipFile(file)
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise refuse(f"not an .npz (zip) file: {e}") from None
+    arrays = {}
+    with archive:
+        members = archive.infolist()
+        total = sum(m.file_size for m in members)
+        if total > max_bytes:
+            raise refuse(
+                f"its arrays hold {total} bytes uncompressed, more than fedc reads "
+                f"({max_bytes} bytes, fedc.limits.MAX_ARGUMENT_BYTES)"
+            )
+        for member in members:
+            name = member.filename
+            if member.is_dir():
+                continue
+            if not name.endswith(".npy"):
+                raise refuse(f"member {name!r} is not an array (.npy)")
+            try:
+                with archive.open(member) as f:
+                    version = npy.read_magic(f)
+                    if version == (1, 0):
+                        shape, fortran_order, dtype = npy.read_array_header_1_0(f)
+                    elif version == (2, 0):
+                        shape, fortran_order, dtype = npy.read_array_header_2_0(f)
+                    else:
+                        raise refuse(f"member {name!r} is .npy version {version[0]}.{version[1]}; fedc reads 1.0 and 2.0")
+                    if dtype.hasobject:
+                        raise refuse(f"member {name!r} holds Python objects (a pickle), which fedc never loads")
+                    claimed = math.prod(shape) * dtype.itemsize
+                    held = member.file_size - f.tell()
+                    if claimed != held:
+                        raise refuse(
+                            f"member {name!r} claims an array of shape {shape} and dtype {dtype} "
+                            f"({claimed} bytes), but holds {held} bytes"
+                        )
+                with archive.open(member) as f:
+                    arrays[name[: -len(".npy")]] = npy.read_array(f, allow_pickle=False)
+            except FedcError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a malformed member is bad input, whatever numpy raises
+                raise refuse(f"cannot read member {name!r}: {e}") from None
+    return arrays
 
 
 def unflatten_paths(flat: dict[str, np.ndarray], source: str = "<args>") -> Any:

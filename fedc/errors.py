@@ -126,7 +126,15 @@ class ParseError(FedcError, ValueError):
 
 
 class VerificationError(FedcError):
-    """The IR breaks one of its invariants (scoping, SSA, types, placements)."""
+    """The IR breaks one of its invariants (scoping, SSA, types, placements).
+
+    ``node`` is the IR node at fault, when there is one (the textual IR's
+    parser uses it to locate the error in its text).
+    """
+
+    def __init__(self, message: str, location: SourceLocation | None = None, source: str | None = None, node=None):
+        super().__init__(message, location, source)
+        self.node = node
 
 
 class SerializationError(FedcError):

@@ -35,6 +35,8 @@ from fedc.errors import FedcError, ParseError, SourceLocation, line_of_offset
 
 __all__ = [
     "INT64_MAX",
+    "MAX_ARGUMENT_BYTES",
+    "MAX_IR_TEXT_NESTING",
     "MAX_NESTING",
     "MAX_RANK",
     "MAX_TENSOR_BYTES",
@@ -51,6 +53,17 @@ __all__ = [
 ]
 
 MAX_NESTING = 1000
+
+# How many bytes an argument file (fedc run --args) may hold: a JSON file's size, or
+# the uncompressed size of an .npz's arrays, checked before anything is allocated.
+MAX_ARGUMENT_BYTES = 1 << 30
+
+# How deeply the brackets of textual IR may nest. The text of IR within MAX_NESTING
+# nests deeper than its nodes: a region or an inline struct opens a bracket per node,
+# and the type written in the innermost op opens one per level of the type, which
+# may itself nest MAX_NESTING deep; the module, an argument list, an attribute and a
+# location add a few. So what fedc prints within the limit, fedc parses.
+MAX_IR_TEXT_NESTING = 2 * MAX_NESTING + 8
 
 
 class NestingError(FedcError):
@@ -114,9 +127,15 @@ def _bracket_scanner(brackets: str, comment: str):
 
 
 def check_text_nesting(
-    text: str, filename: str, brackets: str = "([{<", comment: str = "", what: str = "the text"
+    text: str,
+    filename: str,
+    brackets: str = "([{<",
+    comment: str = "",
+    what: str = "the text",
+    limit: int = MAX_NESTING,
+    limit_name: str = "fedc.limits.MAX_NESTING",
 ) -> None:
-    """Refuses ``text`` whose brackets nest more than :data:`MAX_NESTING` deep, before it is parsed.
+    """Refuses ``text`` whose brackets nest more than ``limit`` deep, before it is parsed.
 
     Parsers recurse once or more per bracket; scanning first bounds that
     recursion for any input. ``brackets`` are the opening ones to count
@@ -131,12 +150,11 @@ def check_text_nesting(
         c = text[i]
         if c in opens:
             depth += 1
-            if depth > MAX_NESTING:
+            if depth > limit:
                 line = line_of_offset(text, i)
                 column = i - text.rfind("\n", 0, i)
                 raise ParseError(
-                    f"{what} nests brackets more than {MAX_NESTING} deep (fedc.limits.MAX_NESTING); "
-                    "fedc refuses deeper nesting",
+                    f"{what} nests brackets more than {limit} deep ({limit_name}); fedc refuses deeper nesting",
                     SourceLocation(filename, line, column),
                     text,
                 )

@@ -19,7 +19,7 @@ import numpy as np
 
 from fedc import tensorflow_ops
 from fedc.errors import FedcError, FedcTypeError
-from fedc.types import SequenceType, StructType, TensorType, Type
+from fedc.types import FunctionType, SequenceType, StructType, TensorType, Type
 from fedc.values import strings
 
 __all__ = ["KIND", "call_in_graph", "decode_strings", "flat_leaves", "load", "make_payload"]
@@ -137,21 +137,104 @@ def from_dataset_variant(variant, t: SequenceType) -> list:
         raise FedcError(f"TensorFlow failed while reading the dataset the computation returns: {e.message}") from None
 
 
-@functools.lru_cache(maxsize=256)
-def _graph(payload: bytes, parameter: Optional[Type], result: Type):
-    """(GraphDef, input tensor names, output tensor names) of a payload, checked against its type."""
+def _leaf_text(dtype, shape) -> str:
+    """A graph tensor's dtype and static shape, in fedc's notation (``float32[?,3]``, ``variant``)."""
     import tensorflow as tf
 
+    if dtype == tf.variant:
+        return "variant (a dataset)"
+    if dtype == tf.string:
+        name = "str"
+    else:
+        try:
+            name = str(TensorType(dtype.as_numpy_dtype))
+        except Exception:  # noqa: BLE001 - a dtype fedc has no name for
+            name = dtype.name
+    if shape.rank is None:
+        return f"{name}[*]"
+    if shape.rank == 0:
+        return name
+    return f"{name}[{','.join('?' if d is None else str(d) for d in shape.as_list())}]"
+
+
+def _leaf_mismatch(leaf: Type, dtype, shape, is_input: bool) -> Optional[str]:
+    """Why a graph tensor of ``dtype``/``shape`` cannot stand for a value of type ``leaf`` (None if it can).
+
+    A parameter's placeholder must accept every value of the declared type; a
+    result must be a value of the declared type (a dimension the graph does not
+    know statically is checked when the computation runs).
+    """
+    import tensorflow as tf
+
+    if isinstance(leaf, SequenceType):
+        return None if dtype == tf.variant else "a dataset is declared"
+    if dtype != tf_dtype(leaf):
+        return "the dtypes differ"
+    declared = tf.TensorShape(leaf.shape)
+    if is_input:
+        fits = shape.rank is None or (
+            declared.rank is not None
+            and declared.rank == shape.rank
+            and all(g is None or (d is not None and d == g) for d, g in zip(declared.as_list(), shape.as_list()))
+        )
+        return None if fits else "the placeholder does not accept every value of the declared shape"
+    return None if declared.is_compatible_with(shape) else "the shapes differ"
+
+
+@functools.lru_cache(maxsize=256)
+def _graph(payload: bytes, parameter: Optional[Type], result: Type, what: str):
+    """(GraphDef, input tensor names, output tensor names) of a payload, checked against its declared type.
+
+    The signature must have one input per leaf of the parameter and one output
+    per leaf of the result, and each graph tensor's dtype and static shape must
+    fit its leaf (see :func:`_leaf_mismatch`); ``what`` names the computation.
+    """
+    import tensorflow as tf
+
+    declared = FunctionType(parameter, result)
     try:
         meta = tf.compat.v1.MetaGraphDef.FromString(payload)
         signature = meta.signature_def[SIGNATURE_KEY]
-        input_names = [signature.inputs[f"p{i}"].name for i in range(len(flat_leaves(parameter)))]
-        output_names = [signature.outputs[f"r{i}"].name for i in range(len(flat_leaves(result)))]
+        input_leaves = flat_leaves(parameter)
+        output_leaves = flat_leaves(result)
+        input_keys = {f"p{i}" for i in range(len(input_leaves))}
+        output_keys = {f"r{i}" for i in range(len(output_leaves))}
+        if set(signature.inputs) != input_keys or set(signature.outputs) != output_keys:
+            raise FedcError(
+                f"{what} is declared {declared}, with {len(input_leaves)} parameter and "
+                f"{len(output_leaves)} result tensor(s), but its TensorFlow graph's signature has inputs "
+                f"{sorted(signature.inputs) or 'none'} and outputs {sorted(signature.outputs) or 'none'}"
+            )
+        input_names = [signature.inputs[f"p{i}"].name for i in range(len(input_leaves))]
+        output_names = [signature.outputs[f"r{i}"].name for i in range(len(output_leaves))]
+    except FedcError:
+        raise
     except Exception as e:  # a malformed payload is data, not a crash
-        raise FedcError(f"malformed TensorFlow payload: {e}") from None
-    if len(signature.inputs) != len(input_names) or len(signature.outputs) != len(output_names):
-        raise FedcError("malformed TensorFlow payload: its signature does not match the computation's type")
-    return meta.graph_def, input_names, output_names
+        raise FedcError(f"{what}: malformed TensorFlow payload: {e}") from None
+    graph_def = meta.graph_def
+
+    # The graph's own signature: the dtype and static shape of each input and output.
+    try:
+        with tf.Graph().as_default():
+            tensors = tf.compat.v1.import_graph_def(graph_def, return_elements=input_names + output_names, name="")
+            graph_leaves = [(t.dtype, t.shape) for t in tensors]
+    except Exception as e:  # noqa: BLE001
+        raise FedcError(f"{what}: cannot load the TensorFlow graph: {e}") from None
+    problems = []
+    for i, (leaf, (dtype, shape)) in enumerate(zip(input_leaves + output_leaves, graph_leaves)):
+        is_input = i < len(input_leaves)
+        why = _leaf_mismatch(leaf, dtype, shape, is_input)
+        if why is not None:
+            key = f"p{i}" if is_input else f"r{i - len(input_leaves)}"
+            problems.append(f"{key} is {_leaf_text(dtype, shape)} where {leaf} is declared ({why})")
+    if problems:
+        inputs = ", ".join(_leaf_text(d, s) for d, s in graph_leaves[: len(input_leaves)])
+        outputs = ", ".join(_leaf_text(d, s) for d, s in graph_leaves[len(input_leaves):])
+        raise FedcError(
+            f"{what} is declared {declared}, but its TensorFlow graph's signature is "
+            f"({inputs}) -> ({outputs}): {'; '.join(problems)}"
+        )
+    return graph_def, input_names, output_names
 
 
 def _import(graph_def, input_names: list[str], output_names: list[str], flat: list, name: str) -> list:
@@ -175,7 +258,8 @@ def call_in_graph(node, flat: list) -> list:
         raise FedcError(f"compiled computation {node.name or ''} of kind {node.kind!r} cannot be called from TensorFlow")
     admit(node)
     t = node.type_signature
-    graph_def, input_names, output_names = _graph(node.payload, t.parameter, t.result)
+    what = f"compiled computation {node.name!r}" if node.name else "a compiled computation"
+    graph_def, input_names, output_names = _graph(node.payload, t.parameter, t.result, what)
     outputs = _import(graph_def, input_names, output_names, flat, node.name or "compiled")
     return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
@@ -200,10 +284,11 @@ def decode_strings(array, what: str) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=256)
-def _load_cached(payload: bytes, parameter: Optional[Type], result: Type, name: str) -> Callable:
+def _load_cached(payload: bytes, parameter: Optional[Type], result: Type, what: str) -> Callable:
     import tensorflow as tf
 
-    graph_def, input_names, output_names = _graph(payload, parameter, result)
+    declared = FunctionType(parameter, result)
+    graph_def, input_names, output_names = _graph(payload, parameter, result, what)
     input_leaves = flat_leaves(parameter)
     output_leaves = flat_leaves(result)
     specs = [
@@ -217,7 +302,7 @@ def _load_cached(payload: bytes, parameter: Optional[Type], result: Type, name: 
     try:
         function = tf.compat.v1.wrap_function(imported, specs)
     except Exception as e:
-        raise FedcError(f"cannot load the TensorFlow graph: {e}") from None
+        raise FedcError(f"{what}: cannot load the TensorFlow graph: {e}") from None
 
     def run(argument: Any) -> Any:
         flat = []
@@ -229,19 +314,28 @@ def _load_cached(payload: bytes, parameter: Optional[Type], result: Type, name: 
         try:
             outputs = function(*flat)
         except tf.errors.OpError as e:
-            raise FedcError(f"TensorFlow failed while running the computation: {e.message}") from None
+            raise FedcError(f"TensorFlow failed while running {what}: {e.message}") from None
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
         leaves = []
-        for leaf_type, tensor in zip(output_leaves, outputs):
+        for i, (leaf_type, tensor) in enumerate(zip(output_leaves, outputs)):
             if isinstance(leaf_type, SequenceType):
                 leaves.append(from_dataset_variant(tensor, leaf_type))
                 continue
-            array = tensor.numpy()
+            array = np.asarray(tensor.numpy())
+            expected = leaf_type.shape
+            if expected is not None and (
+                array.ndim != len(expected) or any(d is not None and d != n for d, n in zip(expected, array.shape))
+            ):
+                raise FedcError(
+                    f"{what} is declared {declared}, but its TensorFlow graph returned r{i} of shape "
+                    f"{list(array.shape)} where {leaf_type} is declared"
+                )
             if leaf_type.dtype.kind == "U":  # bytes from TensorFlow; fedc keeps str tensors exactly (NULs too)
-                leaves.append(decode_strings(array, name))
+                leaves.append(decode_strings(array, what))
                 continue
-            leaves.append(np.asarray(array).astype(leaf_type.dtype, copy=False))
+            leaves.append(array.astype(leaf_type.dtype, copy=False))
+        return unflatten_value(leaves, result)
         return unflatten_value(leaves, result)
 
     return run
@@ -274,5 +368,5 @@ def load(node) -> Callable[[Any], Any]:
     # Checked again here (once per payload and process), so a node built by hand runs only allowed ops.
     admit(node)
     t = node.type_signature
-    name = f"compiled computation {node.name!r}" if node.name else "a compiled computation"
-    return _load_cached(node.payload, t.parameter, t.result, name)
+    what = f"compiled computation {node.name!r}" if node.name else "a compiled computation"
+    return _load_cached(node.payload, t.parameter, t.result, what)

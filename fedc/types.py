@@ -314,6 +314,7 @@ class Type:
             )
         return placed
 
+    @deep_recursion  # it recurses once per level; types nest up to MAX_NESTING
     def formatted_representation(self) -> str:
         """The multi-line form TFF prints: struct elements one per line."""
         return "\n".join(line.rstrip() for line in _lines(self, formatted=True))

@@ -104,6 +104,69 @@ def test_npz_paths_rebuild_nested_lists_and_structs():
         cli.unflatten_paths({"d/0": np.ones(1), "d/2": np.ones(1)})
 
 
+def _npz(path, members, compression=None):
+    """An .npz written by hand: members maps a name to (.npy header dict, the bytes after the header)."""
+    import io
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    with zipfile.ZipFile(path, "w", compression or zipfile.ZIP_STORED) as archive:
+        for name, (header, data) in members.items():
+            buffer = io.BytesIO()
+            npy.write_array_header_1_0(buffer, header)
+            archive.writestr(name, buffer.getvalue() + data)
+    return path
+
+
+def test_npz_arguments_are_checked_against_their_headers_and_the_size_limit_before_reading(tmp_path, capsys, monkeypatch):
+    from fedc import limits
+
+    program = tmp_path / "f.fed"
+    program.write_text("computation f(x: float32[?]@SERVER) -> float32[?]@SERVER {\n  return x\n}\n")
+    plain = {"descr": "<f4", "fortran_order": False, "shape": (3,)}
+    ok = _npz(tmp_path / "ok.npz", {"x.npy": (plain, np.arange(3, dtype="<f4").tobytes())})
+    assert fedc("run", program, "--args", ok, capsys=capsys)[:2] == (0, "[0., 1., 2.]\n")
+
+    cases = {
+        # a header claiming 8 TB in a 200-byte file: refused from the header, nothing allocated
+        "huge": ({"x.npy": ({"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)}, b"")},
+                 "member 'x.npy' claims an array of shape (1000000, 1000000) and dtype float64 "
+                 "(8000000000000 bytes), but holds 0 bytes"),
+        "short": ({"x.npy": (plain, b"\0" * 8)}, "member 'x.npy' claims an array of shape (3,) and dtype float32 (12 bytes), but holds 8 bytes"),
+        "objects": ({"x.npy": ({"descr": "|O", "fortran_order": False, "shape": (1,)}, b"\x80\x04N.")},
+                    "member 'x.npy' holds Python objects (a pickle), which fedc never loads"),
+        "not_an_array": ({"x.txt": (plain, b"")}, "member 'x.txt' is not an array (.npy)"),
+    }
+    for name, (members, message) in cases.items():
+        path = _npz(tmp_path / f"{name}.npz", members)
+        status, out, err = fedc("run", program, "--args", path, capsys=capsys)
+        assert (status, out) == (2, ""), name
+        assert err.strip() == f"fedc run: error: {path}: {message}", name
+    (tmp_path / "zip.npz").write_bytes(b"PK not a zip")
+    assert "not an .npz (zip) file" in fedc("run", program, "--args", tmp_path / "zip.npz", capsys=capsys)[2]
+
+    # The limit counts the uncompressed size the zip declares (a small file may inflate to gigabytes)
+    # and, for JSON, the file's size.
+    monkeypatch.setattr(limits, "MAX_ARGUMENT_BYTES", 1000)
+    import zipfile
+
+    bomb = _npz(tmp_path / "bomb.npz", {"x.npy": ({**plain, "shape": (1000,)}, bytes(4000))}, zipfile.ZIP_DEFLATED)
+    assert bomb.stat().st_size < 1000
+    status, _, err = fedc("run", program, "--args", bomb, capsys=capsys)
+    assert status == 2 and err.strip() == (
+        f"fedc run: error: {bomb}: its arrays hold 4128 bytes uncompressed, more than fedc reads "
+        "(1000 bytes, fedc.limits.MAX_ARGUMENT_BYTES)"
+    )
+    big_json = tmp_path / "big.json"
+    big_json.write_text(json.dumps([0.0] * 300))
+    status, _, err = fedc("run", program, "--args", big_json, capsys=capsys)
+    assert status == 2 and err.strip() == (
+        f"fedc run: error: {big_json}: the argument file is {big_json.stat().st_size} bytes, more than fedc reads "
+        "(1000 bytes, fedc.limits.MAX_ARGUMENT_BYTES)"
+    )
+
+
 def test_user_errors_exit_2_without_traceback(temperature, tmp_path, capsys):
     status, _, err = fedc("opt", temperature, "--passes", "verfy", capsys=capsys)
     assert status == 2

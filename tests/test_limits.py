@@ -436,3 +436,27 @@ def test_the_bracket_scan_skips_strings_and_comments_and_locates_the_bracket_pas
     with pytest.raises(ParseError) as info:
         check_text_nesting(text, "deep.txt", "([{<", comment="//")
     assert str(info.value.location) == f"deep.txt:2003:{2 + MAX_NESTING + 1}"
+
+
+def test_what_fedc_prints_at_the_limit_it_parses_and_deserializes():
+    from fedc.limits import check_text_nesting
+
+    # IR whose nodes and types both nest near the limit prints brackets nested deeper
+    # than either: regions and inline structs, then the type of the innermost op.
+    deep_type = F32
+    while deep_type.depth < MAX_NESTING - 1:
+        deep_type = types.StructType([deep_type])
+    inner = ir.Lambda("x", deep_type, ir.Reference("x", deep_type))  # its type nests MAX_NESTING deep
+    for i in range(300):  # 300 regions around it
+        inner = ir.Block([(f"b{i}", inner)], ir.Literal(np.float32(i)))
+    value = ir.Literal(np.float32(1.0))
+    while value.depth < MAX_NESTING:
+        value = ir.Struct([value])
+    module = ir.Module("deep", [("f", inner), ("s", value)])
+    text = ir.print_module(module)
+    with pytest.raises(fedc.ParseError):  # more than MAX_NESTING brackets deep
+        check_text_nesting(text, "deep.fedir", "([{<", comment="//")
+    assert ir.parse_module(text, "deep.fedir") == module
+    assert ir.deserialize(ir.serialize(module)) == module
+    # A type at the limit shows in its formatted form too (e.g. in a type mismatch).
+    assert types.parse(deep_type.formatted_representation()) == deep_type

@@ -36,11 +36,12 @@ def print_module(module, **options) -> str:
     return _print(module, **options)
 
 
-def parse_module(text: str, filename: str = "<ir>", trusted: bool = False):
-    """Parses textual IR into a module (``trusted``: admit TensorFlow payloads using any op)."""
+def parse_module(text: str, filename: str = "<ir>", trusted: bool = False, verify: bool = True):
+    """Parses textual IR into a verified module (``trusted``: admit TensorFlow payloads using any op;
+    ``verify=False``: also IR that does not verify)."""
     from fedc.ir.text import parse_module as _parse
 
-    return _parse(text, filename, trusted=trusted)
+    return _parse(text, filename, trusted=trusted, verify=verify)
 
 
 def print_node(node) -> str:

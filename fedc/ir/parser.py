@@ -20,8 +20,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from fedc.limits import INT64_MAX, UINT64_MAX, check_text_nesting, deep_recursion, parse_integer, shown_integer
-from fedc.errors import FedcError, FedcTypeError, ParseError, SourceLocation, UnsafeTensorFlowError
+from fedc.limits import INT64_MAX, MAX_IR_TEXT_NESTING, UINT64_MAX, check_text_nesting, deep_recursion, parse_integer, shown_integer
+from fedc.errors import FedcError, FedcTypeError, ParseError, SourceLocation, UnsafeTensorFlowError, VerificationError
 from fedc.ir.building_blocks import (
     Block,
     Call,
@@ -39,6 +39,7 @@ from fedc.ir.building_blocks import (
 )
 from fedc import tensorflow_graphs
 from fedc.ir.module import Module
+from fedc.ir.verifier import verify as verify_ir
 from fedc.ir.text_format import (
     DECIMAL_INT as _DECIMAL_INT,
     HEX_INT as _HEX_INT,
@@ -58,15 +59,21 @@ __all__ = [
 
 
 @deep_recursion
-def parse_module(text: str, filename: str = "<ir>", trusted: bool = False) -> Module:
+def parse_module(text: str, filename: str = "<ir>", trusted: bool = False, verify: bool = True) -> Module:
     """Parses the textual IR of a module.
 
     Raises :class:`ParseError` (``file:line:col``, the line and a caret) for
     bad syntax, unknown ops, scoping errors, misused temporaries, type errors,
     missing or corrupt payloads, and TensorFlow payloads using an op outside
-    :mod:`fedc.tensorflow_ops`'s allowlist (unless ``trusted``).
+    :mod:`fedc.tensorflow_ops`'s allowlist (unless ``trusted``). The module is
+    verified (:func:`fedc.ir.verify`) unless ``verify=False``; a
+    :class:`VerificationError` is located the same way, at the op or operand at
+    fault. (The text can carry IR that does not verify, e.g. shadowed names.)
     """
-    return _Parser(text, filename, module_mode=True, trusted=trusted).parse()
+    module = _Parser(text, filename, module_mode=True, trusted=trusted).parse()
+    if verify:
+        _Parser(text, filename, module_mode=True, trusted=trusted).verify(module)
+    return module
 
 
 @deep_recursion
@@ -226,7 +233,9 @@ class _LambdaFrame:
 
 
 class _Parser:
-    def __init__(self, text: str, filename: str, module_mode: bool, trusted: bool = False):
+    def __init__(self, text: str, filename: str, module_mode: bool, trusted: bool = False, positions=None):
+        # positions: a dict to fill with id(node) -> (node, where in the text), or None
+        self.positions = positions
         if not isinstance(text, str):
             raise FedcTypeError(f"the textual IR is a string, not {type(text).__name__}")
         self.text = text
@@ -307,17 +316,48 @@ class _Parser:
     def wrap(self, where: Any, action: Callable[[], Any], prefix: str = "", fallback: Any = None):
         """Runs ``action``, turning a :class:`FedcError` (from a constructor) into a located ParseError."""
         try:
-            return action()
+            return self.noted(where, action(), fallback)
         except ParseError:
             raise
         except FedcError as e:
             raise self.error(where, prefix + e.message, fallback) from None
 
+    def noted(self, where: Any, node: Node, fallback: Any = None) -> Node:
+        """``node``, noting where in the text it was written (when positions are kept)."""
+        if self.positions is not None:
+            self.positions.setdefault(id(node), (node, _position(where) or _position(fallback)))
+        return node
+
+    def verify(self, module: Module) -> None:
+        """Verifies ``module``; a failure is located at the text of the node at fault.
+
+        The positions of nodes are kept only to locate a failure: the text is then
+        parsed again, keeping them, and the same failure found in its module.
+        """
+        try:
+            verify_ir(module)
+        except VerificationError as e:
+            positions: dict = {}
+            again = _Parser(self.text, self.filename, self.module_mode, self.trusted, positions).parse()
+            try:
+                verify_ir(again)
+            except VerificationError as located:
+                e = located
+            _, position = positions.get(id(e.node), (None, None))
+            if position is None:
+                raise e from None
+            raise VerificationError(
+                e.message, SourceLocation(self.filename, position[0], position[1]), self.text, e.node
+            ) from None
+
     # Entry point -----------------------------------------------------------
     def parse(self):
         import lark
 
-        check_text_nesting(self.text, self.filename, "([{<", comment="//", what="the textual IR")
+        check_text_nesting(
+            self.text, self.filename, "([{<", comment="//", what="the textual IR",
+            limit=MAX_IR_TEXT_NESTING, limit_name="fedc.limits.MAX_IR_TEXT_NESTING",
+        )
         parser = _ir_parser()
         start = "module_text" if self.module_mode else "node_text"
         try:
@@ -502,7 +542,10 @@ class _Parser:
     # Ops -------------------------------------------------------------------
     def op(self, body) -> Node:
         handler = getattr(self, "op_" + body.data)
-        return handler(body, *body.children)
+        node = handler(body, *body.children)
+        if self.positions is not None:  # the node an op defines is pointed at by the op
+            self.positions[id(node)] = (node, _position(body))
+        return node
 
     def op_intrinsic_op(self, tree, name_token, args, attrs, ty, loc):
         name = str(name_token)
@@ -644,7 +687,7 @@ class _Parser:
             t = self.lookup(name)
             if t is None:
                 raise self.undefined_value(token)
-            return Reference(name, t)
+            return self.noted(token, Reference(name, t))
         if kind == "use_temp":
             return self.use_temp(tree.children[0])
         if kind == "use_symbol":
@@ -658,7 +701,7 @@ class _Parser:
             t = self.symbols.get(name)
             if t is None:
                 raise self.undefined_symbol(token)
-            return SymbolRef(name, t)
+            return self.noted(token, SymbolRef(name, t))
         if kind in ("use_field", "use_index"):
             return self.selection(tree, None)
         if kind == "use_struct":

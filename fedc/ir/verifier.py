@@ -66,22 +66,26 @@ class _Verifier:
         self.module = module
         self.symbol = symbol
 
-    def fail(self, node: Node, message: str) -> VerificationError:
+    def fail(self, node: Node, message: str, culprit: Optional[Node] = None) -> VerificationError:
+        """The error at ``node``; ``culprit`` (default ``node``) is the node to point at in text."""
         where = f" in @{self.symbol}" if self.symbol else ""
         at = f" at {node.location}" if node.location is not None else ""
         kind = _KIND_NAMES.get(type(node).__name__, type(node).__name__.lower())
-        return VerificationError(f"verification failed{where}: {kind}{at}: {message}")
+        return VerificationError(f"verification failed{where}: {kind}{at}: {message}", node=culprit or node)
 
     def check(self, root: Node) -> None:
         # scope: name -> (type, depth of the local function it was bound in)
         self._visit(root, scope={}, local_depth=0)
 
-    def _bind(self, node: Node, name: str, t: Type, scope: dict, local_depth: int, what: str) -> None:
+    def _bind(
+        self, node: Node, name: str, t: Type, scope: dict, local_depth: int, what: str, culprit: Optional[Node] = None
+    ) -> None:
         """Adds ``name`` to ``scope`` (one dict for the whole walk; the binder's caller removes it)."""
         if name in scope:
             raise self.fail(
                 node,
                 f"{what} %{name} is bound again (SSA: a name is bound once; it is already bound to a {scope[name][0]})",
+                culprit,
             )
         scope[name] = (t, local_depth)
 
@@ -136,7 +140,9 @@ class _Verifier:
         if isinstance(node, Block):
             for name, value in node.locals:
                 self._visit(value, scope, local_depth)
-                self._bind(value if value.location else node, name, value.type_signature, scope, local_depth, "local")
+                self._bind(
+                    value if value.location else node, name, value.type_signature, scope, local_depth, "local", value
+                )
             self._visit(node.result, scope, local_depth)
             for name, _ in node.locals:
                 del scope[name]
@@ -164,9 +170,11 @@ def _check_no_recursion(module: Module) -> None:
             for succ in successors:
                 if state.get(succ) == 1:
                     cycle = path[path.index(succ):] + [succ]
+                    closing = next(n for n in module[symbol].walk() if isinstance(n, SymbolRef) and n.name == succ)
                     raise VerificationError(
                         "verification failed: computations call each other in a cycle: "
-                        + " -> ".join("@" + s for s in cycle)
+                        + " -> ".join("@" + s for s in cycle),
+                        node=closing,
                     )
                 if not state.get(succ):
                     state[succ] = 1

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import fedc
 from fedc import ir, types
 
 
@@ -89,3 +90,92 @@ def test_a_tf_computation_returning_a_bare_variant_is_refused():
         @fedc.tf_computation(np.int32)
         def ragged(n):
             return tf.data.Dataset.from_tensor_slices(tf.ragged.constant([[1], [2, 3]]))
+
+
+# --------------------------------------------------------------------------
+# A payload runs only as the type it is declared: its graph's signature must match
+
+
+def _payload(inputs, build):
+    """A payload from a TF1-style graph with placeholders ``inputs`` [(dtype, shape)] and outputs ``build(*xs)``."""
+    tf = pytest.importorskip("tensorflow")
+    from fedc import tensorflow_graphs
+
+    graph = tf.Graph()
+    with graph.as_default():
+        xs = [tf.compat.v1.placeholder(dtype, shape, name=f"x{i}") for i, (dtype, shape) in enumerate(inputs)]
+        ys = build(*xs)
+    return tensorflow_graphs.make_payload(graph.as_graph_def(), [x.name for x in xs], [y.name for y in ys])
+
+
+def _load(payload, declared, name="step"):
+    from fedc import tensorflow_graphs
+
+    return tensorflow_graphs.load(ir.Compiled("tensorflow", payload, types.parse(declared), name))
+
+
+def test_a_payload_that_matches_its_declared_type_runs():
+    tf = pytest.importorskip("tensorflow")
+    payload = _payload([(tf.float32, [None]), (tf.int32, [])], lambda x, n: [x * 2.0, n + 1])
+    run = _load(payload, "(<float32[?],int32> -> <float32[?],int32>)")
+    result = run((np.array([1.0, 2.0], np.float32), np.int32(4)))
+    assert result[0].dtype == np.float32 and result[0].tolist() == [2.0, 4.0]
+    assert result[1].dtype == np.int32 and result[1] == 5
+    # A declared shape more specific than the graph's is fine where the graph does not know it.
+    assert _load(payload, "(<float32[2],int32> -> <float32[2],int32>)")((np.ones(2, np.float32), 1))[1] == 2
+
+
+@pytest.mark.parametrize(
+    "declared, inputs, build, graph_signature, problem",
+    [
+        ("(float32 -> float32)", [("float32", [])], lambda x: [tf_fill(x, 3)],
+         "(float32) -> (float32[3])", "r0 is float32[3] where float32 is declared (the shapes differ)"),
+        ("(float32 -> float32)", [("float32", [])], lambda x: [tf_cast(x, "int32")],
+         "(float32) -> (int32)", "r0 is int32 where float32 is declared (the dtypes differ)"),
+        ("(float32 -> str)", [("float32", [])], lambda x: [tf_cast(x, "int32")],
+         "(float32) -> (int32)", "r0 is int32 where str is declared (the dtypes differ)"),
+        ("(int32 -> float32)", [("float32", [])], lambda x: [x],
+         "(float32) -> (float32)", "p0 is float32 where int32 is declared (the dtypes differ)"),
+        ("(float32[?] -> float32[?])", [("float32", [3])], lambda x: [x],
+         "(float32[3]) -> (float32[3])",
+         "p0 is float32[3] where float32[?] is declared (the placeholder does not accept every value of the declared shape)"),
+    ],
+)
+def test_a_payload_whose_graph_does_not_match_its_declared_type_is_refused_when_loaded(
+    declared, inputs, build, graph_signature, problem
+):
+    tf = pytest.importorskip("tensorflow")
+    payload = _payload([(getattr(tf, d), s) for d, s in inputs], build)
+    with pytest.raises(fedc.FedcError) as info:
+        _load(payload, declared)
+    message = str(info.value)
+    assert message.startswith(f"compiled computation 'step' is declared {declared}, but its TensorFlow graph's signature is {graph_signature}: ")
+    assert problem in message
+
+
+def test_a_payload_with_more_results_than_declared_is_refused():
+    tf = pytest.importorskip("tensorflow")
+    payload = _payload([(tf.float32, [])], lambda x: [x, x])
+    with pytest.raises(fedc.FedcError, match=r"'step' is declared \(float32 -> float32\), with 1 parameter and 1 result tensor\(s\), but its TensorFlow graph's signature has inputs \['p0'\] and outputs \['r0', 'r1'\]"):
+        _load(payload, "(float32 -> float32)")
+
+
+def test_a_result_whose_shape_the_graph_leaves_open_is_checked_when_it_runs():
+    tf = pytest.importorskip("tensorflow")
+    payload = _payload([(tf.float32, [None])], lambda x: [x + 1.0])
+    run = _load(payload, "(float32[?] -> float32[2])")
+    assert run(np.array([1.0, 2.0], np.float32)).tolist() == [2.0, 3.0]
+    with pytest.raises(fedc.FedcError, match=r"returned r0 of shape \[3\] where float32\[2\] is declared"):
+        run(np.array([1.0, 2.0, 3.0], np.float32))
+
+
+def tf_fill(x, n):
+    import tensorflow as tf
+
+    return tf.fill([n], x)
+
+
+def tf_cast(x, dtype):
+    import tensorflow as tf
+
+    return tf.cast(x, getattr(tf, dtype))

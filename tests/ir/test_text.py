@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fedc import ir
-from fedc.errors import ParseError, SourceLocation
+from fedc.errors import ParseError, SourceLocation, VerificationError
 from fedc.ir.text import intrinsic_uri, op_name, parse_module, parse_node, print_module, print_node
 from fedc.types import (
     CLIENTS,
@@ -28,9 +28,9 @@ def _same(a: ir.Module, b: ir.Module) -> bool:
     return a == b and all(ir.equal(a[s], b[s], locations=True) for s in a)
 
 
-def _roundtrip_module(module: ir.Module) -> str:
+def _roundtrip_module(module: ir.Module, verify: bool = True) -> str:
     text = print_module(module)
-    parsed = parse_module(text)
+    parsed = parse_module(text, verify=verify)
     assert _same(parsed, module), text
     assert print_module(parsed) == text
     return text
@@ -398,7 +398,13 @@ _NODES = {
 def test_node_kinds_roundtrip(name):
     node = _NODES[name]
     _roundtrip_node(node)
-    _roundtrip_module(ir.Module("m", [("c", node)]))
+    module = ir.Module("m", [("c", node)])
+    if name == "shadowing":  # the text carries IR that does not verify (SSA); reading it verifies, unless told not to
+        with pytest.raises(VerificationError, match="is bound again"):
+            parse_module(print_module(module))
+        _roundtrip_module(module, verify=False)
+    else:
+        _roundtrip_module(module)
 
 
 def test_symbols_may_be_used_before_their_definition():
@@ -596,3 +602,86 @@ def test_a_type_error_in_the_textual_ir_is_located_at_the_type():
         parse_module(text, "t.fedir")
     assert str(info.value.location) == "t.fedir:3:24"
     assert "{(float32 -> float32)}@CLIENTS" in str(info.value) and "^" in str(info.value)
+
+
+# --------------------------------------------------------------------------
+# Verification errors in textual IR are located in the text
+
+
+_UNVERIFIABLE = {
+    "call cycle": ("""\
+fedc.module @m {
+  fedc.func @f(%x: float32) -> float32 {
+    %y = fedc.call @g(%x) : float32
+    fedc.return %y
+  }
+  fedc.func @g(%x: float32) -> float32 {
+    %y = fedc.call @f(%x) : float32
+    fedc.return %y
+  }
+}
+""", "7:20", "computations call each other in a cycle: @f -> @g -> @f"),
+    "parameter bound again": ("""\
+fedc.module @m {
+  fedc.func @f(%x: float32) -> float32 {
+    %g = fedc.lambda(%x: float32) -> float32 {
+      fedc.return %x
+    }
+    %y = fedc.call %g(%x) : float32
+    fedc.return %y
+  }
+}
+""", "3:10", "parameter %x is bound again"),
+    "local bound again": ("""\
+fedc.module @m {
+  fedc.func @f(%x: float32) -> (float32 -> float32) {
+    %y = fedc.lambda(%z: float32) -> float32 {
+      %x = local.add(%z, %z) : (<float32,float32> -> float32)
+      fedc.return %x
+    }
+    fedc.return %y
+  }
+}
+""", "4:12", "local %x is bound again"),
+    "federated intrinsic in a local function": ("""\
+fedc.module @m {
+  fedc.func @f(%t: {float32}@CLIENTS) -> float32 {
+    %g = fedc.lambda(%v: float32) -> float32 {
+      %m = fed.mean(%t) : ({float32}@CLIENTS -> float32@SERVER)
+      fedc.return %v
+    }
+    %y = fedc.constant 1.0 : float32
+    %z = fedc.call %g(%y) : float32
+    fedc.return %z
+  }
+}
+""", "4:12", "federated intrinsic federated_mean is used inside a local function"),
+    "placed value used in a local function": ("""\
+fedc.module @m {
+  fedc.func @f(%t: float32@SERVER) -> float32 {
+    %g = fedc.lambda(%v: float32) -> float32 {
+      %s = fedc.struct(%v, %t) : <float32,float32@SERVER>
+      fedc.return %v
+    }
+    %y = fedc.constant 1.0 : float32
+    %z = fedc.call %g(%y) : float32
+    fedc.return %z
+  }
+}
+""", "4:28", "uses the placed value %t"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_UNVERIFIABLE))
+def test_verification_errors_in_textual_ir_are_located(name):
+    text, where, message = _UNVERIFIABLE[name]
+    with pytest.raises(VerificationError) as info:
+        parse_module(text, "bad.fedir")
+    error = info.value
+    assert str(error.location) == f"bad.fedir:{where}", str(error)
+    line, column = map(int, where.split(":"))
+    assert message in error.message
+    assert str(error) == (
+        f"bad.fedir:{where}: {error.message}\n  {text.splitlines()[line - 1]}\n  {' ' * (column - 1)}^"
+    )
+    assert parse_module(text, verify=False) is not None  # the text itself is well-formed
