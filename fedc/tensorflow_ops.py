@@ -37,6 +37,7 @@ import threading
 from typing import Iterator, Optional
 
 from fedc.errors import FedcError, UnsafeTensorFlowError
+from fedc.limits import MAX_NESTING
 
 __all__ = [
     "ALLOWED_OPS",
@@ -307,8 +308,12 @@ def check_payload(payload: bytes, what: str) -> None:
     """
     graph = _parse(payload)
     defined = {_text(f.signature.name) for f in graph.library.function}
+    calls: dict[Optional[str], set[str]] = {}  # function (None: the graph itself) -> the functions it calls
     for function, node in _nodes(graph):
         op = _text(node.op)
+        callees = calls.setdefault(function, set())
+        if op in defined:
+            callees.add(op)
         where = f" (in its function {function})" if function else ""
         if op not in _ALL_ALLOWED and op not in defined:  # a node may call a library function by name
             raise UnsafeTensorFlowError(
@@ -331,6 +336,47 @@ def check_payload(payload: bytes, what: str) -> None:
                     f"{what} calls the function {callee!r}{where}, which its graph does not define: fedc "
                     "runs only graphs that carry every function they call"
                 )
+            callees.add(callee)
+    _check_calls(calls, what)
+
+
+def _check_calls(calls: dict[Optional[str], set[str]], what: str) -> None:
+    """Refuses function calls that recurse or nest more than MAX_NESTING deep.
+
+    TensorFlow instantiates a called function, and the functions it calls, by
+    recursing on the C stack: a function that calls itself (directly or
+    through others) or a chain of thousands of calls crashes the process
+    instead of raising an error. Iterative, so the check itself cannot
+    overflow.
+    """
+    depth: dict[str, int] = {}  # function -> how deeply calls nest below it (1: it calls nothing)
+    for root in calls:
+        if root is None or root in depth:
+            continue
+        path = [root]  # the chain of calls being followed
+        pending = [iter(sorted(calls.get(root, ())))]
+        while pending:
+            callee = next(pending[-1], None)
+            if callee is None:
+                done = path.pop()
+                pending.pop()
+                depth[done] = 1 + max((depth[c] for c in calls.get(done, ())), default=0)
+                if depth[done] > MAX_NESTING:
+                    raise UnsafeTensorFlowError(
+                        f"{what} nests TensorFlow function calls {depth[done]} deep (from its function {done}), "
+                        f"more than {MAX_NESTING} (fedc.limits.MAX_NESTING): TensorFlow would overflow its stack"
+                    )
+                continue
+            if callee in depth:
+                continue
+            if callee in path:
+                cycle = " -> ".join(path[path.index(callee):] + [callee])
+                raise UnsafeTensorFlowError(
+                    f"{what} has TensorFlow functions that call themselves ({cycle}): TensorFlow would recurse "
+                    "until it crashes, so fedc refuses recursive graphs"
+                )
+            path.append(callee)
+            pending.append(iter(sorted(calls.get(callee, ()))))
 
 
 # --------------------------------------------------------------------------

@@ -121,6 +121,64 @@ def test_a_graph_calling_a_function_it_does_not_carry_is_refused():
         tensorflow_ops.check_payload(meta.SerializeToString(), "the graph")
 
 
+def library_payload(calls: dict, top: str) -> bytes:
+    """A graph calling ``top`` from a library in which function f calls each function of ``calls[f]``."""
+    meta = tf.compat.v1.MetaGraphDef()
+    for name, callees in calls.items():
+        function = meta.graph_def.library.function.add()
+        function.signature.name = name
+        for callee in callees:
+            function.node_def.add(name=f"call_{callee}", op="PartitionedCall").attr["f"].func.name = callee
+    meta.graph_def.node.add(name="top", op="PartitionedCall").attr["f"].func.name = top
+    return meta.SerializeToString()
+
+
+def test_recursive_and_too_deeply_nested_function_calls_are_refused():
+    # TensorFlow recurses on the C stack through nested calls: these would crash the process when run.
+    with pytest.raises(UnsafeTensorFlowError, match=r"call themselves \(f -> g -> f\)"):
+        tensorflow_ops.check_payload(library_payload({"f": ["g"], "g": ["f"]}, "f"), "the graph")
+    with pytest.raises(UnsafeTensorFlowError, match=r"call themselves \(h -> h\)"):
+        tensorflow_ops.check_payload(library_payload({"h": ["h"]}, "h"), "the graph")
+    limit = fedc.limits.MAX_NESTING
+    chain = {f"f{i}": [f"f{i + 1}"] for i in range(limit)}
+    chain[f"f{limit}"] = []
+    with pytest.raises(UnsafeTensorFlowError, match=f"nests TensorFlow function calls {limit + 1} deep"):
+        tensorflow_ops.check_payload(library_payload(chain, "f0"), "the graph")
+    del chain[f"f{limit}"]
+    chain[f"f{limit - 1}"] = []
+    tensorflow_ops.check_payload(library_payload(chain, "f0"), "the graph")  # exactly at the limit
+
+
+def test_a_recursive_graph_is_refused_before_it_runs():
+    @tf.function(autograph=False)
+    def inner(v):
+        return v * 2.0
+
+    @tf.function(autograph=False)
+    def outer(v):
+        return inner(v) + 1.0
+
+    meta = tf.compat.v1.MetaGraphDef.FromString(graph_payload(outer))
+    functions = {f.signature.name: f for f in meta.graph_def.library.function}
+    callee = next(n for f in functions.values() for n in f.node_def if n.op.endswith("PartitionedCall"))
+    inner_def = functions[callee.attr["f"].func.name]
+    caller = next(name for name, f in functions.items() if f is not inner_def)
+    back = inner_def.node_def.add(name="back", op="PartitionedCall")
+    back.CopyFrom(callee)
+    back.name = "back"
+    back.attr["f"].func.name = caller
+    del back.input[:]
+    back.input.append(inner_def.signature.input_arg[0].name)
+    for node in inner_def.node_def:
+        if node.op == "Identity":
+            node.input.append("^back")
+    module = module_of(meta.SerializeToString())
+    with pytest.raises(UnsafeTensorFlowError, match="call themselves"):
+        ir.deserialize(ir.serialize(module))
+    with pytest.raises(UnsafeTensorFlowError, match="call themselves"):
+        fedc.Computation(module, "step")(1.0)  # before this check, a segmentation fault
+
+
 def test_malformed_payloads_are_located_errors_not_crashes():
     module = module_of(b"\xff\xff not a graph")
     with pytest.raises(fedc.ParseError, match="malformed TensorFlow payload") as info:
