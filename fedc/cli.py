@@ -30,7 +30,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from fedc.errors import FedcError
-from fedc.limits import SizeError, parse_integer
+from fedc.limits import MAX_NESTING, NestingError, SizeError, parse_integer
 
 __all__ = ["main"]
 
@@ -212,6 +212,11 @@ def unflatten_paths(flat: dict[str, np.ndarray], source: str = "<args>") -> Any:
         parts = [p for p in key.split("/") if p != ""]
         if not parts:
             raise FedcError(f"{source}: empty key in the argument file")
+        if len(parts) > MAX_NESTING:
+            raise NestingError(
+                f"{source}: key {key[:60]!r}... nests {len(parts)} levels deep, more than fedc reads "
+                f"({MAX_NESTING}, fedc.limits.MAX_NESTING)"
+            )
         node = root
         for part in parts[:-1]:
             child = node.setdefault(part, {})
