@@ -103,12 +103,14 @@ def unquote(quoted: str) -> str:
     body = quoted[1:-1]
 
     def replace(match: re.Match) -> str:
-        if match.group(1) is not None:
-            return chr(int(match.group(1), 16))
-        if match.group(2) is not None:
-            code = int(match.group(2), 16)
+        if match.group(1) is not None or match.group(2) is not None:
+            digits = match.group(1) if match.group(1) is not None else match.group(2)
+            escape = f"\\{'u' if match.group(1) is not None else 'U'}{digits}"
+            code = int(digits, 16)
             if code > 0x10FFFF:
-                raise BadEscape(match.start(), f"\\U{match.group(2)} is not a Unicode code point")
+                raise BadEscape(match.start(), f"{escape} is not a Unicode code point")
+            if 0xD800 <= code <= 0xDFFF:  # what fedc reads it must write: UTF-8 (protobuf, files) has no surrogates
+                raise BadEscape(match.start(), f"{escape} is a surrogate, not a character; write the character itself")
             return chr(code)
         char = match.group(3)
         if char not in _UNESCAPES:

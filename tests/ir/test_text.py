@@ -353,6 +353,15 @@ def test_string_escapes():
     assert r'["a\"b\\c\nd", "\U000e0001é"]' in text
 
 
+@pytest.mark.parametrize("escape", [r"\ud800", r"\udfff", r"\U0000d900"])
+def test_a_surrogate_escape_is_refused_where_it_is_written(escape):
+    # Text that read back with a lone surrogate could not be written as UTF-8 (protobuf, files).
+    text = 'fedc.module @m {\n  fedc.func @f() -> str {\n    %c = fedc.constant "a' + escape + '" : str\n    fedc.return %c\n  }\n}\n'
+    with pytest.raises(ParseError, match="is a surrogate, not a character") as info:
+        ir.parse_module(text, "s.fedir")
+    assert info.value.location.line == 3 and info.value.location.column >= 24
+
+
 S = StructType([("a", StructType([F32, ("b", F32)]))])
 LIT = ir.Literal(np.float32(1))
 X = ir.Reference("x", F32)
