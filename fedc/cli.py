@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import pathlib
 import re
@@ -325,10 +324,13 @@ def _write(path: Optional[str], data: "str | bytes") -> None:
     target = pathlib.Path(path)
     if target.parent and not target.parent.exists():
         raise FedcError(f"{path}: the folder {target.parent} does not exist")
-    if isinstance(data, bytes):
-        target.write_bytes(data)
-    else:
-        target.write_text(data if data.endswith("\n") else data + "\n", encoding="utf-8")
+    try:
+        if isinstance(data, bytes):
+            target.write_bytes(data)
+        else:
+            target.write_text(data if data.endswith("\n") else data + "\n", encoding="utf-8")
+    except OSError as e:  # a folder, a full disk, no permission
+        raise FedcError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 # --------------------------------------------------------------------------
@@ -452,8 +454,8 @@ def _entry(module, name: Optional[str]) -> str:
 def cmd_run(args) -> int:
     from fedc import context, ir
 
-    if args.timeout is not None and not (args.timeout > 0 and math.isfinite(args.timeout)):
-        raise FedcError(f"--timeout is a number of seconds greater than 0, not {args.timeout}")
+    if args.timeout is not None and not 0 < args.timeout <= MAX_TIMEOUT_S:
+        raise FedcError(f"--timeout is a number of seconds greater than 0 and at most {MAX_TIMEOUT_S:g}, not {args.timeout}")
     with deadline(args.timeout, "fedc run"):
         module = load_module(args.input, args.include, args.trusted, import_externs=True)
         ir.verify(module)
@@ -471,6 +473,9 @@ def cmd_run(args) -> int:
 class TimeoutExceeded(FedcError):
     """A command ran longer than its --timeout."""
 
+
+# The longest --timeout: the system's interval timer takes no more (about 31 years).
+MAX_TIMEOUT_S = 1e9
 
 # How long after the deadline a run stuck outside Python (in a TensorFlow kernel) is given
 # to notice it before the process is ended.
@@ -505,15 +510,16 @@ def deadline(seconds: Optional[float], what: str):
             os._exit(EXIT_USER)
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
     timer = threading.Timer(seconds + TIMEOUT_GRACE_S, watchdog)
     timer.daemon = True
-    timer.start()
     try:
+        # Armed inside the try: an alarm that fires at once (a tiny timeout) still disarms the watchdog.
+        timer.start()
+        signal.setitimer(signal.ITIMER_REAL, seconds)
         yield
     finally:
-        timer.cancel()
         signal.setitimer(signal.ITIMER_REAL, 0)
+        timer.cancel()
         signal.signal(signal.SIGALRM, previous)
 
 

@@ -368,3 +368,32 @@ def test_check_compile_and_viz_never_import_extern_modules(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["run", "--help"])
     assert "imports the Python modules its externs name" in " ".join(capsys.readouterr().out.split())
+
+
+def test_an_output_that_cannot_be_written_is_a_user_error(temperature, tmp_path, capsys):
+    status, _, err = fedc("compile", temperature, "-o", tmp_path, capsys=capsys)  # a folder
+    assert status == 2 and f"cannot write {tmp_path}: Is a directory" in err and "Traceback" not in err
+    if pathlib.Path("/dev/full").exists():
+        status, _, err = fedc("opt", temperature, "-o", "/dev/full", capsys=capsys)
+        assert status == 2 and "cannot write /dev/full: No space left on device" in err
+
+
+def test_a_timeout_leaves_no_alarm_or_watchdog_behind(tmp_path, capsys):
+    import signal
+    import threading
+
+    program = tmp_path / "f.fed"
+    program.write_text("computation f(x: float32@SERVER) -> float32@SERVER {\n  return x\n}\n")
+    args = tmp_path / "x.json"
+    args.write_text("1.5")
+    status, _, err = fedc("run", program, "--args", args, "--timeout", "1e308", capsys=capsys)
+    assert status == 2 and "at most 1e+09" in err and "Traceback" not in err
+    handler = signal.getsignal(signal.SIGALRM)
+    # An alarm this early fires while the deadline is being set up; fedc.cli.main runs in-process here,
+    # so a watchdog left running would end this test process seconds later.
+    for _ in range(30):
+        assert fedc("run", program, "--args", args, "--timeout", "1e-9", capsys=capsys)[0] in (0, 2)
+    assert fedc("run", program, "--args", args, "--timeout", "30", capsys=capsys)[:2] == (0, "1.5\n")
+    armed = [t for t in threading.enumerate() if isinstance(t, threading.Timer) and not t.finished.is_set()]
+    assert not armed  # every watchdog was cancelled
+    assert signal.getsignal(signal.SIGALRM) is handler and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)

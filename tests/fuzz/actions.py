@@ -314,11 +314,29 @@ def _exception_name(stderr: str) -> str:
     return head.rsplit(".", 1)[-1] if head.replace(".", "").replace("_", "").isalnum() else "?"
 
 
+def _leftover_timers() -> list:
+    """Alarms and timer threads a command left armed (cancelled here, so the next case starts clean)."""
+    import signal
+    import threading
+
+    left = [t for t in threading.enumerate() if isinstance(t, threading.Timer) and not t.finished.is_set()]
+    for t in left:
+        t.cancel()
+    if signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0):
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        left.append("an interval timer (SIGALRM)")
+    return left
+
+
 def act_cli(case: dict, sandbox: str) -> dict:
     argv = case["argv"]
     status, stdout, stderr, escaped = call_cli(argv, case.get("stdin", b""))
     result = judge_cli(argv, status, stdout, stderr, escaped)
     result["stderr"] = stderr[-2000:]
+    left = _leftover_timers()
+    if left and result["outcome"] in ("ok", "error"):
+        result.update(outcome="escape", exception="leftover timer",
+                      detail=f"fedc.cli.main returned but left armed: {', '.join(map(str, left))}")
     if result["outcome"] == "ok":
         check = case.get("check_stdout")
         if check == "secret" and case.get("secret") and case["secret"] in stdout:
