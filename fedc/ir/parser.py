@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import difflib
-import functools
 import hashlib
 import math
 import re
@@ -38,6 +37,7 @@ from fedc.ir.building_blocks import (
     SymbolRef,
 )
 from fedc import tensorflow_graphs
+from fedc.ir.lark_tree import ir_parser, position as tree_position
 from fedc.ir.module import Module
 from fedc.ir.verifier import verify as verify_ir
 from fedc.ir.text_format import (
@@ -82,16 +82,6 @@ def parse_node(text: str, filename: str = "<ir>", trusted: bool = False) -> Node
     return _Parser(text, filename, module_mode=False, trusted=trusted).parse()
 
 
-_STARTS = ("module_text", "node_text")
-
-
-@functools.lru_cache(maxsize=None)
-def _ir_parser():
-    """The LALR parser of ``grammar/ir.lark``, building the tree (see :class:`_InlineBuilder`) as it parses."""
-    from fedc.grammar import load
-
-    return load("ir", start=_STARTS, transformer=_InlineBuilder())
-
 _TERMINAL_WORDS = {
     "LOCAL_ID": "a named value (%name)",
     "TEMP_ID": "a numbered value (%0)",
@@ -105,94 +95,6 @@ _TERMINAL_WORDS = {
     "types__QUOTED_DTYPE": "a quoted dtype",
     "$END": "end of input",
 }
-
-
-def _position(item: Any) -> Optional[tuple[int, int]]:
-    import lark
-
-    if isinstance(item, lark.Token):
-        if item.line is not None:
-            return item.line, item.column
-        return None
-    if isinstance(item, lark.Tree):
-        meta = item.meta
-        if not meta.empty:
-            return meta.line, meta.column
-        return None
-    if isinstance(item, tuple):
-        return item
-    return None
-
-
-# Lark builds the parse tree through the callbacks below as it parses (its inline
-# ``transformer=``), so no tree of lark's own is kept: each node is a _Tree, its own
-# meta (lark's Tree holds a Meta object and two dicts besides), and each type becomes
-# a Type as soon as its `ty` is read, so its tokens go. A parse holds ~50 bytes per
-# character of text, not ~150, and a long string token costs what the string does.
-
-
-@functools.lru_cache(maxsize=None)
-def _tree_class():
-    import lark
-
-    class _Tree(lark.Tree):
-        """A node of the parse tree, and its own ``meta``: where it starts and ends."""
-
-        # lark.Tree's attributes, then what lark's propagate_positions writes to a meta.
-        __slots__ = (
-            "data", "children", "empty", "line", "column", "start_pos", "end_line", "end_column", "end_pos",
-            "container_line", "container_column", "container_start_pos",
-            "container_end_line", "container_end_column", "container_end_pos",
-        )
-
-        def __init__(self, data: str, children: list):
-            self.data = data
-            self.children = children
-            self.empty = True
-
-        @property
-        def meta(self):
-            return self
-
-    return _Tree
-
-
-class _InlineBuilder:
-    """The callbacks lark calls as it reduces each rule of ``grammar/ir.lark``.
-
-    A type (the rule ``ty``) is turned into a :class:`~fedc.types.Type` by
-    :mod:`fedc.types`' transformer as soon as it is parsed; an error there is a
-    ParseError without a file name, which the parser locates in its text.
-    Every other rule becomes a node of the tree.
-    """
-
-    def __init__(self):
-        import lark
-        from lark.visitors import merge_transformers
-
-        from fedc.types import type_transformer
-
-        self._tree = _tree_class()
-        self._types = merge_transformers(lark.Transformer(), types=type_transformer(None, None))
-
-    def __default__(self, data, children, meta):
-        return self._tree(data, children)
-
-    def ty(self, children):
-        import lark
-
-        (tree,) = children
-        try:
-            t = self._types.transform(tree)
-        except lark.exceptions.VisitError as e:
-            original = e.orig_exc
-            if isinstance(original, ParseError):
-                raise original from None
-            if isinstance(original, FedcError):
-                line, column = _position(e.obj) or (1, 1)
-                raise ParseError(original.message, SourceLocation(None, line, column)) from None
-            raise
-        return self._tree("ty", [t])
 
 
 class _Temp:
@@ -251,11 +153,11 @@ class _Parser:
 
     # Errors ----------------------------------------------------------------
     def error(self, where: Any, message: str, fallback: Any = None) -> ParseError:
-        position = _position(where) or _position(fallback) or (1, 1)
+        position = tree_position(where) or tree_position(fallback) or (1, 1)
         return ParseError(message, SourceLocation(self.filename, position[0], position[1]), self.text)
 
     def at(self, token) -> str:
-        position = _position(token)
+        position = tree_position(token)
         return f"{position[0]}:{position[1]}" if position else "?"
 
     def syntax_error(self, error, parser) -> ParseError:
@@ -325,7 +227,7 @@ class _Parser:
     def noted(self, where: Any, node: Node, fallback: Any = None) -> Node:
         """``node``, noting where in the text it was written (when positions are kept)."""
         if self.positions is not None:
-            self.positions.setdefault(id(node), (node, _position(where) or _position(fallback)))
+            self.positions.setdefault(id(node), (node, tree_position(where) or tree_position(fallback)))
         return node
 
     def verify(self, module: Module) -> None:
@@ -358,7 +260,7 @@ class _Parser:
             self.text, self.filename, "([{<", comment="//", what="the textual IR",
             limit=MAX_IR_TEXT_NESTING, limit_name="fedc.limits.MAX_IR_TEXT_NESTING",
         )
-        parser = _ir_parser()
+        parser = ir_parser()
         start = "module_text" if self.module_mode else "node_text"
         try:
             tree = parser.parse(self.text, start=start)
@@ -544,7 +446,7 @@ class _Parser:
         handler = getattr(self, "op_" + body.data)
         node = handler(body, *body.children)
         if self.positions is not None:  # the node an op defines is pointed at by the op
-            self.positions[id(node)] = (node, _position(body))
+            self.positions[id(node)] = (node, tree_position(body))
         return node
 
     def op_intrinsic_op(self, tree, name_token, args, attrs, ty, loc):
