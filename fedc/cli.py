@@ -448,6 +448,8 @@ def _entry(module, name: Optional[str]) -> str:
     if name is not None:
         module.lookup(name)
         return name
+    if not module.symbols:
+        raise FedcError(f"module @{module.name} defines no computation to run or draw")
     return module.symbols[-1]
 
 

@@ -191,6 +191,12 @@ def test_user_errors_exit_2_without_traceback(temperature, tmp_path, capsys):
     status, _, err = fedc("run", temperature, "--args", args, capsys=capsys)
     assert status == 2 and "invalid JSON" in err
 
+    types_only = tmp_path / "types_only.fed"
+    types_only.write_text("type T = float32\n")
+    for command in (["run"], ["viz", "-o", tmp_path / "types_only.svg"]):
+        status, _, err = fedc(*command, types_only, capsys=capsys)
+        assert (status, err.strip()) == (2, f"fedc {command[0]}: error: module @types_only defines no computation to run or draw")
+
 
 def test_internal_errors_exit_1_with_the_pass_named(temperature, capsys, monkeypatch):
     from fedc.passes import manager
