@@ -36,6 +36,7 @@ from fedc.errors import FedcError, ParseError, SourceLocation, line_of_offset
 __all__ = [
     "INT64_MAX",
     "MAX_ARGUMENT_BYTES",
+    "MAX_IR_NODES",
     "MAX_IR_TEXT_NESTING",
     "MAX_NESTING",
     "MAX_RANK",
@@ -64,6 +65,12 @@ MAX_ARGUMENT_BYTES = 1 << 30
 # may itself nest MAX_NESTING deep; the module, an argument list, an attribute and a
 # location add a few. So what fedc prints within the limit, fedc parses.
 MAX_IR_TEXT_NESTING = 2 * MAX_NESTING + 8
+
+# How many IR nodes a pass may make out of a module by copying (inlining copies a
+# computation into each of its uses, so a chain of computations that each call the
+# previous one twice grows exponentially). Checked before the copies are made. A
+# program may raise it: ``fedc.limits.MAX_IR_NODES = 10_000_000``.
+MAX_IR_NODES = 1_000_000
 
 
 class NestingError(FedcError):

@@ -29,6 +29,7 @@ from typing import Optional
 
 from fedc.errors import FedcError
 from fedc.ir import building_blocks as bb
+from fedc import limits
 from fedc.limits import deep_recursion
 from fedc.ir.module import Module
 from fedc.ir.transform import with_children
@@ -97,6 +98,8 @@ class _Inliner:
         self.module = module
         self.ctx = ctx
         self.done: dict[str, bb.Node] = {}
+        self.sizes: dict[str, int] = {}  # nodes in each inlined definition
+        self.total = 0  # nodes in all inlined definitions so far
         self.active: list[str] = []
 
     def inlined(self, symbol: str) -> bb.Node:
@@ -111,10 +114,35 @@ class _Inliner:
         self.active.append(symbol)
         try:
             node = self.module[symbol]
+            self.check_size(symbol, node)
             self.done[symbol] = self.rewrite(node, symbol)
         finally:
             self.active.pop()
         return self.done[symbol]
+
+    def check_size(self, symbol: str, node: bb.Node) -> None:
+        """Refuses, before copying anything, to make the module larger than ``MAX_IR_NODES``.
+
+        A use of ``@g`` becomes a copy of ``g``'s inlined definition, so ``@symbol``
+        inlined has its own nodes plus, per use, the size of what it uses.
+        """
+        size = 0
+        for child in node.walk():
+            if isinstance(child, bb.SymbolRef) and child.name in self.module:
+                self.inlined(child.name)
+                size += self.sizes[child.name]
+            elif isinstance(child, bb.Call) and isinstance(child.function, bb.SymbolRef):
+                size -= 1  # the call and the callee's lambda become one block
+            else:
+                size += 1
+        self.sizes[symbol] = size
+        self.total += size
+        if self.total > limits.MAX_IR_NODES:
+            raise limits.SizeError(
+                f"inline: inlining @{symbol} would bring module @{self.module.name} to about {self.total:,} IR nodes, "
+                f"more than fedc makes ({limits.MAX_IR_NODES:,}, fedc.limits.MAX_IR_NODES); "
+                f"@{symbol} alone would have about {size:,}, because every use of a computation is a copy of it"
+            )
 
     def rewrite(self, root: bb.Node, symbol: str) -> bb.Node:
         names = Names(root)

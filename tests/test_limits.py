@@ -460,3 +460,29 @@ def test_what_fedc_prints_at_the_limit_it_parses_and_deserializes():
     assert ir.deserialize(ir.serialize(module)) == module
     # A type at the limit shows in its formatted form too (e.g. in a type mismatch).
     assert types.parse(deep_type.formatted_representation()) == deep_type
+
+
+def doubling_chain(length: int) -> str:
+    """IR text of @f0 .. @f{length-1}, each calling the previous one twice: inlined, 2**length nodes."""
+    lines = ["fedc.module @m {", "  fedc.func @f0(%x: float32) -> float32 {", "    fedc.return %x", "  }"]
+    for i in range(1, length):
+        lines += [f"  fedc.func @f{i}(%x: float32) -> float32 {{",
+                  f"    %0 = fedc.call @f{i - 1}(%x) : float32",
+                  f"    %1 = fedc.call @f{i - 1}(%0) : float32",
+                  "    fedc.return %1", "  }"]
+    return "\n".join(lines + ["}", ""])
+
+
+def test_inlining_refuses_to_grow_the_module_past_the_node_limit_before_copying(monkeypatch):
+    module = ir.parse_module(doubling_chain(60))  # 2**60 nodes if inlined: refused at once
+    with pytest.raises(SizeError, match=r"inline: inlining @f\d+ would bring module @m to about [\d,]+ IR nodes, "
+                                        r"more than fedc makes \(1,000,000, fedc.limits.MAX_IR_NODES\)"):
+        passes.run(module, "inline")
+
+    small = ir.parse_module(doubling_chain(8))  # 2**8 copies of @f0's body in @f7
+    inlined = passes.run(small, "inline").module
+    assert not any(isinstance(n, ir.SymbolRef) for n in inlined["f7"].walk())
+    assert fedc.computation.Computation(inlined, "f7")(1.5) == 1.5
+    monkeypatch.setattr(limits, "MAX_IR_NODES", 200)
+    with pytest.raises(SizeError, match=r"\(200, fedc.limits.MAX_IR_NODES\)"):
+        passes.run(small, "inline")
