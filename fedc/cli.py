@@ -29,7 +29,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from fedc.errors import FedcError
-from fedc.limits import MAX_NESTING, NestingError, SizeError, parse_integer
+from fedc.limits import MAX_NESTING, NestingError, SizeError, deep_recursion, parse_integer
 
 __all__ = ["main"]
 
@@ -82,6 +82,7 @@ def load_module(path: str, search_paths: Sequence[str] = (), trusted: bool = Fal
     )
 
 
+@deep_recursion
 def read_args(path: Optional[str]) -> Any:
     """The argument file: JSON, or ``.npz`` whose keys are ``/``-paths into the argument."""
     if path is None:
@@ -204,6 +205,7 @@ def read_npz(file: pathlib.Path, path: str, max_bytes: int) -> dict[str, np.ndar
     return arrays
 
 
+@deep_recursion
 def unflatten_paths(flat: dict[str, np.ndarray], source: str = "<args>") -> Any:
     """``{"a/0/x": arr}`` -> ``{"a": [{"x": arr}]}``: integer parts become list positions."""
     root: dict = {}
@@ -231,10 +233,16 @@ def unflatten_paths(flat: dict[str, np.ndarray], source: str = "<args>") -> Any:
             return value
         keys = list(value)
         if keys and all(k.isascii() and k.isdigit() for k in keys):
-            indices = sorted(parse_integer(k, f"the position {where}/{k}") for k in keys)
+            by_index: dict[int, str] = {}
+            for k in keys:
+                i = parse_integer(k, f"the position {where}/{k}")
+                if i in by_index:
+                    raise FedcError(f"{source}: the positions {where}/{by_index[i]} and {where}/{k} are both {i}")
+                by_index[i] = k
+            indices = sorted(by_index)
             if indices != list(range(len(indices))):
                 raise FedcError(f"{source}: the positions under {where or 'the top'} are {indices}, not 0..{len(indices) - 1}")
-            return [listify(value[str(i)], f"{where}/{i}") for i in indices]
+            return [listify(value[by_index[i]], f"{where}/{i}") for i in indices]
         return {k: listify(v, f"{where}/{k}") for k, v in value.items()}
 
     return listify(root, "")
@@ -664,13 +672,19 @@ def cmd_viz(args) -> int:
     return EXIT_OK
 
 
+#: How many computation names `fedc check` lists.
+_CHECK_NAMES_SHOWN = 20
+
+
 def cmd_check(args) -> int:
     from fedc import ir
 
     module = load_module(args.input, args.include, args.trusted, args.import_externs)
     ir.verify(module)
-    print(f"{args.input}: ok ({len(module)} computation{'s' if len(module) != 1 else ''}: "
-          f"{', '.join('@' + s for s in module.symbols)})")
+    shown = ", ".join("@" + s for s in module.symbols[:_CHECK_NAMES_SHOWN])
+    if len(module) > _CHECK_NAMES_SHOWN:
+        shown += f", … and {len(module) - _CHECK_NAMES_SHOWN} more"
+    print(f"{args.input}: ok ({len(module)} computation{'s' if len(module) != 1 else ''}: {shown})")
     return EXIT_OK
 
 

@@ -29,6 +29,7 @@ from typing import Any, Iterator, Optional, Sequence
 
 from fedc.backends.base import Backend, Executable, available_backends, get_backend as _named_backend
 from fedc.errors import FedcError, FedcTypeError
+from fedc.limits import deep_recursion
 from fedc.types import StructType, Type, infer_type
 from fedc.values import Clients, from_python, to_python
 
@@ -72,10 +73,12 @@ class Context(abc.ABC):
     """What a call of a computation does in this context."""
 
     @abc.abstractmethod
+    @deep_recursion  # arguments nest as deeply as their types may (fedc.limits.MAX_NESTING)
     def invoke(self, computation, args: tuple, kwargs: dict) -> Any:
         """A call of ``computation`` (a :class:`~fedc.Computation`) with Python arguments."""
 
     @abc.abstractmethod
+    @deep_recursion
     def invoke_polymorphic(self, computation, args: tuple, kwargs: dict) -> Any:
         """A call of a :class:`~fedc.PolymorphicComputation`, specialised to the arguments."""
 
@@ -114,6 +117,7 @@ class ExecutionContext(Context):
         """Whether ``computation`` has been compiled in this context."""
         return computation in self._compiled
 
+    @deep_recursion  # arguments nest as deeply as their types may (fedc.limits.MAX_NESTING)
     def invoke(self, computation, args: tuple, kwargs: dict, num_clients: Optional[int] = None) -> Any:
         argument = None
         parameter = computation.type_signature.parameter
@@ -127,6 +131,7 @@ class ExecutionContext(Context):
         result = self.compile(computation)(argument, num_clients=num_clients)
         return to_python(result, computation.type_signature.result)
 
+    @deep_recursion
     def invoke_polymorphic(self, computation, args: tuple, kwargs: dict) -> Any:
         values = computation.bind(args, kwargs)
         specialized = computation.specialize(computation.parameter_type([infer_type(v) for v in values]))

@@ -33,6 +33,14 @@ class SourceLocation:
     line: int
     column: int
 
+    def __post_init__(self):
+        # What every form of IR (text, protobuf) can carry: 0 means unknown.
+        if not isinstance(self.file, str):
+            raise FedcError(f"a source location's file is a string, not {self.file!r}")
+        for what, number in (("line", self.line), ("column", self.column)):
+            if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number <= 2**63 - 1:
+                raise FedcError(f"a source location's {what} is an integer from 0 to 2**63-1, not {number!r}")
+
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.column}"
 

@@ -175,8 +175,10 @@ def check_text_nesting(
 INT64_MAX = 2**63 - 1
 UINT64_MAX = 2**64 - 1
 
-# The highest rank of a tensor type: numpy's limit (NPY_MAXDIMS), and far above TensorFlow's kernels.
-MAX_RANK = 64
+# The highest rank of a tensor type. Half numpy's limit (NPY_MAXDIMS, 64): a backend adds axes to
+# a value's own (the clients, the elements of a sequence, batches of either), and a tensor of the
+# highest rank must still fit once they are stacked. Far above what models use.
+MAX_RANK = 32
 
 # The largest tensor, in bytes, that fedc allocates itself from a type (the reference backend's
 # zeros and ones, local op results, aggregation zeros; the passes' constants). Read when a

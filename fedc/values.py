@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
-from typing import Any, Optional
+import reprlib
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
@@ -163,6 +164,8 @@ def convert(array: Any, dtype: Any, what: str, cast: bool = False, client_axis: 
 
     if sk in "US":
         raise _no_strings(array, target, what, error)
+    if sk not in "biufc":  # datetime64, timedelta64, structured or raw (void) arrays
+        raise error(f"{what}: an array of numpy dtype {source} is not a value of a fedc type (expected {dtype_name(target)})")
     if tk == "b" or sk == "b":
         if cast:
             return array != 0 if tk == "b" else array.astype(target)
@@ -378,9 +381,36 @@ def from_python(value: Any, t: Type, what: str) -> Any:
     raise FedcTypeError(f"{what}: values of type {t} cannot be passed in")
 
 
-def _with_client_axis(member: TensorType) -> TensorType:
+class _ClientsStacked(NamedTuple):
+    """Values of tensor type ``member`` of all clients, stacked along a new first axis.
+
+    Not a TensorType: the stacked rank may be one more than ``fedc.limits.MAX_RANK``.
+    """
+
+    member: TensorType
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.member.dtype
+
+    @property
+    def shape(self) -> Optional[tuple]:
+        return None if self.member.shape is None else (None,) + self.member.shape
+
+    def __str__(self) -> str:
+        return f"{{{self.member}}}@CLIENTS"
+
+
+def _with_client_axis(member: TensorType) -> _ClientsStacked:
     """The type of ``member`` values of all clients stacked along a new first axis."""
-    return TensorType(member.dtype, None if member.shape is None else (None,) + member.shape)
+    return _ClientsStacked(member)
+
+
+def _shape_fits(declared: Optional[tuple], actual: tuple) -> bool:
+    """Whether an array of shape ``actual`` has a declared shape (``None`` dims and shapes: any)."""
+    if declared is None:
+        return True
+    return len(declared) == len(actual) and all(d is None or d == a for d, a in zip(declared, actual))
 
 
 def _stack_tensor_list(values: list, member: TensorType, what: str) -> Optional[np.ndarray]:
@@ -399,16 +429,21 @@ def _stack_tensor_list(values: list, member: TensorType, what: str) -> Optional[
         return None  # convert client by client, so the error names the client
 
 
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxdict, _SHORT_REPR.maxlist, _SHORT_REPR.maxtuple = 4, 4, 6, 6
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 40
+
+
 def _describe(value: Any) -> str:
     if isinstance(value, np.ndarray):
         return f"a {dtype_name(value.dtype)} array of shape {list(value.shape)}"
-    text = repr(value)
+    text = _SHORT_REPR.repr(value)  # bounded in depth and length, whatever nests inside
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{text} (a Python {type(value).__name__})"
 
 
-def _tensor(value: Any, t: TensorType, what: str, per_client: Optional[Type] = None) -> np.ndarray:
+def _tensor(value: Any, t, what: str, per_client: Optional[Type] = None) -> np.ndarray:
     if _is_tf_tensor(value):
         value = value.numpy()
     if t.dtype.kind == "U":
@@ -426,9 +461,10 @@ def _tensor(value: Any, t: TensorType, what: str, per_client: Optional[Type] = N
     return _checked_shape(convert(array, t.dtype, what, client_axis=per_client is not None), t, what, per_client)
 
 
-def _checked_shape(array: np.ndarray, t: TensorType, what: str, per_client: Optional[Type]) -> np.ndarray:
-    actual = TensorType(t.dtype, array.shape)
-    if not t.is_assignable_from(actual):
+def _checked_shape(array: np.ndarray, t, what: str, per_client: Optional[Type]) -> np.ndarray:
+    """``array`` (already of ``t``'s dtype) if its shape is ``t``'s (a TensorType or _ClientsStacked)."""
+    if not _shape_fits(t.shape, array.shape):
+        actual = TensorType(t.dtype, array.shape)
         if per_client is not None:
             raise FedcTypeError(
                 f"{what}: expected {per_client}, got an array of shape {list(array.shape)}, i.e. "

@@ -102,6 +102,9 @@ def test_npz_paths_rebuild_nested_lists_and_structs():
     assert len(tree["d"]) == 2 and len(tree["d"][0]) == 2 and tree["d"][1][0]["x"].tolist() == [1.0, 1.0]
     with pytest.raises(cli.FedcError, match=r"the positions under /d are \[0, 2\]"):
         cli.unflatten_paths({"d/0": np.ones(1), "d/2": np.ones(1)})
+    assert [a.tolist() for a in cli.unflatten_paths({"d/00": np.zeros(1), "d/1": np.ones(1)})["d"]] == [[0.0], [1.0]]
+    with pytest.raises(cli.FedcError, match=r"the positions /d/0 and /d/00 are both 0"):
+        cli.unflatten_paths({"d/0": np.ones(1), "d/00": np.ones(1)})
 
 
 def _npz(path, members, compression=None):
@@ -403,3 +406,11 @@ def test_a_timeout_leaves_no_alarm_or_watchdog_behind(tmp_path, capsys):
     armed = [t for t in threading.enumerate() if isinstance(t, threading.Timer) and not t.finished.is_set()]
     assert not armed  # every watchdog was cancelled
     assert signal.getsignal(signal.SIGALRM) is handler and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_check_lists_the_first_twenty_computations(tmp_path, capsys):
+    source = tmp_path / "many.fed"
+    source.write_text("".join(f"local f{i}(x: float32) -> float32 {{\n  return x\n}}\n" for i in range(25)))
+    status, out, _ = fedc("check", source, capsys=capsys)
+    names = ", ".join(f"@f{i}" for i in range(20))
+    assert (status, out.strip()) == (0, f"{source}: ok (25 computations: {names}, … and 5 more)")

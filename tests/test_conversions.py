@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fedc
-from fedc import ir
+from fedc import ir, values
 from fedc.computation import Computation
 from fedc.errors import FedcError, FedcTypeError
 from fedc.frontend import fed
@@ -249,3 +249,11 @@ def test_cast_of_nan_infinity_or_out_of_range_is_a_located_error(bad):
     with pytest.raises(FedcError, match=r"^cast.fed:6:33: cast to int32, client 2: "):
         Computation(module, "each")([1.5, -2.5, bad])
     assert Computation(module, "each")([1.9, -2.9, 7.0]) == [1, -2, 7]  # cast truncates toward zero
+
+
+@pytest.mark.parametrize("source", ["datetime64[s]", "timedelta64[ns]", "V4", [("a", "<f4"), ("b", "<i4")]])
+@pytest.mark.parametrize("target", [np.int32, np.float32, np.bool_])
+def test_arrays_of_non_numeric_numpy_dtypes_are_refused(source, target):
+    array = np.zeros(2, dtype=source)
+    with pytest.raises(fedc.FedcTypeError, match=rf"x: an array of numpy dtype .* is not a value of a fedc type"):
+        values.convert(array, target, "x")

@@ -883,7 +883,10 @@ class _Parser:
             if not _DECIMAL_INT.match(str(token)):
                 raise self.error(token, f"a location's line and column are integers, not {token}")
             what = "a location's line" if token is line_token else "a location's column"
-            numbers.append(self.integer(token, str(token), what, INT64_MAX))
+            number = self.integer(token, str(token), what, INT64_MAX)
+            if number < 0:
+                raise self.error(token, f"{what} is a number from 0, not {number}")
+            numbers.append(number)
         location = SourceLocation(self.string(file_token), numbers[0], numbers[1])
         if allow_call:
             return location, marker is not None

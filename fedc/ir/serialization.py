@@ -289,14 +289,7 @@ class _Writer:
     def _location(self, location: Optional[SourceLocation], where: str) -> Optional[tuple]:
         if location is None:
             return None
-        file, line, column = location.file, location.line, location.column
-        if not isinstance(file, str):
-            raise SerializationError(f"cannot serialize {where}: its location's file is not a string")
-        for value, name in ((line, "line"), (column, "column")):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-                raise SerializationError(f"cannot serialize {where}: its location's {name} is not an int")
-            if not _INT64[0] <= value <= _INT64[1]:
-                raise SerializationError(f"cannot serialize {where}: its location's {name} does not fit 64 bits")
+        file, line, column = location.file, location.line, location.column  # checked by SourceLocation
         index = self.files.get(file)
         if index is None:
             index = len(self.proto.files)
@@ -810,6 +803,9 @@ class _Reader:
             raise self.error(
                 where, f"its location refers to file {part.file}, which does not exist (there are {len(files)} files)"
             )
+        for what, number in (("line", part.line), ("column", part.column)):
+            if number < 0:
+                raise self.error(where, f"its location's {what} is a number from 0, not {number}")
         return SourceLocation(files[part.file], part.line, part.column)
 
     def attr(self, attr, where: str) -> Any:
