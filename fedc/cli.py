@@ -43,6 +43,16 @@ PROTO_SUFFIXES = (".fedpb", ".pb")
 # Inputs
 
 
+def utf8_text(data: bytes, name: str, hint: str = "fedc reads UTF-8") -> str:
+    """``data`` decoded as UTF-8, or a FedcError at the line and column of the first bad byte."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise FedcError(f"{name}:{line}:{column}: not UTF-8 text ({e.reason} at byte {e.start}); {hint}") from None
+
+
 def load_module(path: str, search_paths: Sequence[str] = (), trusted: bool = False, import_externs: bool = False):
     """A module from ``.fed`` source, textual IR, or protobuf bytes (``-`` reads IR from stdin).
 
@@ -57,7 +67,8 @@ def load_module(path: str, search_paths: Sequence[str] = (), trusted: bool = Fal
     from fedc import ir
 
     if path == "-":
-        return ir.parse_module(sys.stdin.read(), "<stdin>")
+        stdin = getattr(sys.stdin, "buffer", None)  # bytes, so that bad UTF-8 is located (a StringIO has none)
+        return ir.parse_module(utf8_text(stdin.read(), "<stdin>") if stdin else sys.stdin.read(), "<stdin>")
     file = pathlib.Path(path)
     if not file.exists():
         raise FedcError(f"{path}: no such file")
@@ -66,10 +77,7 @@ def load_module(path: str, search_paths: Sequence[str] = (), trusted: bool = Fal
     suffix = file.suffix.lower()
     if suffix in PROTO_SUFFIXES:
         return ir.deserialize(file.read_bytes())
-    try:
-        text = file.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise FedcError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    text = utf8_text(file.read_bytes(), str(path))
     if suffix in IR_SUFFIXES:
         return ir.parse_module(text, str(path))
     if suffix == ".fed":
@@ -102,13 +110,7 @@ def read_args(path: Optional[str]) -> Any:
         from fedc.errors import ParseError, SourceLocation
         from fedc.limits import check_text_nesting
 
-        data = file.read_bytes()
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            line = data.count(b"\n", 0, e.start) + 1
-            column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-            raise FedcError(f"{path}:{line}:{column}: not UTF-8 ({e.reason} at byte {e.start}); JSON is UTF-8") from None
+        text = utf8_text(file.read_bytes(), str(path), "JSON is UTF-8")
         check_text_nesting(text, str(path), "[{", what="the JSON")
         try:
             return json.loads(text, parse_int=lambda digits: parse_integer(digits, "the integer"))

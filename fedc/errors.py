@@ -34,8 +34,9 @@ class SourceLocation:
     column: int
 
     def __post_init__(self):
-        # What every form of IR (text, protobuf) can carry: 0 means unknown.
-        if not isinstance(self.file, str):
+        # Line and column: what every form of IR (text, protobuf) can carry; 0 means unknown.
+        # (The file may be None in an error's location while a parser has not named it yet.)
+        if not isinstance(self.file, (str, type(None))):
             raise FedcError(f"a source location's file is a string, not {self.file!r}")
         for what, number in (("line", self.line), ("column", self.column)):
             if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number <= 2**63 - 1:

@@ -408,6 +408,21 @@ def test_a_timeout_leaves_no_alarm_or_watchdog_behind(tmp_path, capsys):
     assert signal.getsignal(signal.SIGALRM) is handler and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
+def test_input_that_is_not_utf8_is_located(tmp_path, capsys, monkeypatch):
+    import io
+
+    bad = TEMPERATURE_IR.encode().replace(b"fed.mean", b"fed.m\xfean")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(bad)))
+    status, _, err = fedc("check", "-", capsys=capsys)
+    assert (status, err.strip()) == (2, "fedc check: error: <stdin>:3:15: not UTF-8 text "
+                                         "(invalid start byte at byte 121); fedc reads UTF-8")
+    path = tmp_path / "bad.fedir"
+    path.write_bytes(bad)
+    status, _, err = fedc("check", path, capsys=capsys)
+    assert (status, err.strip()) == (2, f"fedc check: error: {path}:3:15: not UTF-8 text "
+                                         "(invalid start byte at byte 121); fedc reads UTF-8")
+
+
 def test_check_lists_the_first_twenty_computations(tmp_path, capsys):
     source = tmp_path / "many.fed"
     source.write_text("".join(f"local f{i}(x: float32) -> float32 {{\n  return x\n}}\n" for i in range(25)))

@@ -289,7 +289,9 @@ class _Writer:
     def _location(self, location: Optional[SourceLocation], where: str) -> Optional[tuple]:
         if location is None:
             return None
-        file, line, column = location.file, location.line, location.column  # checked by SourceLocation
+        file, line, column = location.file, location.line, location.column  # line, column checked by SourceLocation
+        if not isinstance(file, str):
+            raise SerializationError(f"cannot serialize {where}: its location's file is not a string")
         index = self.files.get(file)
         if index is None:
             index = len(self.proto.files)

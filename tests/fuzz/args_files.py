@@ -291,6 +291,7 @@ def mutate_npz(rng: random.Random, arrays: dict) -> tuple[bytes, str]:
     members = {k + ".npy": npy_bytes(v) for k, v in arrays.items()}
     keys = list(arrays) or ["x"]
     key = rng.choice(keys)
+    members.setdefault(key + ".npy", npy_bytes(np.float32(0.0)))  # an argument with no arrays gets one to mutate
     what = rng.randrange(14)
     note = ""
     if what == 0:
