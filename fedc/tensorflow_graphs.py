@@ -22,7 +22,8 @@ from fedc.errors import FedcError, FedcTypeError
 from fedc.types import FunctionType, SequenceType, StructType, TensorType, Type
 from fedc.values import strings
 
-__all__ = ["KIND", "call_in_graph", "decode_strings", "flat_leaves", "load", "make_payload"]
+__all__ = ["KIND", "call_in_graph", "decode_strings", "element_spec", "element_structure", "flat_leaves",
+           "flatten_value", "graph_parts", "load", "make_payload", "tf_dtype", "unflatten_value"]
 
 KIND = "tensorflow"
 SIGNATURE_KEY = "fedc"
@@ -82,11 +83,11 @@ def tf_dtype(t: TensorType):
     return tf.string if t.dtype.kind == "U" else tf.as_dtype(t.dtype)
 
 
-def _element_structure(t: Type, values_for_leaf: Callable[[TensorType], Any]):
+def element_structure(t: Type, values_for_leaf: Callable[[TensorType], Any]):
     """A tf.nest structure for a sequence element: dicts for named structs, tuples otherwise."""
     if isinstance(t, StructType):
         names = t.names()
-        parts = [_element_structure(e, values_for_leaf) for e in t]
+        parts = [element_structure(e, values_for_leaf) for e in t]
         if names and all(n is not None for n in names):
             return dict(zip(names, parts))
         return tuple(parts)
@@ -96,7 +97,7 @@ def _element_structure(t: Type, values_for_leaf: Callable[[TensorType], Any]):
 def element_spec(t: Type):
     import tensorflow as tf
 
-    return _element_structure(t, lambda leaf: tf.TensorSpec(leaf.shape, tf_dtype(leaf)))
+    return element_structure(t, lambda leaf: tf.TensorSpec(leaf.shape, tf_dtype(leaf)))
 
 
 def to_dataset(elements: list, t: SequenceType):
@@ -113,13 +114,13 @@ def to_dataset(elements: list, t: SequenceType):
     if uniform:
         stacked = [np.stack(column) for column in columns]
         iterator = iter(stacked)
-        structure = _element_structure(t.element, lambda leaf: next(iterator))
+        structure = element_structure(t.element, lambda leaf: next(iterator))
         return tf.data.Dataset.from_tensor_slices(structure)
 
     def generate():
         for element in elements:
             leaves = iter(flatten_value(element, t.element))
-            yield _element_structure(t.element, lambda leaf: next(leaves))
+            yield element_structure(t.element, lambda leaf: next(leaves))
 
     return tf.data.Dataset.from_generator(generate, output_signature=spec)
 
@@ -262,6 +263,16 @@ def call_in_graph(node, flat: list) -> list:
     graph_def, input_names, output_names = _graph(node.payload, t.parameter, t.result, what)
     outputs = _import(graph_def, input_names, output_names, flat, node.name or "compiled")
     return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def graph_parts(node) -> tuple:
+    """(GraphDef, input tensor names, output tensor names) of an admitted ``Compiled`` TensorFlow node."""
+    if node.kind != KIND:
+        raise FedcError(f"compiled computation {node.name or ''} of kind {node.kind!r} has no TensorFlow graph")
+    admit(node)
+    t = node.type_signature
+    what = f"compiled computation {node.name!r}" if node.name else "a compiled computation"
+    return _graph(node.payload, t.parameter, t.result, what)
 
 
 def decode_strings(array, what: str) -> np.ndarray:

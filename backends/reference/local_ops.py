@@ -26,7 +26,7 @@ import numpy as np
 
 from fedc import limits
 from fedc.errors import FedcError, FedcTypeError
-from fedc.ir import intrinsics as registry
+from fedc.ir.local_ops import run_time_result_type
 from fedc.types import FunctionType, StructType, TensorType, Type, dtype_name, to_dtype
 from fedc.values import convert
 
@@ -339,13 +339,7 @@ def _run_time_types(uri: str, signature: FunctionType, attrs: tuple, shapes: Any
     rule refuses the actual shapes, or gives a result the declared type does not admit.
     """
     actual = _actual_type(shapes, signature.parameter)
-    try:
-        result = registry.lookup(uri).result_type(actual, dict(attrs))
-    except FedcError as e:
-        raise _failure(signature, e.message) from None
-    if not signature.result.is_assignable_from(result):
-        raise _failure(signature, f"{uri} of an argument of type {actual} has type {result}, not {signature.result}")
-    return actual, result
+    return actual, run_time_result_type(uri, signature, actual, dict(attrs))
 
 
 def _shapes(value: Any, batched: bool = False) -> Any:

@@ -15,8 +15,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from fedc.errors import FedcTypeError
-from fedc.ir.registry import AttrSpec, IntrinsicDef, IntrinsicKind, Operand, OperandRole, register
+from fedc.errors import FedcError, FedcTypeError
+from fedc.ir.registry import AttrSpec, IntrinsicDef, IntrinsicKind, Operand, OperandRole, lookup, register
 from fedc.types import (
     FederatedType,
     FunctionType,
@@ -30,7 +30,7 @@ from fedc.types import (
     to_type,
 )
 
-__all__ = ["LOCAL_OPS", "broadcast_shapes"]
+__all__ = ["LOCAL_OPS", "broadcast_shapes", "run_time_result_type"]
 
 
 # --------------------------------------------------------------------------
@@ -397,3 +397,24 @@ for _name, _kinds, _doc in [
 for _name, _doc in [("zeros", "zeros of a type"), ("ones", "ones of a type")]:
     _op(_name, "( -> T)", _rule_fill, _doc,
         [AttrSpec("type", _norm_type, None, "the type of the result")], operands=())
+
+
+def run_time_result_type(uri: str, signature, actual: Type, attrs: dict) -> Type:
+    """The result type of local op ``uri`` on operands of the ``actual`` (run-time) type.
+
+    ``signature`` is the op's declared type, whose unknown dimensions the
+    operands' actual shapes fill in. Every backend applies this where the
+    declared type has unknown dimensions, so a mismatch is a
+    :class:`FedcTypeError` naming the op and the operands' types rather than a
+    numpy or TensorFlow failure (the caller adds the op's location).
+    """
+    def failure(why: str) -> FedcTypeError:
+        return FedcTypeError(f"at run time, {why} (the op's declared type is {signature})")
+
+    try:
+        result = lookup(uri).result_type(actual, dict(attrs))
+    except FedcError as e:
+        raise failure(e.message) from None
+    if not signature.result.is_assignable_from(result):
+        raise failure(f"{uri} of an argument of type {actual} has type {result}, not {signature.result}")
+    return result

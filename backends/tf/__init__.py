@@ -1,0 +1,188 @@
+"""The tf backend: a computation lowered to one TensorFlow function per call signature.
+
+``get_backend("tf").compile(module, symbol)`` verifies the module, checks
+that every op in it has a TensorFlow lowering (:data:`RULES`, naming any that
+does not) and returns a :class:`TFExecutable`. Calling it:
+
+1. flattens the argument into arrays and a skeleton (:mod:`.values`);
+2. on the first call with a given skeleton, shapes and dtypes (and number of
+   clients), traces the whole computation into one ``tf.function``
+   (:mod:`.graph`: broadcasts, the clients' work vectorized over the clients,
+   the aggregations, the server's work) and keeps its concrete function;
+3. runs that function once — Python does a fixed amount of work per call,
+   whatever the number of clients — and raises the first run-time check that
+   failed (an overflowing integer sum, a negative weight…) as the reference
+   backend would;
+4. turns the returned arrays into fedc values.
+
+A computation whose value sizes are known only while it runs (a
+``tf_computation`` that returns a dataset) runs eagerly instead, op by op,
+with the same rules. TensorFlow places ops on a GPU when it has one.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Optional
+
+import numpy as np
+
+from fedc.backends.base import Backend
+from fedc.errors import FedcError
+from fedc.ir.module import Module
+from fedc.limits import deep_recursion
+from fedc.types import FunctionType
+
+from .compiled import lower_compiled
+from .graph import Graph, NeedsEager
+from .intrinsics import RULES
+from .values import Stacked, export, ingest, rebuild, restore
+
+__all__ = ["RULES", "TFBackend", "TFExecutable"]
+
+_EAGER = object()  # a signature whose calls run eagerly
+
+
+class _Traced:
+    __slots__ = ("function", "skeleton", "checks", "outputs")
+
+    def __init__(self, function, skeleton, checks, outputs):
+        self.function = function
+        self.skeleton = skeleton
+        self.checks = checks
+        self.outputs = outputs
+
+
+class TFExecutable:
+    """A module's computation, traced into a ``tf.function`` per argument layout."""
+
+    def __init__(self, module: Module, symbol: str):
+        self.module = module
+        self.symbol = symbol
+        self.type_signature = module[symbol].type_signature
+        self._traced: dict[tuple, Any] = {}
+        self._inputs: dict[tuple, list] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def traces(self) -> int:
+        """How many argument layouts have been traced (each a concrete TensorFlow function)."""
+        return sum(1 for v in self._traced.values() if v is not _EAGER)
+
+    @deep_recursion
+    def __call__(self, argument: Any = None, num_clients: Optional[int] = None) -> Any:
+        import tensorflow as tf
+
+        t = self.type_signature
+        is_function = isinstance(t, FunctionType)
+        parameter = t.parameter if is_function else None
+        result_type = t.result if is_function else t
+        flat: list = []
+        skeleton = ingest(argument, parameter, flat) if parameter is not None else ("n",)
+        key = (skeleton, tuple((a.shape, a.dtype.str) for a in flat), num_clients)
+        with self._lock:
+            traced = self._traced.get(key)
+        if traced is None:
+            traced = self._trace(skeleton, flat, num_clients, is_function, result_type)
+            with self._lock:
+                self._traced[key] = traced
+        if traced is _EAGER:
+            return self._eager(skeleton, flat, num_clients, is_function, result_type)
+        try:
+            outputs = traced.function(*self._tensors(key, flat))
+        except tf.errors.OpError as e:
+            raise FedcError(f"TensorFlow failed while running @{self.symbol} on the tf backend: {e.message}") from None
+        outputs = [o.numpy() for o in outputs]
+        results = outputs[: traced.outputs]
+        oks = outputs[traced.outputs: traced.outputs + len(traced.checks)]
+        values = iter(outputs[traced.outputs + len(traced.checks):])
+        for check, ok in zip(traced.checks, oks):
+            check_values = [next(values) for _ in check.values]
+            if not bool(ok):
+                raise FedcError(check.message(*check_values), check.location)
+        return restore(traced.skeleton, iter(results), result_type)
+
+    def _tensors(self, key, flat: list) -> list:
+        """The input tensors, reusing last call's where the same data is passed again (the ingestion cache).
+
+        A clients' array assembled from pieces (:class:`.values.Stacked`: the
+        clients' datasets, grouped) is compared piece by piece with the array
+        the previous call with this layout assembled; if equal, that call's
+        tensor is reused, so data passed again each round is stacked and
+        copied into TensorFlow once. Anything else is converted each call.
+        """
+        import tensorflow as tf
+
+        previous = self._inputs.get(key)
+        tensors, kept = [], []
+        for position, item in enumerate(flat):
+            if isinstance(item, Stacked):
+                if previous is not None and previous[position] is not None and item.equals(previous[position][0]):
+                    array, tensor = previous[position]
+                else:
+                    array = item.array()
+                    tensor = tf.constant(array)
+                kept.append((array, tensor))
+                tensors.append(tensor)
+            else:
+                kept.append(None)
+                tensors.append(tf.constant(item))
+        with self._lock:
+            self._inputs = {key: kept}  # the last layout's data only: memory stays bounded
+        return tensors
+
+    def _body(self, graph: Graph, argument: Any, is_function: bool) -> Any:
+        value = graph.symbol(self.symbol)
+        return value(argument) if is_function else value
+
+    def _trace(self, skeleton, flat, num_clients, is_function, result_type):
+        import tensorflow as tf
+
+        holder = {}
+
+        def traced(*tensors):
+            graph = Graph(self.module, num_clients, RULES, lower_compiled)
+            argument = rebuild(skeleton, iter(tensors))
+            result = self._body(graph, argument, is_function)
+            out: list = []
+            holder["skeleton"] = export(graph, result, result_type, out)
+            holder["checks"] = list(graph.checks)
+            holder["outputs"] = len(out)
+            oks = [tf.reduce_all(c.ok) for c in graph.checks]
+            values = [tf.convert_to_tensor(v) for c in graph.checks for v in c.values]
+            return out + oks + values
+
+        specs = [tf.TensorSpec(a.shape, tf.string if a.dtype == object else tf.as_dtype(a.dtype)) for a in flat]
+        try:
+            function = tf.function(traced, autograph=False).get_concrete_function(*specs)
+        except NeedsEager:
+            return _EAGER
+        except FedcError:
+            raise
+        except (ValueError, TypeError, tf.errors.OpError) as e:
+            message = getattr(e, "message", None) or str(e)
+            raise FedcError(f"the tf backend cannot lower @{self.symbol}: {message.splitlines()[0]}") from None
+        return _Traced(function, holder["skeleton"], holder["checks"], holder["outputs"])
+
+    def _eager(self, skeleton, flat, num_clients, is_function, result_type):
+        import tensorflow as tf
+
+        graph = Graph(self.module, num_clients, RULES, lower_compiled, eager=True)
+        argument = rebuild(skeleton, iter([tf.constant(a.array() if isinstance(a, Stacked) else a) for a in flat]))
+        try:
+            result = self._body(graph, argument, is_function)
+            out: list = []
+            out_skeleton = export(graph, result, result_type, out)
+        except tf.errors.OpError as e:
+            raise FedcError(f"TensorFlow failed while running @{self.symbol} on the tf backend: {e.message}") from None
+        return restore(out_skeleton, iter([np.asarray(o) for o in out]), result_type)
+
+
+class TFBackend(Backend):
+    """Runs verified IR as TensorFlow functions: whole calls traced once, clients vectorized."""
+
+    name = "tf"
+    rules = RULES
+
+    def build(self, module: Module, symbol: str) -> TFExecutable:
+        return TFExecutable(module, symbol)

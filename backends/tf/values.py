@@ -1,0 +1,305 @@
+"""Between fedc's run-time values (:mod:`fedc.values`) and the tensors of a traced call.
+
+:func:`ingest` flattens an argument into numpy arrays — the inputs of the
+call's ``tf.function`` — and a *skeleton*, a hashable description of how the
+arrays make up the value (structs, stacked or per-client clients, sequence
+segments). The skeleton and the arrays' shapes and dtypes key the traced
+function: a later call with data of the same layout reuses it without tracing.
+:func:`rebuild` turns the flat input tensors back into graph values inside the
+trace; :func:`export` flattens the result the same way, and :func:`restore`
+makes fedc values of the arrays the call returns.
+
+Skeletons: ``("t",)`` a tensor; ``("s", parts)`` a struct; ``("c", count,
+member)`` clients with stacked values; ``("ci", items)`` clients one by one;
+``("q", segments)`` a sequence (one element skeleton per segment);
+``("cg", count, groups)`` clients whose values hold sequences, grouped by
+layout, each group stacked (a segment's tensors ``[clients, steps, ...]``), so
+a thousand clients' datasets are a few arrays, not thousands; ``("n",)`` no
+value.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+
+from fedc import tensorflow_graphs as tg
+from fedc.errors import FedcError
+from fedc.types import FederatedType, FunctionType, SequenceType, StructType, TensorType, Type
+from fedc.values import Clients
+
+from .graph import ClientValues, SequenceValue, leaves, tree_map
+
+__all__ = ["Stacked", "export", "from_graph_value", "ingest", "rebuild", "restore", "to_graph_value"]
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def _has_sequence(t: Type) -> bool:
+    return any(isinstance(part, SequenceType) for part in t.walk())
+
+
+def _array(value: Any) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype == object or array.dtype.kind == "U":  # fedc's str tensors: UTF-8 bytes for tf.string
+        out = np.empty(array.shape, dtype=object)
+        for index, item in np.ndenumerate(array):
+            out[index] = item.encode("utf-8") if isinstance(item, str) else item
+        return out
+    return array
+
+
+def ingest(value: Any, t: Type, flat: list) -> tuple:
+    """The skeleton of ``value`` (of type ``t``); appends its arrays to ``flat``."""
+    if isinstance(t, FederatedType):
+        if t.all_equal:
+            return ingest(value, t.member, flat)
+        if not isinstance(value, Clients):
+            raise FedcError(f"the tf backend expected clients' values for {t}, got {type(value).__name__}")
+        if value.count and _has_sequence(t.member):
+            return _grouped(value.items(), t.member, flat)
+        stacked = value.stacked() if value.count else None
+        if stacked is not None:
+            member = _stacked_skeleton(stacked, flat)
+            return ("c", value.count, member)
+        return ("ci", tuple(ingest(item, t.member, flat) for item in value.items()))
+    if isinstance(t, StructType):
+        return ("s", tuple(ingest(v, e, flat) for v, e in zip(value, t)))
+    if isinstance(t, SequenceType):
+        return ("q", tuple(_segments(list(value), t.element, flat)))
+    if isinstance(t, TensorType):
+        flat.append(_array(value))
+        return ("t",)
+    raise FedcError(f"the tf backend cannot take an argument of type {t}")
+
+
+def _layout(value: Any, t: Type) -> tuple:
+    """What must match for two clients' values to be stacked: shapes, and sequences' segment boundaries."""
+    if isinstance(t, StructType):
+        return tuple(_layout(v, e) for v, e in zip(value, t))
+    if isinstance(t, SequenceType):
+        keys = [tuple(np.shape(leaf) for leaf in tg.flatten_value(e, t.element)) for e in value]
+        runs = []
+        for key in keys:
+            if runs and runs[-1][0] == key:
+                runs[-1][1] += 1
+            else:
+                runs.append([key, 1])
+        return ("q", tuple((key, n) for key, n in runs))
+    return np.shape(value)
+
+
+def _grouped(items: list, t: Type, flat: list) -> tuple:
+    """Clients grouped by layout, each group's values stacked (sequences as [clients, steps, ...] segments)."""
+    groups: dict = {}
+    for c, item in enumerate(items):
+        groups.setdefault(_layout(item, t), []).append(c)
+    parts = []
+    for clients in groups.values():
+        parts.append((tuple(clients), _stack_group([items[c] for c in clients], t, flat)))
+    return ("cg", len(items), tuple(parts))
+
+
+def _stack_group(values: list, t: Type, flat: list) -> tuple:
+    if isinstance(t, StructType):
+        return ("s", tuple(_stack_group([v[i] for v in values], e, flat) for i, e in enumerate(t)))
+    if isinstance(t, SequenceType):
+        # Every value has the same runs: the segment boundaries of the first.
+        runs = _layout(values[0], t)[1]
+        segments, start = [], 0
+        for _, n in runs:
+            columns = [[tg.flatten_value(e, t.element) for e in list(v)[start:start + n]] for v in values]
+            leaves_count = len(tg.flat_leaves(t.element))
+            for k in range(leaves_count):
+                flat.append(Stacked([np.asarray(e[k]) for client in columns for e in client], (len(values), n)))
+            segments.append(_leaf_skeleton(t.element))
+            start += n
+        return ("q", tuple(segments))
+    flat.append(Stacked([np.asarray(v) for v in values], (len(values),)))
+    return ("t",)
+
+
+class Stacked:
+    """An input array still in pieces: ``parts`` (same shape and dtype) stacked into ``lead + part.shape``.
+
+    Kept apart so that a later call can compare the pieces with the array it
+    stacked last time and, when they are equal, reuse that array's tensor
+    instead of stacking and converting again (:class:`~. TFExecutable`'s
+    ingestion cache).
+    """
+
+    __slots__ = ("parts", "lead", "shape", "dtype")
+
+    def __init__(self, parts: list, lead: tuple):
+        self.parts = parts
+        self.lead = lead
+        first = _array(parts[0]) if parts else np.zeros(0, np.float32)
+        self.shape = tuple(lead) + first.shape
+        self.dtype = first.dtype
+
+    def array(self) -> np.ndarray:
+        stacked = np.stack([_array(p) for p in self.parts]) if self.parts else np.zeros(self.shape, self.dtype)
+        return stacked.reshape(self.shape)
+
+    def equals(self, array: np.ndarray) -> bool:
+        """Whether the stacked parts would equal ``array`` (compared piece by piece, nothing copied)."""
+        if array.shape != self.shape or array.dtype != self.dtype or self.dtype == object:
+            return False
+        flat = array.reshape((-1,) + self.shape[len(self.lead):])
+        return all(np.array_equal(part, flat[i]) for i, part in enumerate(self.parts))
+
+
+def _leaf_skeleton(t: Type) -> tuple:
+    if isinstance(t, StructType):
+        return ("s", tuple(_leaf_skeleton(e) for e in t))
+    return ("t",)
+
+
+def _stacked_skeleton(stacked: Any, flat: list) -> tuple:
+    if isinstance(stacked, tuple):
+        return ("s", tuple(_stacked_skeleton(part, flat) for part in stacked))
+    flat.append(_array(stacked))
+    return ("t",)
+
+
+def _segments(elements: list, element_type: Type, flat: list) -> list:
+    """Runs of consecutive elements of one shape, each stacked along a step axis."""
+    segments, run, key = [], [], None
+    for element in elements:
+        k = tuple(np.shape(leaf) for leaf in tg.flatten_value(element, element_type))
+        if run and k != key:
+            segments.append(run)
+            run = []
+        run.append(element)
+        key = k
+    if run:
+        segments.append(run)
+    skeletons = []
+    for run in segments:
+        columns = list(zip(*[tg.flatten_value(e, element_type) for e in run]))
+        stacked = tg.unflatten_value([np.stack([np.asarray(x) for x in column]) for column in columns],
+                                     element_type) if isinstance(element_type, StructType) else \
+            np.stack([np.asarray(x) for x in columns[0]])
+        skeletons.append(_stacked_skeleton(stacked, flat))
+    return skeletons
+
+
+def rebuild(skeleton: tuple, tensors: Iterator) -> Any:
+    """The graph value of ``skeleton`` from the flat input tensors."""
+    kind = skeleton[0]
+    if kind == "t":
+        return next(tensors)
+    if kind == "s":
+        return tuple(rebuild(part, tensors) for part in skeleton[1])
+    if kind == "c":
+        return ClientValues(skeleton[1], stacked=rebuild(skeleton[2], tensors))
+    if kind == "ci":
+        return ClientValues(len(skeleton[1]), items=[rebuild(item, tensors) for item in skeleton[1]])
+    if kind == "cg":
+        return ClientValues(skeleton[1], grouped=[(list(clients), rebuild(part, tensors))
+                                                   for clients, part in skeleton[2]])
+    if kind == "q":
+        return SequenceValue([rebuild(segment, tensors) for segment in skeleton[1]])
+    if kind == "n":
+        return None
+    raise AssertionError(skeleton)
+
+
+def export(graph, value: Any, t: Type, flat: list) -> tuple:
+    """The skeleton of result ``value`` (of type ``t``); appends its tensors to ``flat``."""
+    tf = _tf()
+    if isinstance(t, FederatedType):
+        if t.all_equal:
+            if isinstance(value, ClientValues):  # one value per client, all equal: the first
+                value = value.items()[0] if value.count else value
+            return export(graph, value, t.member, flat)
+        value = graph.as_clients(value, "the result")
+        if value.stacked is not None:
+            return ("c", value.count, _export_stacked(value.stacked, flat))
+        return ("ci", tuple(export(graph, item, t.member, flat) for item in value.items()))
+    if isinstance(t, StructType):
+        return ("s", tuple(export(graph, v, e, flat) for v, e in zip(value, t)))
+    if isinstance(t, SequenceType):
+        return ("q", tuple(_export_stacked(segment, flat) for segment in value.segments))
+    if isinstance(t, TensorType):
+        flat.append(tf.convert_to_tensor(value))
+        return ("t",)
+    raise FedcError(f"the tf backend cannot return a value of type {t}")
+
+
+def _export_stacked(stacked: Any, flat: list) -> tuple:
+    tf = _tf()
+    if isinstance(stacked, tuple):
+        return ("s", tuple(_export_stacked(part, flat) for part in stacked))
+    flat.append(tf.convert_to_tensor(stacked))
+    return ("t",)
+
+
+def _leaf_type(t: Type) -> Type:
+    return t.member if isinstance(t, FederatedType) else t
+
+
+def restore(skeleton: tuple, arrays: Iterator, t: Type) -> Any:
+    """The fedc value of type ``t`` from the arrays the call returned."""
+    kind = skeleton[0]
+    if isinstance(t, FederatedType):
+        if t.all_equal:
+            return restore(skeleton, arrays, t.member)
+        if kind == "c":
+            return Clients.from_stacked(_restore_stacked(skeleton[2], arrays, t.member), skeleton[1])
+        return Clients.from_items([restore(item, arrays, t.member) for item in skeleton[1]])
+    if kind == "s":
+        return tuple(restore(part, arrays, e) for part, e in zip(skeleton[1], t))
+    if kind == "q":
+        elements = []
+        for segment in skeleton[1]:
+            stacked = _restore_stacked(segment, arrays, t.element)
+            count = len(leaves(stacked)[0])
+            elements.extend(tree_map(lambda a, i=i: a[i], stacked) for i in range(count))
+        return elements
+    return _tensor(next(arrays), t)
+
+
+def _restore_stacked(skeleton: tuple, arrays: Iterator, t: Type) -> Any:
+    if skeleton[0] == "s":
+        return tuple(_restore_stacked(part, arrays, e) for part, e in zip(skeleton[1], t))
+    return _tensor(next(arrays), t)
+
+
+def _tensor(array: np.ndarray, t: Type) -> np.ndarray:
+    array = np.asarray(array)
+    if t.dtype.kind == "U":
+        return tg.decode_strings(array, "the tf backend's result")
+    return array.astype(t.dtype, copy=False)
+
+
+# --------------------------------------------------------------------------
+# Eager values, for the calls that run outside a traced function
+
+
+def to_graph_value(value: Any, t: Type) -> Any:
+    """A fedc value as eager graph values."""
+    flat: list = []
+    skeleton = ingest(value, t, flat) if t is not None else ("n",)
+    tf = _tf()
+    return rebuild(skeleton, iter([tf.constant(a.array() if isinstance(a, Stacked) else a) for a in flat]))
+
+
+def from_graph_value(value: Any, t: Type) -> Any:
+    """Eager graph values as a fedc value (``t`` is not federated)."""
+    if isinstance(t, StructType):
+        return tuple(from_graph_value(v, e) for v, e in zip(value, t))
+    if isinstance(t, SequenceType):
+        elements = []
+        for segment in value.segments:
+            for i in range(SequenceValue.segment_length(segment)):
+                elements.append(from_graph_value(tree_map(lambda a, i=i: a[i], segment), t.element))
+        return elements
+    if isinstance(t, FunctionType):
+        raise FedcError("the tf backend cannot pass a function out of a compiled call")
+    return _tensor(value.numpy(), t)
