@@ -1,7 +1,7 @@
 """A FedAvg round on fedc's backends against a plain TensorFlow loop doing the same math.
 
-    python benchmarks/fedavg.py [--configs 10x486x5,100x100x1,1000x20x1] [--backends reference]
-                                [--rounds R] [--repeats K] [--output FILE]
+    python benchmarks/fedavg.py [--configs 10x486x5,100x100x1,1000x20x1] [--backends reference,tf]
+                                [--rounds R] [--no-peak-alone] [--output FILE]
 
 The model is issue 10's: Dense 784→10, softmax cross-entropy, client SGD with
 learning rate 0.02, batches of 20 (the last batch of a client may be smaller),
@@ -17,7 +17,8 @@ the clients, and the weighted mean accumulated in TensorFlow. Each fedc round
 is timed interleaved with a baseline round (fedc, TF, fedc, TF, …), so both
 see the same machine; the JSON keeps seconds, the ratio fedc / TF of the
 medians, the first call (trace + compile + first round) of each, peak RSS,
-the RSS after every round, and the largest difference between fedc's weights
+the RSS after every round, each side's peak RSS alone in a fresh process
+(one process holds both sides during the interleaved run), and the largest difference between fedc's weights
 and the baseline's after the same rounds (the benchmark fails if they are
 not equal to float round-off).
 """
@@ -181,7 +182,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_config(config: str, backends: list[str], rounds: int) -> dict:
+def run_config(config: str, backends: list[str], rounds: int, peak_alone: bool = True) -> dict:
     import fedc
 
     clients, examples, epochs = parse_config(config)
@@ -236,7 +237,41 @@ def run_config(config: str, backends: list[str], rounds: int) -> dict:
                   f"first call {fedc_first:.1f} s (plain TF {plain_first:.1f} s); "
                   f"weights within {difference:.1e}", flush=True)
     record["peak_rss_mb"] = peak_rss_mb()
+    if peak_alone:
+        # Each side alone in a fresh process (one process holds both above): its own peak.
+        record["peak_rss_mb_alone"] = {side: alone(config, side, min(rounds, 3)) for side in ["plain_tf", *backends]}
     return record
+
+
+def alone(config: str, side: str, rounds: int) -> float:
+    """The peak RSS (MB) of a fresh process running ``rounds`` + 1 rounds of one side (plain_tf or a backend)."""
+    import json
+    import subprocess
+
+    result = subprocess.run([sys.executable, __file__, "--alone", side, "--configs", config, "--rounds", str(rounds)],
+                            capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+
+
+def run_alone(config: str, side: str, rounds: int) -> None:
+    import json
+
+    clients, examples, epochs = parse_config(config)
+    data = make_clients(clients, examples)
+    weights = initial_weights()
+    if side == "plain_tf":
+        plain = PlainTF(data, epochs)
+        for _ in range(rounds + 1):
+            weights = plain.round(weights)
+    else:
+        import fedc
+
+        batches = as_batches(data)
+        with fedc.backend(side):
+            next_round = build_fedc_round(epochs)
+            for _ in range(rounds + 1):
+                weights = next_round(weights, batches)
+    print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
 
 
 def main(argv=None):
@@ -249,11 +284,18 @@ def main(argv=None):
                         help="comma-separated backend names (default: every available one)")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per config and backend, after the first")
     parser.add_argument("--output", type=pathlib.Path)
+    parser.add_argument("--no-peak-alone", action="store_true",
+                        help="skip measuring each side's peak RSS alone in a fresh process")
+    parser.add_argument("--alone", help=argparse.SUPPRESS)  # internal: run one side in this process
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds is at least 1")
+    if args.alone:
+        run_alone(args.configs, args.alone, args.rounds)
+        return
     backends = [b for b in args.backends.split(",") if b]
-    results = [run_config(config, backends, args.rounds) for config in args.configs.split(",") if config]
+    results = [run_config(config, backends, args.rounds, not args.no_peak_alone)
+               for config in args.configs.split(",") if config]
     path = write("fedavg", {"model": "Dense 784->10, SGD 0.02, batch 20", "rounds": args.rounds,
                             "results": results}, args.output)
     print(f"wrote {path}")

@@ -36,7 +36,7 @@ from fedc.types import FunctionType
 from .compiled import lower_compiled
 from .graph import Graph, NeedsEager
 from .intrinsics import RULES
-from .values import Stacked, export, ingest, rebuild, restore
+from .values import Stacked, export, ingest, rebuild, restore, to_tensor
 
 __all__ = ["RULES", "TFBackend", "TFExecutable"]
 
@@ -111,8 +111,6 @@ class TFExecutable:
         tensor is reused, so data passed again each round is stacked and
         copied into TensorFlow once. Anything else is converted each call.
         """
-        import tensorflow as tf
-
         previous = self._inputs.get(key)
         tensors, kept = [], []
         for position, item in enumerate(flat):
@@ -121,12 +119,12 @@ class TFExecutable:
                     array, tensor = previous[position]
                 else:
                     array = item.array()
-                    tensor = tf.constant(array)
+                    tensor = to_tensor(array)
                 kept.append((array, tensor))
                 tensors.append(tensor)
             else:
                 kept.append(None)
-                tensors.append(tf.constant(item))
+                tensors.append(to_tensor(item))
         with self._lock:
             self._inputs = {key: kept}  # the last layout's data only: memory stays bounded
         return tensors

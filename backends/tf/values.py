@@ -31,7 +31,7 @@ from fedc.values import Clients
 
 from .graph import ClientValues, SequenceValue, leaves, tree_map
 
-__all__ = ["Stacked", "export", "from_graph_value", "ingest", "rebuild", "restore", "to_graph_value"]
+__all__ = ["Stacked", "export", "to_tensor", "from_graph_value", "ingest", "rebuild", "restore", "to_graph_value"]
 
 
 def _tf():
@@ -52,6 +52,29 @@ def _array(value: Any) -> np.ndarray:
             out[index] = item.encode("utf-8") if isinstance(item, str) else item
         return out
     return array
+
+
+#: dtypes handed to TensorFlow through DLPack from an aligned copy (a large argument costs one memcpy, not two)
+_DLPACK_DTYPES = {np.dtype(d) for d in ("float32", "float64", "int8", "int16", "int32", "int64",
+                                        "uint8", "uint16", "uint32", "uint64")}
+_DLPACK_MIN_BYTES = 1 << 20
+_ALIGN = 64  # TensorFlow's alignment for tensors it did not allocate
+
+
+def to_tensor(array: np.ndarray):
+    """``array`` as an eager tensor of its own (a copy: the caller's array may change after the call).
+
+    A large numeric array is copied once into 64-byte-aligned memory that the
+    tensor then owns through DLPack; ``tf.constant`` copies twice.
+    """
+    tf = _tf()
+    if array.dtype in _DLPACK_DTYPES and array.nbytes >= _DLPACK_MIN_BYTES:
+        buffer = np.empty(array.nbytes + _ALIGN, np.uint8)
+        offset = (-buffer.ctypes.data) % _ALIGN
+        aligned = buffer[offset: offset + array.nbytes].view(array.dtype).reshape(array.shape)
+        np.copyto(aligned, array)
+        return tf.experimental.dlpack.from_dlpack(aligned.__dlpack__())
+    return tf.constant(array)
 
 
 def ingest(value: Any, t: Type, flat: list) -> tuple:
