@@ -17,7 +17,7 @@ the clients, and the weighted mean accumulated in TensorFlow. Each fedc round
 is timed interleaved with a baseline round (fedc, TF, fedc, TF, …), so both
 see the same machine; the JSON keeps seconds, the ratio fedc / TF of the
 medians, the first call (trace + compile + first round) of each, peak RSS,
-the RSS after every round, each side's peak RSS alone in a fresh process
+the RSS after every round, each side's RSS alone in a fresh process
 (one process holds both sides during the interleaved run), and the largest difference between fedc's weights
 and the baseline's after the same rounds (the benchmark fails if they are
 not equal to float round-off).
@@ -238,27 +238,36 @@ def run_config(config: str, backends: list[str], rounds: int, peak_alone: bool =
                   f"weights within {difference:.1e}", flush=True)
     record["peak_rss_mb"] = peak_rss_mb()
     if peak_alone:
-        # Each side alone in a fresh process (one process holds both above): its own peak.
-        record["peak_rss_mb_alone"] = {side: alone(config, side, min(rounds, 3)) for side in ["plain_tf", *backends]}
+        # Each side alone in a fresh process (one process holds both above): its own memory.
+        record["rss_alone"] = {side: alone(config, side, min(rounds, 3)) for side in ["plain_tf", *backends]}
     return record
 
 
-def alone(config: str, side: str, rounds: int) -> float:
-    """The peak RSS (MB) of a fresh process running ``rounds`` + 1 rounds of one side (plain_tf or a backend)."""
+def alone(config: str, side: str, rounds: int) -> dict:
+    """A fresh process running ``rounds`` + 1 rounds of one side (plain_tf or a backend): its RSS in MB.
+
+    ``data_mb`` is the RSS once the data is made (TensorFlow and fedc imported),
+    ``after_rounds_mb`` after the rounds, ``peak_mb`` the process's peak (often the data generation).
+    """
     import json
     import subprocess
 
     result = subprocess.run([sys.executable, __file__, "--alone", side, "--configs", config, "--rounds", str(rounds)],
                             capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def run_alone(config: str, side: str, rounds: int) -> None:
     import json
 
+    import tensorflow  # noqa: F401 - imported before the baseline, as both sides use it
+
+    import fedc  # noqa: F401
+
     clients, examples, epochs = parse_config(config)
     data = make_clients(clients, examples)
     weights = initial_weights()
+    data_mb = rss_mb()
     if side == "plain_tf":
         plain = PlainTF(data, epochs)
         for _ in range(rounds + 1):
@@ -271,7 +280,7 @@ def run_alone(config: str, side: str, rounds: int) -> None:
             next_round = build_fedc_round(epochs)
             for _ in range(rounds + 1):
                 weights = next_round(weights, batches)
-    print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
+    print(json.dumps({"data_mb": data_mb, "after_rounds_mb": rss_mb(), "peak_mb": peak_rss_mb()}))
 
 
 def main(argv=None):

@@ -572,6 +572,10 @@ def to_python(value: Any, t: Type) -> Any:
         if t.all_equal:
             return to_python(value, t.member)
         if isinstance(value, Clients):
+            stacked = value._stacked
+            if (isinstance(t.member, TensorType) and isinstance(stacked, np.ndarray) and stacked.dtype != object
+                    and value._items is None):
+                return list(stacked)  # numpy scalars or arrays, one per client, as below but in one call
             return [to_python(v, t.member) for v in value.items()]
         return to_python(value, t.member)
     return value

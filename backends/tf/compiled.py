@@ -16,11 +16,14 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
+
 from fedc import tensorflow_graphs as tg
+from fedc.errors import FedcError
 from fedc.types import SequenceType, StructType
 
 from .datasets import map_over_clients, plan
-from .graph import Graph, NeedsEager, checked_outputs
+from .graph import Graph, NeedsEager, NotVectorizable, checked_outputs
 
 __all__ = ["lower_compiled"]
 
@@ -50,10 +53,15 @@ def lower_compiled(graph: Graph, node) -> Callable:
         if returns_sequences or takes_sequences or not tf.inside_function():
             if not graph.eager:
                 raise NeedsEager(what)
+            if tf.inside_function():  # eager, but inside a vectorized trace: map client by client instead
+                raise NotVectorizable(what)
             return _run_eagerly(node, argument)
         flat = [tf.convert_to_tensor(value, tg.tf_dtype(leaf_type))
                 for leaf_type, value in zip(input_leaves, tg.flatten_value(argument, parameter))]
         checked = checked_outputs(graph, tg.call_in_graph(node, flat), output_leaves, node)
+        for tensor in checked:
+            if tensor.dtype == tf.string:
+                _check_utf8(graph, tensor, what)
         return tg.unflatten_value(checked, result) if isinstance(result, StructType) else checked[0]
 
     call.parameter_type = parameter
@@ -66,6 +74,23 @@ def lower_compiled(graph: Graph, node) -> Callable:
 
         call.map_over_clients = over_clients
     return call
+
+
+def _check_utf8(graph: Graph, tensor, what: str) -> None:
+    """A graph's string output must be UTF-8 text (fedc's str), as the reference backend checks."""
+    tf = _tf()
+    flat = tf.reshape(tensor, [-1])
+    same = tf.equal(tf.strings.unicode_transcode(flat, "UTF-8", "UTF-8", errors="replace"), flat)
+    bad = tf.gather(tf.concat([flat, [""]], 0), tf.argmin(tf.cast(tf.concat([same, [False]], 0), tf.int32)))
+
+    def message(value):
+        try:
+            tg.decode_strings(np.asarray([value.item() if hasattr(value, "item") else value], dtype=object), what)
+        except FedcError as e:
+            return e.message
+        return f"{what} returned a string that is not UTF-8 text"
+
+    graph.check(tf.reduce_all(same), message, bad)
 
 
 def _run_eagerly(node, argument: Any) -> Any:

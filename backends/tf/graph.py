@@ -28,10 +28,12 @@ to the result and raises the first that failed as a :class:`~fedc.FedcError`.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from typing import Any, Callable, Optional
 
 import numpy as np
 
+from fedc import limits
 from fedc.errors import FedcError
 from fedc.ir import building_blocks as bb
 from fedc.ir.module import Module
@@ -227,10 +229,14 @@ class Graph:
             saved = self._location
             self._location = check.location
             try:
+                message = check.message
                 if ok.shape.rank:
                     first = tf.argmin(tf.cast(tf.reshape(ok, [-1]), tf.int32))
                     vals = [tf.gather(v, first) for v in vals]
-                self.check(tf.reduce_all(ok), check.message, *vals)
+                    if "client" in inspect.signature(message).parameters:  # the message names the client
+                        vals.append(first)
+                        message = (lambda m: lambda *v: m(*v[:-1], client=int(v[-1])))(message)
+                self.check(tf.reduce_all(ok), message, *vals)
             finally:
                 self._location = saved
 
@@ -351,15 +357,24 @@ class Graph:
             flat = leaves(result)
             if not all(tf.is_tensor(leaf) for leaf in flat):
                 raise NotVectorizable("the function's result is not a tensor structure")
-            return flat + [tf.reduce_all(c.ok) for c in checks] + [v for c in checks for v in c.values]
+            # A first output that is always there: a function of no tensors still maps to something.
+            return [tf.zeros([], tf.int8)] + flat + [tf.reduce_all(c.ok) for c in checks] + \
+                [v for c in checks for v in c.values]
 
         flat_in = leaves(stacked)
+        if not flat_in:
+            raise NotVectorizable("no tensors to map over")
+        count_clients = int(flat_in[0].shape[0])
         outputs = tf.vectorized_map(body, flat_in if len(flat_in) != 1 or isinstance(stacked, tuple) else flat_in[0],
                                     fallback_to_while_loop=True)
-        outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        outputs = list(outputs)[1:]
         checks = holder["checks"]
         count = len(leaves(holder["structure"]))
         results = outputs[:count]
+        for r in results:  # refused before anything is allocated: the shapes are known while tracing
+            if r.shape.is_fully_defined():
+                limits.check_allocation(tuple(r.shape.as_list()), r.dtype.size or 4,
+                                        f"a value mapped over {count_clients} clients")
         oks = outputs[count: count + len(checks)]
         rest = iter(outputs[count + len(checks):])
         self.add_checks(checks, oks, [[next(rest) for _ in c.values] for c in checks])

@@ -56,6 +56,7 @@ def _zeros(t, what: str):
         return tuple(_zeros(e, what) for e in t)
     if not t.is_fully_defined():
         raise FedcError(f"{what} has no value: its result would be zeros of {t}, whose shape is unknown")
+    limits.check_allocation(t.shape, t.dtype.itemsize or 4, what)
     return zeros_of(t)
 
 

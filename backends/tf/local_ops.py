@@ -224,12 +224,27 @@ def _cast(graph, x, signature, attrs):
             return tf.cast(v, out)
         if out.is_integer and v.dtype.is_floating:
             low, high = _range(out)
+            source = v.dtype.name
             truncated = tf.where(v < 0, tf.math.ceil(v), tf.math.floor(v))  # toward zero, as TensorFlow's cast
             wide = tf.cast(truncated, tf.float64)
-            ok = tf.math.is_finite(wide) & (wide >= float(low)) & (wide <= float(high))
-            graph.check(tf.reduce_all(ok),
-                        lambda: f"cast to {out.name}: a value is NaN, infinite or outside {out.name}'s range "
-                                f"[{low}, {high}]")
+            finite = tf.math.is_finite(wide)
+            inside = (wide >= float(low)) & (wide < float(high) + 1.0)
+            ok = finite & inside
+
+            def first(mask):
+                flat = tf.reshape(v, [-1])
+                return tf.gather(flat, tf.argmin(tf.cast(tf.reshape(mask, [-1]), tf.int32)))
+
+            def at(client):
+                return "" if client is None else f", client {client}"
+
+            graph.check(tf.reduce_all(finite),
+                        lambda x, client=None: f"cast to {out.name}{at(client)}: {float(x)} (a {source} value) has no "
+                                               f"{out.name} value", first(finite))
+            graph.check(tf.reduce_all(inside | ~finite),
+                        lambda x, client=None: f"cast to {out.name}{at(client)}: {float(x)} (a {source} value) does "
+                                               f"not fit in {out.name}, whose range is [{low}, {high}]",
+                        first(inside | ~finite))
             return tf.cast(tf.where(ok, truncated, tf.zeros_like(truncated)), out)
         if out.is_integer and v.dtype.is_integer:
             low, high = _range(out)

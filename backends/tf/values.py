@@ -295,9 +295,13 @@ def _restore_stacked(skeleton: tuple, arrays: Iterator, t: Type) -> Any:
 
 
 def _tensor(array: np.ndarray, t: Type) -> np.ndarray:
-    array = np.asarray(array)
-    if t.dtype.kind == "U":
+    if t.dtype.kind == "U":  # bytes kept as objects: a numpy bytes dtype would drop trailing NULs
+        if not isinstance(array, np.ndarray):
+            boxed = np.empty((), dtype=object)
+            boxed[()] = array
+            array = boxed
         return tg.decode_strings(array, "the tf backend's result")
+    array = np.asarray(array)
     return array.astype(t.dtype, copy=False)
 
 
