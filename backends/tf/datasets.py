@@ -95,13 +95,16 @@ def plan(node) -> Optional[Plan]:
         return _plans[key]
     try:
         made = _make_plan(node)
-    except _NoPlan:
+    except Exception:  # noqa: BLE001 - any graph the planner does not understand runs the general (eager) way
         made = None
+    if len(_plans) >= _MAX_PLANS:
+        _plans.pop(next(iter(_plans)))
     _plans[key] = made
     return made
 
 
-_plans: dict = {}
+_MAX_PLANS = 256
+_plans: dict = {}  # content hash -> plan (or None), oldest first
 
 
 class _NoPlan(Exception):
@@ -356,9 +359,7 @@ def _run_group(the_plan: Plan, inputs: list, input_leaves) -> list:
 def _dataset_order(t: SequenceType) -> list[int]:
     """fedc's leaf order of a sequence element -> the order of the dataset's components (tf.nest's)."""
     tf = _tf()
-    count = len(tg.flat_leaves(t.element)) if not isinstance(t.element, type(None)) else 0
-    positions = list(range(count))
-    iterator = iter(positions)
+    iterator = iter(range(len(tg.flat_leaves(t.element))))
     structure = tg.element_structure(t.element, lambda leaf: next(iterator))
     return list(tf.nest.flatten(structure))
 
