@@ -38,9 +38,12 @@ from .graph import Graph, NeedsEager
 from .intrinsics import RULES
 from .values import Stacked, export, ingest, rebuild, restore, to_tensor
 
-__all__ = ["RULES", "TFBackend", "TFExecutable"]
+__all__ = ["MAX_TRACES", "RULES", "TFBackend", "TFExecutable"]
 
 _EAGER = object()  # a signature whose calls run eagerly
+
+#: Traced functions kept per executable (one per argument layout), the oldest dropped first.
+MAX_TRACES = 32
 
 
 class _Traced:
@@ -85,6 +88,8 @@ class TFExecutable:
         if traced is None:
             traced = self._trace(skeleton, flat, num_clients, is_function, result_type)
             with self._lock:
+                if len(self._traced) >= MAX_TRACES:  # the oldest layout goes: memory stays bounded
+                    self._traced.pop(next(iter(self._traced)))
                 self._traced[key] = traced
         if traced is _EAGER:
             return self._eager(skeleton, flat, num_clients, is_function, result_type)

@@ -113,3 +113,20 @@ def test_a_computation_returning_a_dataset_runs_eagerly():
 
     with fedc.backend("tf"):
         assert [int(v) for v in count_to(4)] == [0, 1, 2, 3]
+
+
+def test_an_executable_keeps_a_bounded_number_of_traces(monkeypatch):
+    import fedc.backends.tf as tf_backend
+
+    monkeypatch.setattr(tf_backend, "MAX_TRACES", 2)
+
+    @fedc.federated_computation(fedc.FederatedType(WEIGHTS, fedc.SERVER), fedc.FederatedType(DATA, fedc.CLIENTS))
+    def again(w, datasets):
+        return fedc.federated_mean(fedc.federated_map(local_steps, (datasets, fedc.federated_broadcast(w))))
+
+    w = np.zeros(3, F32)
+    with fedc.backend("tf"):
+        for n in range(1, 5):
+            again(w, clients(n, [[n]]))
+        assert executable(again).traces == 2
+        np.testing.assert_allclose(again(w, clients(1, [[1]])), again(w, clients(1, [[1]])))
