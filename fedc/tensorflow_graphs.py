@@ -22,7 +22,7 @@ from fedc.errors import FedcError, FedcTypeError
 from fedc.types import FunctionType, SequenceType, StructType, TensorType, Type
 from fedc.values import strings
 
-__all__ = ["KIND", "call_in_graph", "decode_strings", "element_spec", "element_structure", "flat_leaves",
+__all__ = ["KIND", "call_in_graph", "decode_strings", "describe", "element_spec", "element_structure", "flat_leaves",
            "flatten_value", "graph_parts", "load", "make_payload", "tf_dtype", "unflatten_value"]
 
 KIND = "tensorflow"
@@ -259,10 +259,15 @@ def call_in_graph(node, flat: list) -> list:
         raise FedcError(f"compiled computation {node.name or ''} of kind {node.kind!r} cannot be called from TensorFlow")
     admit(node)
     t = node.type_signature
-    what = f"compiled computation {node.name!r}" if node.name else "a compiled computation"
+    what = describe(node)
     graph_def, input_names, output_names = _graph(node.payload, t.parameter, t.result, what)
     outputs = _import(graph_def, input_names, output_names, flat, node.name or "compiled")
     return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def describe(node) -> str:
+    """How messages name a ``Compiled`` node: ``compiled computation 'name'``."""
+    return f"compiled computation {node.name!r}" if node.name else "a compiled computation"
 
 
 def graph_parts(node) -> tuple:
@@ -271,7 +276,7 @@ def graph_parts(node) -> tuple:
         raise FedcError(f"compiled computation {node.name or ''} of kind {node.kind!r} has no TensorFlow graph")
     admit(node)
     t = node.type_signature
-    what = f"compiled computation {node.name!r}" if node.name else "a compiled computation"
+    what = describe(node)
     return _graph(node.payload, t.parameter, t.result, what)
 
 
@@ -360,7 +365,7 @@ def admit(node, trusted: bool = False, where: str = "") -> None:
     """
     if node.kind != KIND:
         return
-    what = f"compiled computation {node.name!r}" if node.name else "a compiled computation"
+    what = describe(node)
     tensorflow_ops.admit(node.payload, what + (f" ({where})" if where else ""), trusted, node.content_hash)
 
 
@@ -379,5 +384,5 @@ def load(node) -> Callable[[Any], Any]:
     # Checked again here (once per payload and process), so a node built by hand runs only allowed ops.
     admit(node)
     t = node.type_signature
-    what = f"compiled computation {node.name!r}" if node.name else "a compiled computation"
+    what = describe(node)
     return _load_cached(node.payload, t.parameter, t.result, what)

@@ -43,7 +43,7 @@ def lower_compiled(graph: Graph, node) -> Callable:
     parameter, result = t.parameter, t.result
     input_leaves = tg.flat_leaves(parameter)
     output_leaves = tg.flat_leaves(result)
-    what = f"compiled computation {node.name!r}" if node.name else "a compiled computation"
+    what = tg.describe(node)
     returns_sequences = any(isinstance(leaf, SequenceType) for leaf in output_leaves)
     takes_sequences = any(isinstance(leaf, SequenceType) for leaf in input_leaves)
 

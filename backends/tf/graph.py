@@ -33,7 +33,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from fedc import limits
+from fedc import limits, tensorflow_graphs
 from fedc.errors import FedcError
 from fedc.ir import building_blocks as bb
 from fedc.ir.module import Module
@@ -435,7 +435,7 @@ def checked_outputs(graph: "Graph", tensors: list, output_leaves: list, node, st
     With ``stacked``, each tensor has a leading client axis before the declared shape.
     """
     t = node.type_signature
-    what = f"compiled computation {node.name!r}" if node.name else "a compiled computation"
+    what = tensorflow_graphs.describe(node)
     return [_checked_output(graph, tensor, leaf, i, what, t, 1 if stacked else 0)
             for i, (leaf, tensor) in enumerate(zip(output_leaves, tensors))]
 

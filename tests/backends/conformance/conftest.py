@@ -1,8 +1,9 @@
 """The backend conformance suite: every test here runs on every backend, against the same expectations.
 
 The autouse fixture ``backend`` makes each backend the current one in turn
-(``with fedc.backend(name)``); a test that is about one backend's own
-machinery asks for it with ``only_on(backend, "reference")``. Floats are
+(``with fedc.backend(name)``); tests about one backend's own machinery live
+in that backend's folder (``tests/backends/reference``, ``tests/backends/tf``).
+Floats are
 compared within the tolerance of docs/runtime.md (backends may sum in a
 different order); everything else must be equal.
 """
@@ -15,13 +16,11 @@ from fedc.backends.base import available_backends
 BACKENDS = [name for name in ("reference", "tf") if name in available_backends()]
 
 
+#: every backend but the oracle, for the tests that compare a backend with the oracle
+CHALLENGERS = [name for name in BACKENDS if name != "reference"]
+
+
 @pytest.fixture(autouse=True, params=BACKENDS)
 def backend(request):
     with fedc.backend(request.param):
         yield request.param
-
-
-def only_on(backend: str, name: str) -> None:
-    """Skips the running test unless it runs on backend ``name``."""
-    if backend != name:
-        pytest.skip(f"about the {name} backend's own machinery")

@@ -23,6 +23,8 @@ from fedc.ir.mapreduce import as_round
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "passes"))
 from equivalence import assert_close, programs, random_value, run  # noqa: E402
 
+from conftest import CHALLENGERS  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples"
 
@@ -32,15 +34,16 @@ def on(backend: str, fn):
         return fn()
 
 
-def skip_the_oracle(backend: str) -> None:
-    if backend == "reference":
-        pytest.skip("the reference backend is the oracle")
+@pytest.fixture(autouse=True, params=CHALLENGERS)
+def backend(request):
+    """Here every backend but the oracle runs, each compared with the oracle."""
+    with fedc.backend(request.param):
+        yield request.param
 
 
 @settings(max_examples=25, deadline=None)
 @given(programs())
 def test_random_programs_agree_with_the_oracle(backend, module):
-    skip_the_oracle(backend)
     symbol = module.symbols[-1]
     parameter = module[symbol].type_signature.parameter
     for seed in (0, 1):
@@ -74,7 +77,6 @@ def _fedavg_rounds(next_computation, state, clients, rounds=2):
 
 @pytest.mark.parametrize("pipeline", ["", "fuse-map-mean", "inline,call-dominant,lower-to-mapreduce"])
 def test_fedavg_in_python_agrees_with_the_oracle(backend, fedavg_py, pipeline):
-    skip_the_oracle(backend)
     fedavg, clients = fedavg_py
     module = fedavg.next_fn.to_ir()
     symbol = fedavg.next_fn.name
@@ -97,7 +99,6 @@ def test_fedavg_in_python_agrees_with_the_oracle(backend, fedavg_py, pipeline):
 
 @pytest.mark.parametrize("pipeline", ["", "fuse-map-mean", "insert-secure-aggregation{clip=1.0 weight-clip=1000.0 allow-insecure=true}"])
 def test_fedavg_fed_agrees_with_the_oracle(backend, fedavg_py, pipeline):
-    skip_the_oracle(backend)
     _, clients = fedavg_py
     module = fed.load(EXAMPLES / "fedavg.fed", import_externs=True)
     if pipeline:
@@ -124,7 +125,6 @@ def test_fedavg_fed_agrees_with_the_oracle(backend, fedavg_py, pipeline):
 
 
 def test_fedavg_fed_example_on_the_command_line(backend, tmp_path):
-    skip_the_oracle(backend)
     data = tmp_path / "data.npz"
     subprocess.run([sys.executable, str(EXAMPLES / "fedavg_data.py"), "--clients", "4", "--output", str(data)],
                    check=True, capture_output=True, timeout=300)
@@ -143,7 +143,6 @@ def test_fedavg_fed_example_on_the_command_line(backend, tmp_path):
 
 @pytest.mark.parametrize("name", ["temperature.fed", "analytics.fed", "add_half.fed"])
 def test_fed_examples_agree_with_the_oracle(backend, name):
-    skip_the_oracle(backend)
     module = fed.load(EXAMPLES / name, import_externs=True)
     rng = np.random.default_rng(0)
     checked = 0

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
 from fedc import ir, types
 from fedc.backends.reference.interpreter import Interpreter
@@ -117,3 +118,16 @@ def test_integer_division_by_zero_is_an_error():
 
     with pytest.raises(FedcError, match="integer division by zero"):
         run("floor_divide", np.int32(1), np.int32(0))
+
+
+@given(st.lists(st.floats(-100, 100, width=32), min_size=1, max_size=20), st.sampled_from(["add", "multiply", "maximum", "subtract"]))
+def test_batched_map_equals_per_client_map(values, op):
+    """The reference interpreter's vectorized path and its per-client path give the same results."""
+    f32 = types.TensorType(F32)
+    lam = ir.Lambda("v", f32, ir.intrinsic_call(op, ir.Struct([ir.Reference("v", f32), ir.Literal(F32(0.5))])))
+    interpreter = Interpreter(None, len(values))
+    closure = interpreter.evaluate(lam, {})
+    arrays = [np.asarray(v, F32) for v in values]
+    batched = interpreter.map_clients(closure, Clients.from_items(arrays))
+    per_client = [closure(a) for a in arrays]
+    np.testing.assert_array_equal(np.asarray(batched.items()), np.asarray(per_client))
