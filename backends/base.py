@@ -36,6 +36,7 @@ from fedc.ir.module import Module
 from fedc.ir.verifier import verify
 
 __all__ = [
+    "DEFAULT_BACKEND",
     "ENTRY_POINT_GROUP",
     "Backend",
     "Executable",
@@ -155,6 +156,11 @@ def refresh() -> None:
     global _entry_points
     with _lock:
         _entry_points = None
+
+
+#: The backend a computation runs on unless told otherwise (``fedc.set_default_backend``, ``fedc run --backend``):
+#: the TensorFlow backend. The reference interpreter stays selectable by name and is the oracle the tests compare with.
+DEFAULT_BACKEND = "tf"
 
 
 def available_backends() -> list[str]:

@@ -28,6 +28,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from fedc.backends.base import DEFAULT_BACKEND
 from fedc.errors import FedcError
 from fedc.limits import MAX_NESTING, NestingError, SizeError, deep_recursion, parse_integer
 
@@ -765,7 +766,7 @@ def _parser() -> argparse.ArgumentParser:
     add_input(p)
     p.add_argument("--entry", metavar="NAME", help="the computation to run (default: the last one in the file)")
     p.add_argument("--args", metavar="FILE", help="arguments: a .json file, or .npz keyed by /-paths (e.g. data/3/0)")
-    p.add_argument("--backend", default="reference", help="the backend to run on (default: reference)")
+    p.add_argument("--backend", default=DEFAULT_BACKEND, help=f"the backend to run on (default: {DEFAULT_BACKEND})")
     p.add_argument("--rounds", type=int, metavar="N", help="run initialize, then next N times")
     p.add_argument("--initialize", default="initialize", metavar="NAME", help="the initialize computation (with --rounds)")
     p.add_argument("--next", default="next", metavar="NAME", help="the next computation (with --rounds)")

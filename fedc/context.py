@@ -11,7 +11,8 @@ Contexts form a per-thread stack:
 * while a ``@fedc.federated_computation`` is traced, its tracer is the current
   context (:mod:`fedc.frontend.tracing`), and a call adds IR instead.
 
-At the bottom of the stack is the default execution context::
+At the bottom of the stack is the default execution context, on
+``fedc.backends.base.DEFAULT_BACKEND`` ("tf") unless set::
 
     fedc.set_default_backend("reference")
     with fedc.backend("reference"):
@@ -27,7 +28,7 @@ import threading
 import weakref
 from typing import Any, Iterator, Optional, Sequence
 
-from fedc.backends.base import Backend, Executable, available_backends, get_backend as _named_backend
+from fedc.backends.base import DEFAULT_BACKEND, Backend, Executable, available_backends, get_backend as _named_backend
 from fedc.errors import FedcError, FedcTypeError
 from fedc.limits import deep_recursion
 from fedc.types import StructType, Type, infer_type
@@ -239,7 +240,7 @@ def _client_count(computation, argument: Any, num_clients: Optional[int]) -> Opt
 # The stack of contexts
 
 _state = threading.local()
-_default_backend: tuple[str, tuple] = ("reference", ())
+_default_backend: tuple[str, tuple] = (DEFAULT_BACKEND, ())
 _execution_contexts: dict[int, ExecutionContext] = {}
 _contexts_lock = threading.Lock()
 

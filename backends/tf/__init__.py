@@ -22,6 +22,7 @@ with the same rules. TensorFlow places ops on a GPU when it has one.
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any, Optional
 
@@ -36,7 +37,7 @@ from fedc.types import FunctionType
 from .compiled import lower_compiled
 from .graph import Graph, NeedsEager
 from .intrinsics import RULES
-from .values import Stacked, export, ingest, rebuild, restore, to_tensor
+from .values import Shared, Stacked, eager_tensor, export, ingest, rebuild, restore, to_tensor, unshare
 
 __all__ = ["MAX_TRACES", "RULES", "TFBackend", "TFExecutable"]
 
@@ -97,7 +98,8 @@ class TFExecutable:
             outputs = traced.function(*self._tensors(key, flat))
         except tf.errors.OpError as e:
             raise FedcError(f"TensorFlow failed while running @{self.symbol} on the tf backend: {e.message}") from None
-        outputs = [o.numpy() for o in outputs]
+        shared = [item for item in flat if isinstance(item, Shared)]
+        outputs = [unshare(o.numpy(), shared) if shared else o.numpy() for o in outputs]
         results = outputs[: traced.outputs]
         oks = outputs[traced.outputs: traced.outputs + len(traced.checks)]
         values = iter(outputs[traced.outputs + len(traced.checks):])
@@ -114,7 +116,8 @@ class TFExecutable:
         clients' datasets, grouped) is compared piece by piece with the array
         the previous call with this layout assembled; if equal, that call's
         tensor is reused, so data passed again each round is stacked and
-        copied into TensorFlow once. Anything else is converted each call.
+        copied into TensorFlow once. A :class:`.values.Shared` array is read
+        in place for this call only; anything else is converted each call.
         """
         previous = self._inputs.get(key)
         tensors, kept = [], []
@@ -127,6 +130,9 @@ class TFExecutable:
                     tensor = to_tensor(array)
                 kept.append((array, tensor))
                 tensors.append(tensor)
+            elif isinstance(item, Shared):  # read in place for this call only; not kept
+                kept.append(None)
+                tensors.append(item.tensor())
             else:
                 kept.append(None)
                 tensors.append(to_tensor(item))
@@ -171,7 +177,7 @@ class TFExecutable:
         import tensorflow as tf
 
         graph = Graph(self.module, num_clients, RULES, lower_compiled, eager=True)
-        argument = rebuild(skeleton, iter([tf.constant(a.array() if isinstance(a, Stacked) else a) for a in flat]))
+        argument = rebuild(skeleton, iter([eager_tensor(a) for a in flat]))
         try:
             result = self._body(graph, argument, is_function)
             out: list = []
@@ -186,6 +192,19 @@ class TFBackend(Backend):
 
     name = "tf"
     rules = RULES
+
+    def __init__(self):
+        import importlib.util
+
+        try:
+            found = importlib.util.find_spec("tensorflow") is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise FedcError("the tf backend needs TensorFlow, which is not installed in this Python "
+                            f"({sys.executable}): install it with `pip install tensorflow-cpu` (or `tensorflow` "
+                            "for a GPU), or run on the reference backend: fedc.set_default_backend('reference'), "
+                            "or fedc run --backend reference")
 
     def build(self, module: Module, symbol: str) -> TFExecutable:
         return TFExecutable(module, symbol)

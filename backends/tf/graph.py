@@ -63,7 +63,10 @@ class ClientValues:
     apart, so a stacked part stays stacked when another part is not).
     ``grouped`` is a list of ``(clients, stacked)``: clients whose values have
     one layout (sequences included: their segments' tensors are
-    ``[clients, steps, ...]``), stacked together — how client datasets arrive.
+    ``[clients, steps, ...]``), stacked together — how client datasets arrive,
+    and how a large array that TensorFlow shares without a copy arrives (its
+    first few clients copied, the 64-byte-aligned rest shared: two ranges).
+    ``clients`` is a tuple or a ``range`` of client indices.
     """
 
     __slots__ = ("count", "stacked", "zipped", "grouped", "_items")
@@ -90,10 +93,50 @@ class ClientValues:
                 self._items = [_index(self.stacked, i) for i in range(self.count)]
         return self._items
 
+    def tensor_groups(self) -> Optional[list]:
+        """The groups, if every group's value is a structure of tensors (no sequences), else None."""
+        if self.grouped is None:
+            return None
+        tf = _tf()
+        if all(all(tf.is_tensor(leaf) for leaf in leaves(stacked)) for _, stacked in self.grouped):
+            return self.grouped
+        return None
+
+    def stacked_value(self) -> Any:
+        """The clients' values stacked in client order: ``stacked``, or tensor groups put together; else None."""
+        if self.stacked is not None:
+            return self.stacked
+        groups = self.tensor_groups()
+        if not groups:
+            return None
+        tf = _tf()
+        joined = tree_map(lambda *parts: tf.concat(parts, axis=0), *[stacked for _, stacked in groups])
+        if not _consecutive([clients for clients, _ in groups], self.count):
+            order = np.fromiter((c for clients, _ in groups for c in clients), np.int64, self.count)
+            position = np.argsort(order)
+            joined = tree_map(lambda a: tf.gather(a, position), joined)
+        self.stacked = joined  # built once per value
+        return joined
+
     def __repr__(self) -> str:
         form = ("stacked" if self.stacked is not None else "zipped" if self.zipped is not None
                 else "grouped" if self.grouped is not None else "items")
         return f"ClientValues({self.count}, {form})"
+
+
+def _consecutive(memberships: list, count: int) -> bool:
+    """Whether the groups' clients, one group after another, are 0, 1, …, count - 1."""
+    start = 0
+    for clients in memberships:
+        if isinstance(clients, range) and clients.step == 1:
+            if clients.start != start:
+                return False
+            start = clients.stop
+        else:
+            if list(clients) != list(range(start, start + len(clients))):
+                return False
+            start += len(clients)
+    return start == count
 
 
 def index_value(value: Any, i: int) -> Any:
@@ -340,6 +383,13 @@ class Graph:
         if value.count and value.stacked is not None and not _takes_sequences(function):
             try:
                 return ClientValues(value.count, stacked=self.vectorized(function, value.stacked))
+            except NotVectorizable:
+                pass
+        groups = value.tensor_groups() if value.count and not _takes_sequences(function) else None
+        if groups:
+            try:
+                return ClientValues(value.count, grouped=[(clients, self.vectorized(function, stacked))
+                                                          for clients, stacked in groups])
             except NotVectorizable:
                 pass
         return ClientValues(value.count, items=[function(item) for item in value.items()])

@@ -36,8 +36,9 @@ def _tf():
 def _stacked(graph: Graph, clients: ClientValues, what: str) -> Any:
     """The clients' values stacked; values of different shapes are refused as the reference does."""
     tf = _tf()
-    if clients.stacked is not None:
-        return clients.stacked
+    stacked = clients.stacked_value()
+    if stacked is not None:
+        return stacked
     items = clients.items()
     first = [leaf.shape.as_list() for leaf in leaves(items[0])]
     for index, item in enumerate(items[1:], 1):
@@ -60,11 +61,28 @@ def _zeros(t, what: str):
     return zeros_of(t)
 
 
+def _by_group(clients: ClientValues, reduce: Callable, combine: Callable) -> Any:
+    """``reduce`` of each group of floating-point tensors, put together with ``combine``; None otherwise.
+
+    Groups that arrived apart (a large array shared with TensorFlow in two
+    ranges, clients grouped by dataset layout) are reduced apart rather than
+    joined into one tensor first, a copy of every client's value.
+    """
+    groups = clients.tensor_groups() if clients.stacked is None else None
+    if not groups or not all(leaf.dtype.is_floating for _, g in groups for leaf in leaves(g)):
+        return None
+    partials = [tree_map(reduce, stacked) for _, stacked in groups]
+    return tree_map(lambda *parts: combine(list(parts)), *partials)
+
+
 def _mean(graph, value, t, attrs):
     tf = _tf()
     clients = graph.as_clients(value, "federated_mean")
     if clients.count == 0:
         raise FedcError("federated_mean over zero clients has no value")
+    total = _by_group(clients, lambda a: tf.reduce_sum(a, axis=0), tf.add_n)
+    if total is not None:
+        return tree_map(lambda a: a / tf.cast(clients.count, a.dtype), total)
     return tree_map(lambda a: tf.reduce_mean(a, axis=0), _stacked(graph, clients, "federated_mean"))
 
 
@@ -73,6 +91,9 @@ def _sum(graph, value, t, attrs):
     clients = graph.as_clients(value, "federated_sum")
     if clients.count == 0:
         return _zeros(t.result.member, "federated_sum over zero clients")
+    total = _by_group(clients, lambda a: tf.reduce_sum(a, axis=0), tf.add_n)
+    if total is not None:
+        return total
     stacked = _stacked(graph, clients, "federated_sum")
     return tree_map(lambda a: exact_integer_sum(graph, a, 0, "federated_sum") if a.dtype.is_integer
                     else tf.reduce_sum(a, axis=0), stacked)
@@ -202,12 +223,12 @@ def _aggregate(graph, argument, t, attrs):
 def _fold(graph, clients: ClientValues, start: int, end: int, zero, accumulate):
     """``accumulate`` folded over clients ``start:end`` from ``zero``, in order (a loop in the graph)."""
     tf = _tf()
-    if clients.stacked is None or end - start <= 2 or not all(tf.is_tensor(x) for x in leaves(zero)):
+    stacked = clients.stacked_value()
+    if stacked is None or end - start <= 2 or not all(tf.is_tensor(x) for x in leaves(zero)):
         accumulator = zero
         for item in clients.items()[start:end]:
             accumulator = accumulate((accumulator, item))
         return accumulator
-    stacked = clients.stacked
     holder = {}
     flat_zero = [tf.convert_to_tensor(x) for x in leaves(zero)]
 
@@ -286,8 +307,9 @@ def _zip_at_clients(graph, argument, t, attrs):
     if len(counts) > 1:
         raise FedcError(f"federated_zip_at_clients: the zipped values have different numbers of clients {sorted(counts)}")
     count = parts[0].count
-    if all(p.stacked is not None for p in parts):
-        return ClientValues(count, stacked=tuple(p.stacked for p in parts))
+    stacked = [p.stacked_value() for p in parts]
+    if all(p is not None for p in stacked):
+        return ClientValues(count, stacked=tuple(stacked))
     return ClientValues(count, zipped=tuple(parts))
 
 

@@ -12,10 +12,11 @@ makes fedc values of the arrays the call returns.
 Skeletons: ``("t",)`` a tensor; ``("s", parts)`` a struct; ``("c", count,
 member)`` clients with stacked values; ``("ci", items)`` clients one by one;
 ``("q", segments)`` a sequence (one element skeleton per segment);
-``("cg", count, groups)`` clients whose values hold sequences, grouped by
-layout, each group stacked (a segment's tensors ``[clients, steps, ...]``), so
-a thousand clients' datasets are a few arrays, not thousands; ``("n",)`` no
-value.
+``("cg", count, groups)`` clients in groups, each ``(clients, skeleton)``
+stacked: clients whose values hold sequences, grouped by layout (a segment's
+tensors ``[clients, steps, ...]``), so a thousand clients' datasets are a few
+arrays, not thousands; or a large array TensorFlow reads in place, split where
+a client's row is 64-byte aligned (:class:`Shared`); ``("n",)`` no value.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from fedc.values import Clients
 
 from .graph import ClientValues, SequenceValue, leaves, tree_map
 
-__all__ = ["Stacked", "export", "to_tensor", "from_graph_value", "ingest", "rebuild", "restore", "to_graph_value"]
+__all__ = ["Shared", "Stacked", "eager_tensor", "unshare", "export", "to_tensor", "from_graph_value", "ingest", "rebuild", "restore", "to_graph_value"]
 
 
 def _tf():
@@ -77,6 +78,64 @@ def to_tensor(array: np.ndarray):
     return tf.constant(array)
 
 
+class Shared:
+    """A large input array that TensorFlow reads in place (DLPack, no copy) for the length of one call.
+
+    Only 64-byte-aligned memory is shared (TensorFlow's kernels assume it);
+    the executable makes sure no result aliases it (:func:`unshare`).
+    """
+
+    __slots__ = ("array", "shape", "dtype")
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+        self.shape = array.shape
+        self.dtype = array.dtype
+
+    def tensor(self):
+        return _tf().experimental.dlpack.from_dlpack(self.array.__dlpack__())
+
+
+def _shared(array: np.ndarray, count: int, flat: list):
+    """The skeleton of a large clients' array read in place: whole if aligned, else its first few clients copied.
+
+    A client's row starting on a 64-byte boundary splits the array into a
+    copied head (fewer than 64 clients) and a shared rest: two groups of
+    clients (``("cg", count, ((range(0, k), head), (range(k, count), rest)))``)
+    that aggregations reduce apart. An array with no such row is copied.
+    """
+    if (array.dtype not in _DLPACK_DTYPES or array.nbytes < _DLPACK_MIN_BYTES or not array.flags.c_contiguous
+            or array.ndim == 0 or array.shape[0] != count):
+        return None
+    address = array.ctypes.data
+    row = array.nbytes // count
+    first = next((k for k in range(min(count, _ALIGN)) if (address + k * row) % _ALIGN == 0), None)
+    if first is None:
+        return None
+    if first == 0:
+        flat.append(Shared(array))
+        return ("c", count, ("t",))
+    flat.append(np.array(array[:first]))
+    flat.append(Shared(array[first:]))
+    return ("cg", count, ((range(0, first), ("t",)), (range(first, count), ("t",))))
+
+
+def eager_tensor(item: Any):
+    """An input of :func:`ingest` (an array, :class:`Stacked` or :class:`Shared`) as an eager tensor of its own."""
+    if isinstance(item, Stacked):
+        return _tf().constant(item.array())
+    if isinstance(item, Shared):
+        return _tf().constant(item.array)
+    return _tf().constant(item)
+
+
+def unshare(result: np.ndarray, shared: list) -> np.ndarray:
+    """``result``, copied if its memory may be that of an input TensorFlow read in place."""
+    if any(np.may_share_memory(result, s.array) for s in shared):
+        return np.array(result)
+    return result
+
+
 def ingest(value: Any, t: Type, flat: list) -> tuple:
     """The skeleton of ``value`` (of type ``t``); appends its arrays to ``flat``."""
     if isinstance(t, FederatedType):
@@ -87,6 +146,10 @@ def ingest(value: Any, t: Type, flat: list) -> tuple:
         if value.count and _has_sequence(t.member):
             return _grouped(value.items(), t.member, flat)
         stacked = value.stacked() if value.count else None
+        if isinstance(stacked, np.ndarray):
+            shared = _shared(stacked, value.count, flat)
+            if shared is not None:
+                return shared
         if stacked is not None:
             member = _stacked_skeleton(stacked, flat)
             return ("c", value.count, member)
@@ -224,7 +287,7 @@ def rebuild(skeleton: tuple, tensors: Iterator) -> Any:
     if kind == "ci":
         return ClientValues(len(skeleton[1]), items=[rebuild(item, tensors) for item in skeleton[1]])
     if kind == "cg":
-        return ClientValues(skeleton[1], grouped=[(list(clients), rebuild(part, tensors))
+        return ClientValues(skeleton[1], grouped=[(clients, rebuild(part, tensors))
                                                    for clients, part in skeleton[2]])
     if kind == "q":
         return SequenceValue([rebuild(segment, tensors) for segment in skeleton[1]])
@@ -242,8 +305,9 @@ def export(graph, value: Any, t: Type, flat: list) -> tuple:
                 value = value.items()[0] if value.count else value
             return export(graph, value, t.member, flat)
         value = graph.as_clients(value, "the result")
-        if value.stacked is not None:
-            return ("c", value.count, _export_stacked(value.stacked, flat))
+        stacked = value.stacked_value()
+        if stacked is not None:
+            return ("c", value.count, _export_stacked(stacked, flat))
         return ("ci", tuple(export(graph, item, t.member, flat) for item in value.items()))
     if isinstance(t, StructType):
         return ("s", tuple(export(graph, v, e, flat) for v, e in zip(value, t)))
@@ -313,8 +377,7 @@ def to_graph_value(value: Any, t: Type) -> Any:
     """A fedc value as eager graph values."""
     flat: list = []
     skeleton = ingest(value, t, flat) if t is not None else ("n",)
-    tf = _tf()
-    return rebuild(skeleton, iter([tf.constant(a.array() if isinstance(a, Stacked) else a) for a in flat]))
+    return rebuild(skeleton, iter([eager_tensor(a) for a in flat]))
 
 
 def from_graph_value(value: Any, t: Type) -> Any:

@@ -15,6 +15,7 @@ from typing import Any, Optional
 import numpy as np
 from hypothesis import strategies as st
 
+import fedc
 from fedc import ir
 from fedc.computation import Computation
 from fedc.context import invoke
@@ -64,10 +65,16 @@ def random_value(t: Type, rng: np.random.Generator, num_clients: int) -> Any:
 
 
 def run(module: Module, symbol: str, argument: Any, num_clients: int) -> Any:
+    """``symbol`` of ``module`` run on the reference backend: a pass keeps meaning as the oracle defines it.
+
+    (The conformance suite runs the same random programs, before and after
+    the passes, on the other backends.)
+    """
     computation = Computation(module, symbol)
-    if computation.type_signature.parameter is None:
-        return invoke(computation, (), {}, num_clients=num_clients)
-    return invoke(computation, (argument,), {}, num_clients=num_clients)
+    with fedc.backend("reference"):
+        if computation.type_signature.parameter is None:
+            return invoke(computation, (), {}, num_clients=num_clients)
+        return invoke(computation, (argument,), {}, num_clients=num_clients)
 
 
 def assert_close(a: Any, b: Any, rtol: float = 1e-4, atol: float = 1e-4, path: str = "result") -> None:

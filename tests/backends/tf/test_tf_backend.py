@@ -130,3 +130,126 @@ def test_an_executable_keeps_a_bounded_number_of_traces(monkeypatch):
             again(w, clients(n, [[n]]))
         assert executable(again).traces == 2
         np.testing.assert_allclose(again(w, clients(1, [[1]])), again(w, clients(1, [[1]])))
+
+
+# ----------------------------------------------------------------------
+# Large clients' arrays are read in place (DLPack), never copied in, never aliased out
+
+BIG = 1 << 18  # clients: 1 MiB of float32, the size from which an array is shared
+
+
+def at_offset(values: np.ndarray, offset: int) -> np.ndarray:
+    """A copy of ``values`` starting ``offset`` bytes past a 64-byte boundary."""
+    buffer = np.empty(values.nbytes + 128, np.uint8)
+    start = (-buffer.ctypes.data) % 64 + offset
+    out = buffer[start:start + values.nbytes].view(values.dtype).reshape(values.shape)
+    out[...] = values
+    assert out.ctypes.data % 64 == offset
+    return out
+
+
+def over_clients(member):
+    t = fedc.FederatedType(member, fedc.CLIENTS)
+
+    @fedc.federated_computation(t)
+    def mean(x):
+        return fedc.federated_mean(x)
+
+    @fedc.federated_computation(t)
+    def total(x):
+        return fedc.federated_sum(x)
+
+    @fedc.federated_computation(t)
+    def mean_of_squares(x):
+        return fedc.federated_mean(fedc.federated_map(lambda v: v * v, x))
+
+    @fedc.federated_computation(t)
+    def largest(x):
+        return fedc.federated_max(x)
+
+    @fedc.federated_computation(t)
+    def same(x):
+        return x
+
+    @fedc.federated_computation(t)
+    def paired(x):
+        return fedc.federated_zip((x, fedc.federated_map(lambda v: v + v, x)))
+
+    return {"mean": mean, "total": total, "mean_of_squares": mean_of_squares, "largest": largest, "same": same,
+            "paired": paired}
+
+
+SCALARS, ROWS_OF_3, ROWS_OF_16 = (F32, (BIG,)), (fedc.TensorType(F32, [3]), (BIG, 3)), (fedc.TensorType(F32, [16]), (BIG // 8, 16))
+LARGE_CASES = {  # id: (member type, array shape, offset, how many of its clients TensorFlow reads in place)
+    "scalars-aligned": (*SCALARS, 0, BIG),
+    "scalars-16": (*SCALARS, 16, BIG - 12),
+    "scalars-4": (*SCALARS, 4, BIG - 15),
+    "rows-of-3-48": (*ROWS_OF_3, 48, BIG - 12),
+    "rows-of-16-16": (*ROWS_OF_16, 16, 0),  # no row starts on a 64-byte boundary: copied
+}
+
+
+@pytest.mark.parametrize("member, shape, offset, shared", LARGE_CASES.values(), ids=LARGE_CASES.keys())
+def test_a_large_array_shared_with_tensorflow_gives_the_oracles_results(member, shape, offset, shared):
+    from fedc.backends.tf.values import Shared, ingest
+
+    values = at_offset(np.random.default_rng(offset).normal(3.0, 2.0, size=shape).astype(F32), offset)
+    t = fedc.FederatedType(member, fedc.CLIENTS)
+    flat = []
+    ingest(fedc.values.from_python(values, t, "x"), t, flat)
+    assert sum(item.shape[0] for item in flat if isinstance(item, Shared)) == shared
+    for name, computation in over_clients(member).items():
+        with fedc.backend("reference"):
+            expected = computation(values)
+        with fedc.backend("tf"):
+            got = computation(values)
+        # A client's pair of values (``paired``) stacks into one more axis.
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-4, err_msg=name)
+
+
+def test_a_result_never_shares_memory_with_the_argument():
+    values = at_offset(np.arange(BIG, dtype=F32), 0)
+    with fedc.backend("tf"):
+        back = np.asarray(over_clients(F32)["same"](values))
+    assert np.array_equal(back, values)
+    assert not np.may_share_memory(back, values)
+    back[0] = -1.0
+    assert values[0] == 0.0
+
+
+def test_an_array_read_in_place_is_read_again_on_the_next_call():
+    values = at_offset(np.ones(BIG, F32), 16)
+    mean = over_clients(F32)["mean"]
+    with fedc.backend("tf"):
+        assert mean(values) == 1.0
+        values[:] = 3.0  # the same array, changed in place
+        assert mean(values) == 3.0
+
+
+def test_integer_sums_of_a_shared_array_stay_exact_and_checked():
+    @fedc.federated_computation(fedc.FederatedType(np.int32, fedc.CLIENTS))
+    def total(x):
+        return fedc.federated_sum(x)
+
+    values = at_offset(np.full(BIG, 8191, np.int32), 16)
+    with fedc.backend("tf"):
+        assert total(values) == 8191 * BIG
+        values[:] = 2**30
+        with pytest.raises(fedc.FedcError, match="overflow"):
+            total(values)
+
+
+def test_without_tensorflow_the_tf_backend_says_what_to_install():
+    import subprocess
+    import sys
+
+    program = ("import sys; sys.modules['tensorflow'] = None\n"
+               "import fedc\n"
+               "try:\n"
+               "    fedc.backends.base.get_backend('tf')\n"
+               "except fedc.FedcError as e:\n"
+               "    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "the tf backend needs TensorFlow, which is not installed" in out.stdout
+    assert "pip install tensorflow-cpu" in out.stdout and "--backend reference" in out.stdout
