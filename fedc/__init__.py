@@ -8,6 +8,7 @@ from fedc import errors, types
 from fedc.errors import (
     FedcError,
     FedcTypeError,
+    FedcValueError,
     ParseError,
     SerializationError,
     SourceLocation,
@@ -56,3 +57,16 @@ from fedc.frontend.federated import (
 )
 from fedc.frontend.tensorflow import tf_computation
 from fedc import ops, templates
+
+
+#: The libraries on top of the API, imported when first used (``fedc.simulation.datasets…`` after ``import fedc``,
+#: as TFF's ``tff.simulation``), so that ``import fedc`` stays light and the API does not depend on them.
+_LIBRARIES = ("simulation",)
+
+
+def __getattr__(name: str):
+    if name in _LIBRARIES:
+        import importlib
+
+        return importlib.import_module(f"fedc.{name}")
+    raise AttributeError(f"module 'fedc' has no attribute {name!r}")

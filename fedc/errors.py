@@ -156,3 +156,7 @@ class UnsafeTensorFlowError(FedcError):
 
 class UnsupportedError(FedcError):
     """A backend or tool does not implement something a computation uses."""
+
+
+class FedcValueError(FedcError, ValueError):
+    """A value an operation cannot take: an unknown client id, a seed out of range, a malformed data file."""
