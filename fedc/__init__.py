@@ -61,7 +61,7 @@ from fedc import ops, templates
 
 #: The libraries on top of the API, imported when first used (``fedc.simulation.datasets…`` after ``import fedc``,
 #: as TFF's ``tff.simulation``), so that ``import fedc`` stays light and the API does not depend on them.
-_LIBRARIES = ("simulation",)
+_LIBRARIES = ("learning", "simulation")
 
 
 def __getattr__(name: str):
