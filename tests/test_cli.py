@@ -244,6 +244,17 @@ def test_console_script_help_version_and_status():
     assert result.returncode == 2 and "no such file" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_run_on_tensorflow_prints_no_tensorflow_start_up_lines(tmp_path):
+    args = tmp_path / "t.json"
+    args.write_text('{"t": [1.0, 2.0, 4.5]}')
+    example = pathlib.Path(__file__).resolve().parents[1] / "examples" / "temperature.fed"
+    result = subprocess.run([sys.executable, "-m", "fedc", "run", str(example), "--args", str(args), "--backend", "tf"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "2.5"
+    assert result.stderr == ""  # no oneDNN / absl / CPU-feature lines
+
+
 # --------------------------------------------------------------------------
 # Reports (fedc compile --report) and pictures across passes (fedc viz --stages)
 
