@@ -1,9 +1,10 @@
 """Federated learning on fedc: TFF's ``tff.learning``, being built (issue 11).
 
-Today: :mod:`fedc.learning.optimizers` (functional optimizers). Models,
-algorithms, metrics and templates follow.
+Today: :mod:`fedc.learning.models` (Keras 3 and functional models) and
+:mod:`fedc.learning.optimizers` (functional optimizers). Algorithms,
+metrics and templates follow.
 """
 
-from fedc.learning import optimizers
+from fedc.learning import models, optimizers
 
-__all__ = ["optimizers"]
+__all__ = ["models", "optimizers"]
