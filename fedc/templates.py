@@ -69,6 +69,6 @@ class IterativeProcess:
 
     def __repr__(self) -> str:
         return (
-            f"<fedc.templates.IterativeProcess initialize: {self._initialize.type_signature}, "
+            f"<{type(self).__module__}.{type(self).__name__} initialize: {self._initialize.type_signature}, "
             f"next: {self._next.type_signature}>"
         )

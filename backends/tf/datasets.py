@@ -78,6 +78,9 @@ class Plan:
         self.rest = rest  # the graph without its dataset ops and reduces
         self.reduces = reduces
         self.sequence_inputs = sequence_inputs
+        # The tensors the rest of the graph reads: only those of a reduce's outputs may be bound
+        # (import_graph_def refuses a binding nothing reads, e.g. a reduce state the graph drops).
+        self.read = {_tensor_name(i) for n in rest.node for i in n.input if not i.startswith("^")}
 
 
 def _tensor_name(name: str) -> str:
@@ -311,6 +314,8 @@ def _run_group(the_plan: Plan, inputs: list, input_leaves) -> list:
     for r in the_plan.reduces:
         shapes = r.node.attr["output_shapes"].list.shape
         for k, (name, dtype) in enumerate(zip(r.outputs, r.state_types)):
+            if name not in the_plan.read:
+                continue
             shape = [d.size if d.size >= 0 else 1 for d in shapes[k].dim] if not shapes[k].unknown_rank else []
             dummies[name] = (tf.dtypes.as_dtype(dtype), shape)
 
@@ -343,7 +348,7 @@ def _run_group(the_plan: Plan, inputs: list, input_leaves) -> list:
                 return (k + 1, *[tf.ensure_shape(n, s.shape) for n, s in zip(new, states_now)])
 
             states = list(tf.while_loop(lambda k, *s, n=r.repeats: k < n, again, (tf.constant(0), *states))[1:])
-        finals.update(dict(zip(r.outputs, states)))
+        finals.update((name, state) for name, state in zip(r.outputs, states) if name in the_plan.read)
     final_names = list(finals)
 
     def after(*member):

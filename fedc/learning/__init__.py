@@ -5,6 +5,9 @@ Today: :mod:`fedc.learning.models` (Keras 3 and functional models) and
 metrics and templates follow.
 """
 
-from fedc.learning import models, optimizers
+from fedc.learning import algorithms, models, optimizers, templates
 
-__all__ = ["models", "optimizers"]
+__all__ = ["algorithms", "models", "optimizers", "templates"]
+from fedc.learning.algorithms import ClientWeighting, LoopImplementation  # noqa: E402
+
+__all__ += ["ClientWeighting", "LoopImplementation"]

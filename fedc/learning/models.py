@@ -74,14 +74,14 @@ class ModelWeights(NamedTuple):
     @classmethod
     def from_model(cls, model) -> "ModelWeights":
         """The variables of a :class:`VariableModel` or a Keras model."""
-        if isinstance(model, VariableModel) or _is_keras_model(model):
+        if isinstance(model, VariableModel) or is_keras_model(model):
             return cls(list(model.trainable_variables), list(model.non_trainable_variables))
         raise FedcTypeError(f"ModelWeights.from_model takes a VariableModel or a Keras model, "
                             f"got {type(model).__name__}")
 
     def assign_weights_to(self, model) -> None:
         """Sets ``model``'s variables (a VariableModel's or a Keras model's) to these weights."""
-        if _is_keras_model(model):
+        if is_keras_model(model):
             targets = list(model.trainable_weights), list(model.non_trainable_weights)
         elif isinstance(model, VariableModel):
             targets = list(model.trainable_variables), list(model.non_trainable_variables)
@@ -108,7 +108,8 @@ def _array(value) -> np.ndarray:
     return np.array(value.numpy() if hasattr(value, "numpy") else value)
 
 
-def _is_keras_model(model) -> bool:
+def is_keras_model(model) -> bool:
+    """Whether ``model`` is a Keras model (without importing Keras for a value that cannot be one)."""
     try:
         return isinstance(model, _keras().Model)
     except ImportError:
@@ -617,9 +618,9 @@ def functional_model_from_keras(keras_model, loss_fn, input_spec, metrics_constr
 
 def weights_type_from_model(model) -> "fedc.StructType":
     """The fedc type of a model's weights, ``<trainable=<…>,non_trainable=<…>>`` (a ModelWeights container)."""
-    if callable(model) and not isinstance(model, (VariableModel, StatelessModel)) and not _is_keras_model(model):
+    if callable(model) and not isinstance(model, (VariableModel, StatelessModel)) and not is_keras_model(model):
         model = model()
-    if _is_keras_model(model) or (isinstance(model, VariableModel) and not hasattr(model, "stateless_form")):
+    if is_keras_model(model) or (isinstance(model, VariableModel) and not hasattr(model, "stateless_form")):
         weights = ModelWeights.from_model(model).convert_variables_to_arrays()
     else:
         weights = stateless(model).initial_weights

@@ -1,0 +1,329 @@
+"""Federated learning algorithms as fedc computations: TFF's ``tff.learning.algorithms``.
+
+``build_weighted_fed_avg`` and ``build_unweighted_fed_avg`` (McMahan et al.,
+2017) and ``build_weighted_fed_prox`` (Li et al., 2020) compose, as TFF does,
+four parts into a :class:`~fedc.learning.templates.LearningProcess`:
+
+1. **distributor** — the server's model weights broadcast to the clients
+   (state ``<>``, metrics ``<>``);
+2. **client work** — each client trains from those weights over its dataset
+   with the client optimizer (``dataset.reduce``: one pass per element) and
+   returns its *model delta* (initial minus trained weights) and its weight
+   (its number of examples, or 1); a delta with a non-finite value is sent
+   as zeros with weight 0. State: the client optimizer's hyperparameters
+   (``<learning_rate=float32>``); metrics ``<train=<…>>``, the model's
+   metrics summed over clients and finalized at the server;
+3. **aggregator** — the weighted mean of the deltas (a sum of weighted
+   deltas and a sum of weights; state ``<value_sum_process=<>,
+   weight_sum_process=<>>``, metrics ``<mean_value=<>,mean_weight=<>>``);
+4. **finalizer** — the server optimizer applies the mean delta as a
+   gradient to the trainable weights (state: the server optimizer's state);
+   metrics ``<update_non_finite=int32>``: 1 when the mean delta was not
+   finite, in which case the weights are kept.
+
+Every part is an ordinary fedc computation; the model trains through its
+stateless form (:func:`fedc.learning.models.stateless`), so the client work
+is a pure TensorFlow function of the weights and the data.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+
+import fedc
+from fedc import FedcTypeError, FedcValueError
+
+from . import models as model_lib
+from . import optimizers as optimizer_lib
+from .templates import LearningAlgorithmState, LearningProcess, LearningProcessOutput
+
+__all__ = ["ClientWeighting", "LoopImplementation", "build_unweighted_fed_avg", "build_weighted_fed_avg",
+           "build_weighted_fed_prox"]
+
+
+class ClientWeighting(enum.Enum):
+    """How clients' updates are weighted in the mean: by their number of examples, or equally."""
+
+    UNIFORM = 1
+    NUM_EXAMPLES = 2
+
+
+class LoopImplementation(enum.Enum):
+    """How a client loops over its dataset. Both run as ``dataset.reduce`` in fedc (the tf backend turns it
+    into one in-graph loop for all clients at once); the choice is kept for TFF's code."""
+
+    DATASET_ITERATOR = 1
+    DATASET_REDUCE = 2
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def _tuples(structure: Any) -> Any:
+    """Lists as tuples, all the way down (``tf.data`` reduce states must keep one structure)."""
+    if isinstance(structure, collections.OrderedDict):
+        return collections.OrderedDict((k, _tuples(v)) for k, v in structure.items())
+    if isinstance(structure, dict):
+        return {k: _tuples(v) for k, v in structure.items()}
+    if isinstance(structure, tuple) and hasattr(structure, "_fields"):
+        return type(structure)(*[_tuples(v) for v in structure])
+    if isinstance(structure, (list, tuple)):
+        return tuple(_tuples(v) for v in structure)
+    return structure
+
+
+def _lists(structure: Any) -> Any:
+    """Tuples as lists where fedc's results keep lists (weights, metric values)."""
+    if isinstance(structure, collections.OrderedDict):
+        return collections.OrderedDict((k, _lists(v)) for k, v in structure.items())
+    if isinstance(structure, tuple) and hasattr(structure, "_fields"):
+        return type(structure)(*[_lists(v) for v in structure])
+    if isinstance(structure, (list, tuple)):
+        return [_lists(v) for v in structure]
+    return structure
+
+
+def _optimizer(value: Any, what: str) -> optimizer_lib.Optimizer:
+    if isinstance(value, optimizer_lib.Optimizer):
+        return value
+    if callable(value):
+        made = value()
+        if isinstance(made, optimizer_lib.Optimizer):
+            return made
+        raise FedcTypeError(
+            f"{what}: fedc takes a fedc.learning.optimizers.Optimizer (e.g. "
+            f"fedc.learning.optimizers.build_sgdm(learning_rate=0.02)); the function given made a "
+            f"{type(made).__name__} (Keras optimizers are not supported yet)")
+    raise FedcTypeError(f"{what} must be a fedc.learning.optimizers.Optimizer, got {type(value).__name__}")
+
+
+def _not_yet(**given) -> None:
+    for name, value in given.items():
+        if value is not None:
+            raise FedcValueError(f"{name}: fedc's algorithms do not take a custom {name} yet (they use TFF's "
+                                 "defaults: broadcast, weighted mean, sum then finalize); leave it None")
+
+
+def _stateless_model(model_fn: Any) -> model_lib.StatelessModel:
+    if isinstance(model_fn, model_lib.FunctionalModel):
+        return model_fn
+    if not callable(model_fn):
+        raise FedcTypeError(f"model_fn must be a function that makes a model (or a FunctionalModel), "
+                            f"got {type(model_fn).__name__}")
+    model = model_fn()
+    if model_lib.is_keras_model(model):
+        raise FedcTypeError("model_fn returned a Keras model; wrap it: "
+                            "fedc.learning.models.from_keras_model(keras_model, loss=…, input_spec=…)")
+    return model_lib.stateless(model)
+
+
+def _specs(arrays: list) -> list:
+    tf = _tf()
+    return [tf.TensorSpec(a.shape, tf.as_dtype(a.dtype)) for a in arrays]
+
+
+def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_weighting, proximal_strength,
+                   loop_implementation) -> LearningProcess:
+    tf = _tf()
+    if not isinstance(loop_implementation, LoopImplementation):
+        raise FedcTypeError(f"loop_implementation must be a fedc.learning.algorithms.LoopImplementation, "
+                            f"got {loop_implementation!r}")
+    form = _stateless_model(model_fn)
+    client_optimizer = _optimizer(client_optimizer_fn, "client_optimizer_fn")
+    server_optimizer = _optimizer(server_optimizer_fn, "server_optimizer_fn")
+    if not (client_weighting in (ClientWeighting.UNIFORM, ClientWeighting.NUM_EXAMPLES) or callable(client_weighting)):
+        raise FedcTypeError(f"client_weighting must be a ClientWeighting or a function of the client's metrics, "
+                            f"got {client_weighting!r}")
+
+    initial = form.initial_weights
+    trainable_specs = _specs(initial.trainable)
+    weights_type = model_lib.weights_type_from_model(form)
+    data_type = fedc.SequenceType(fedc.to_type(form.input_spec))
+
+    def client_hparams():
+        return client_optimizer.get_hparams(client_optimizer.initialize(trainable_specs))
+
+    @fedc.tf_computation
+    def server_init():
+        return LearningAlgorithmState(
+            global_model_weights=model_lib.ModelWeights([tf.constant(w) for w in initial.trainable],
+                                                        [tf.constant(w) for w in initial.non_trainable]),
+            distributor=(),
+            client_work=client_hparams(),
+            aggregator=collections.OrderedDict(value_sum_process=(), weight_sum_process=()),
+            finalizer=server_optimizer.initialize(trainable_specs))
+
+    state_type = server_init.type_signature.result
+    hparams_type = state_type["client_work"]
+
+    @fedc.tf_computation(weights_type, hparams_type, data_type)
+    def client_update(weights, hparams, dataset):
+        start = list(weights.trainable)
+        optimizer_state = client_optimizer.set_hparams(client_optimizer.initialize(trainable_specs), dict(hparams))
+
+        def step(carry, batch):
+            trainable, non_trainable, opt_state, metrics, count = carry
+            trainable = list(trainable)
+            with tf.GradientTape() as tape:
+                tape.watch(trainable)
+                output, new_non_trainable = form.forward_pass(model_lib.ModelWeights(trainable, list(non_trainable)),
+                                                              batch, training=True)
+                loss = output.loss
+                if proximal_strength:
+                    loss = loss + proximal_strength / 2.0 * tf.add_n(
+                        [tf.reduce_sum(tf.square(w - w0)) for w, w0 in zip(trainable, start)])
+            grads = tape.gradient(loss, trainable)
+            opt_state, trainable = client_optimizer.next(opt_state, trainable, grads)
+            metrics = form.update_metrics(metrics, batch, output)
+            return _tuples((trainable, new_non_trainable, opt_state, metrics,
+                            count + tf.cast(output.num_examples, tf.int64)))
+
+        initial_carry = _tuples((start, list(weights.non_trainable), optimizer_state, form.initial_metrics(),
+                                 tf.constant(0, tf.int64)))
+        trained, _, _, metrics, count = dataset.reduce(initial_carry, step)
+        delta = [a - b for a, b in zip(start, trained)]
+        if client_weighting is ClientWeighting.NUM_EXAMPLES:
+            weight = tf.cast(count, tf.float32)
+        elif client_weighting is ClientWeighting.UNIFORM:
+            weight = tf.constant(1.0, tf.float32)
+        else:
+            weight = tf.cast(client_weighting(_lists(metrics)), tf.float32)
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(d)) for d in delta])
+        weight = tf.where(finite, weight, 0.0)
+        weighted = [tf.where(finite, d * weight, tf.zeros_like(d)) for d in delta]
+        return collections.OrderedDict(weighted_update=weighted, weight=weight, metrics=_lists(metrics))
+
+    @fedc.tf_computation(state_type)
+    def to_clients(state):
+        return state.global_model_weights, state.client_work
+
+    sums_type = client_update.type_signature.result
+    finalizers = form.metric_finalizers()
+
+    @fedc.tf_computation(state_type, sums_type)
+    def server_update(state, sums):
+        total = sums["weight"]
+        mean_delta = [tf.math.divide_no_nan(s, total) for s in sums["weighted_update"]]
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(d)) for d in mean_delta])
+        optimizer_state, stepped = server_optimizer.next(state.finalizer, list(state.global_model_weights.trainable),
+                                                         mean_delta)
+        trainable = [tf.where(finite, new, old) for new, old in zip(stepped, state.global_model_weights.trainable)]
+        new_state = LearningAlgorithmState(
+            global_model_weights=model_lib.ModelWeights(trainable, list(state.global_model_weights.non_trainable)),
+            distributor=(),
+            client_work=state.client_work,
+            aggregator=state.aggregator,
+            finalizer=optimizer_state)
+        train = collections.OrderedDict((k, f(list(sums["metrics"][k]))) for k, f in finalizers.items())
+        metrics = collections.OrderedDict(
+            distributor=(),
+            client_work=collections.OrderedDict(train=train),
+            aggregator=collections.OrderedDict(mean_value=(), mean_weight=()),
+            finalizer=collections.OrderedDict(update_non_finite=tf.cast(tf.logical_not(finite), tf.int32)))
+        return LearningProcessOutput(new_state, metrics)
+
+    @fedc.federated_computation
+    def initialize():
+        return fedc.federated_value(server_init(), fedc.SERVER)
+
+    @fedc.federated_computation(fedc.FederatedType(state_type, fedc.SERVER), fedc.FederatedType(data_type, fedc.CLIENTS))
+    def next_fn(state, client_data):
+        weights, hparams = fedc.federated_broadcast(fedc.federated_map(to_clients, state))
+        results = fedc.federated_map(client_update, (weights, hparams, client_data))
+        sums = fedc.federated_sum(results)
+        output = fedc.federated_map(server_update, fedc.federated_zip((state, sums)))
+        return LearningProcessOutput(state=output.state, metrics=output.metrics)
+
+    @fedc.tf_computation(state_type)
+    def get_model_weights(state):
+        return state.global_model_weights
+
+    @fedc.tf_computation(state_type, weights_type)
+    def set_model_weights(state, model_weights):
+        return state._replace(global_model_weights=model_weights)
+
+    @fedc.tf_computation(state_type)
+    def get_hparams(state):
+        return collections.OrderedDict(client_work=state.client_work,
+                                       finalizer=server_optimizer.get_hparams(state.finalizer))
+
+    hparams_of_state = get_hparams.type_signature.result
+
+    @fedc.tf_computation(state_type, hparams_of_state)
+    def set_hparams(state, hparams):
+        return state._replace(client_work=hparams["client_work"],
+                              finalizer=server_optimizer.set_hparams(state.finalizer, dict(hparams["finalizer"])))
+
+    return LearningProcess(initialize, next_fn, get_model_weights, set_model_weights, get_hparams, set_hparams)
+
+
+def _default_server_optimizer():
+    return optimizer_lib.build_sgdm(learning_rate=1.0)
+
+
+def build_weighted_fed_avg(model_fn: Union[Callable, model_lib.FunctionalModel],
+                           client_optimizer_fn: Any,
+                           server_optimizer_fn: Any = None,
+                           *,
+                           client_weighting: Optional[Union[ClientWeighting, Callable]] = None,
+                           model_distributor: Any = None,
+                           model_aggregator: Any = None,
+                           metrics_aggregator: Any = None,
+                           loop_implementation: LoopImplementation = LoopImplementation.DATASET_REDUCE
+                           ) -> LearningProcess:
+    """Federated Averaging, clients weighted by their number of examples (or ``client_weighting``).
+
+    ``model_fn`` makes the model (``from_keras_model(…)``) or is a
+    ``FunctionalModel``; it is called once, when the process is built, and
+    its weights then are the initial weights. The server optimizer defaults
+    to SGD with learning rate 1.0 (the server weights become the clients'
+    weighted mean).
+    """
+    _not_yet(model_distributor=model_distributor, model_aggregator=model_aggregator,
+             metrics_aggregator=metrics_aggregator)
+    return _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn or _default_server_optimizer(),
+                          client_weighting or ClientWeighting.NUM_EXAMPLES, 0.0, loop_implementation)
+
+
+def build_unweighted_fed_avg(model_fn: Union[Callable, model_lib.FunctionalModel],
+                             client_optimizer_fn: Any,
+                             server_optimizer_fn: Any = None,
+                             *,
+                             model_distributor: Any = None,
+                             model_aggregator: Any = None,
+                             metrics_aggregator: Any = None,
+                             loop_implementation: LoopImplementation = LoopImplementation.DATASET_REDUCE
+                             ) -> LearningProcess:
+    """Federated Averaging with every client's update weighted equally."""
+    _not_yet(model_distributor=model_distributor, model_aggregator=model_aggregator,
+             metrics_aggregator=metrics_aggregator)
+    return _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn or _default_server_optimizer(),
+                          ClientWeighting.UNIFORM, 0.0, loop_implementation)
+
+
+def build_weighted_fed_prox(model_fn: Union[Callable, model_lib.FunctionalModel],
+                            proximal_strength: float,
+                            client_optimizer_fn: Any,
+                            server_optimizer_fn: Any = None,
+                            *,
+                            client_weighting: Optional[Union[ClientWeighting, Callable]] = None,
+                            model_distributor: Any = None,
+                            model_aggregator: Any = None,
+                            metrics_aggregator: Any = None,
+                            loop_implementation: LoopImplementation = LoopImplementation.DATASET_REDUCE
+                            ) -> LearningProcess:
+    """FedProx: FedAvg whose clients add ``proximal_strength / 2 · ‖w − w_server‖²`` to their loss."""
+    if not isinstance(proximal_strength, (int, float, np.floating)) or not proximal_strength >= 0:
+        raise FedcValueError(f"proximal_strength must be a number >= 0, got {proximal_strength!r}")
+    _not_yet(model_distributor=model_distributor, model_aggregator=model_aggregator,
+             metrics_aggregator=metrics_aggregator)
+    return _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn or _default_server_optimizer(),
+                          client_weighting or ClientWeighting.NUM_EXAMPLES, float(proximal_strength),
+                          loop_implementation)

@@ -1,0 +1,140 @@
+"""fedc.learning.algorithms: FedAvg/FedProx built as TFF builds them — types, the averaging rule, hparams, backends."""
+
+import collections
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import fedc
+from fedc.learning import algorithms, models, optimizers
+
+SPEC = collections.OrderedDict(x=tf.TensorSpec([None, 784], tf.float32), y=tf.TensorSpec([None, 1], tf.int32))
+
+
+def model_fn():
+    keras_model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10, kernel_initializer="zeros"),
+                                    keras.layers.Softmax()])
+    return models.from_keras_model(keras_model, loss=keras.losses.SparseCategoricalCrossentropy(), input_spec=SPEC,
+                                   metrics=[keras.metrics.SparseCategoricalAccuracy()])
+
+
+def client(n, seed, batch=10):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 784)).astype(np.float32)
+    y = rng.integers(0, 10, (n, 1)).astype(np.int32)
+    return tf.data.Dataset.from_tensor_slices(collections.OrderedDict(x=x, y=y)).batch(batch)
+
+
+def fed_avg(**kwargs):
+    return algorithms.build_weighted_fed_avg(model_fn, client_optimizer_fn=optimizers.build_sgdm(learning_rate=0.02),
+                                             server_optimizer_fn=optimizers.build_sgdm(learning_rate=1.0), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def process():
+    return fed_avg()
+
+
+def test_the_types_print_as_tffs(process):
+    assert str(process.initialize.type_signature) == (
+        "( -> <global_model_weights=<trainable=<float32[784,10],float32[10]>,non_trainable=<>>,distributor=<>,"
+        "client_work=<learning_rate=float32>,aggregator=<value_sum_process=<>,weight_sum_process=<>>,"
+        "finalizer=<learning_rate=float32>>@SERVER)")
+    assert str(process.next.type_signature.result["metrics"]) == (
+        "<distributor=<>,client_work=<train=<sparse_categorical_accuracy=float32,loss=float32,num_examples=int64,"
+        "num_batches=int64>>,aggregator=<mean_value=<>,mean_weight=<>>,finalizer=<update_non_finite=int32>>@SERVER")
+    assert process.next.type_signature.parameter.names() == ["state", "client_data"]
+    assert str(process.next.type_signature.parameter["client_data"]) == "{<x=float32[?,784],y=int32[?,1]>*}@CLIENTS"
+
+
+def weights_of(process, state):
+    return [np.asarray(w) for w in process.get_model_weights(state).trainable]
+
+
+def test_the_server_takes_the_example_weighted_mean_of_the_clients_models(process):
+    a, b = client(30, 1), client(10, 2)
+    state = process.initialize()
+    alone_a = weights_of(process, process.next(state, [a]).state)
+    alone_b = weights_of(process, process.next(state, [b]).state)
+    result = process.next(state, [a, b])
+    together = weights_of(process, result.state)
+    for w, wa, wb in zip(together, alone_a, alone_b):
+        np.testing.assert_allclose(w, (30 * wa + 10 * wb) / 40, rtol=1e-5, atol=1e-7)
+    train = result.metrics["client_work"]["train"]
+    assert int(train["num_examples"]) == 40 and int(train["num_batches"]) == 4
+    assert int(result.metrics["finalizer"]["update_non_finite"]) == 0
+    unweighted = algorithms.build_unweighted_fed_avg(model_fn, optimizers.build_sgdm(learning_rate=0.02))
+    equal = weights_of(unweighted, unweighted.next(unweighted.initialize(), [a, b]).state)
+    for w, wa, wb in zip(equal, alone_a, alone_b):
+        np.testing.assert_allclose(w, (wa + wb) / 2, rtol=1e-5, atol=1e-7)
+
+
+def test_training_lowers_the_loss_and_the_tf_backend_agrees_with_the_oracle(process):
+    data = [client(40, s) for s in range(3)]
+
+    def losses(backend):
+        with fedc.backend(backend):
+            state, out = process.initialize(), []
+            for _ in range(3):
+                state, metrics = process.next(state, data)  # a LearningProcessOutput unpacks
+                out.append(float(metrics["client_work"]["train"]["loss"]))
+            return out, weights_of(process, state)
+
+    tf_losses, tf_weights = losses("tf")
+    reference_losses, reference_weights = losses("reference")
+    assert tf_losses[2] < tf_losses[0]
+    np.testing.assert_allclose(tf_losses, reference_losses, rtol=1e-4)
+    for a, b in zip(tf_weights, reference_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_weights_and_hyperparameters_are_read_and_replaced(process):
+    state = process.initialize()
+    hparams = process.get_hparams(state)
+    assert float(hparams["client_work"]["learning_rate"]) == pytest.approx(0.02)
+    assert float(hparams["finalizer"]["learning_rate"]) == 1.0
+    frozen = process.set_hparams(state, collections.OrderedDict(
+        client_work=collections.OrderedDict(learning_rate=np.float32(0.0)), finalizer=hparams["finalizer"]))
+    after = process.next(frozen, [client(20, 3)]).state
+    assert all(not w.any() for w in weights_of(process, after))  # a zero client learning rate moves nothing
+    ones = models.ModelWeights([np.ones((784, 10), np.float32), np.ones(10, np.float32)], [])
+    assert weights_of(process, process.set_model_weights(state, ones))[1].tolist() == [1.0] * 10
+
+
+def test_a_client_whose_update_is_not_finite_is_left_out():
+    process = fed_avg()
+    bad = tf.data.Dataset.from_tensor_slices(collections.OrderedDict(
+        x=np.full((5, 784), np.nan, np.float32), y=np.zeros((5, 1), np.int32))).batch(5)
+    good = client(20, 4)
+    state = process.initialize()
+    with_bad = process.next(state, [good, bad])
+    alone = process.next(state, [good])
+    for a, b in zip(weights_of(process, with_bad.state), weights_of(process, alone.state)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert int(with_bad.metrics["finalizer"]["update_non_finite"]) == 0
+
+
+def test_fed_prox_pulls_clients_toward_the_server_model():
+    data = [client(40, 5)]
+
+    def distance(process):  # from the initial (zero) weights, after one round
+        return sum(float(np.abs(w).sum()) for w in weights_of(process, process.next(process.initialize(), data).state))
+
+    sgd = optimizers.build_sgdm(learning_rate=0.5)
+    plain = distance(algorithms.build_weighted_fed_avg(model_fn, sgd))
+    assert distance(algorithms.build_weighted_fed_prox(model_fn, 0.0, sgd)) == pytest.approx(plain, rel=1e-5)
+    assert distance(algorithms.build_weighted_fed_prox(model_fn, 1.0, sgd)) < 0.95 * plain
+
+
+def test_what_fedc_does_not_take_yet_is_said():
+    with pytest.raises(fedc.FedcValueError, match="model_aggregator: fedc's algorithms do not take a custom"):
+        fed_avg(model_aggregator=object())
+    with pytest.raises(fedc.FedcTypeError, match="Keras optimizers are not supported yet"):
+        algorithms.build_weighted_fed_avg(model_fn, lambda: keras.optimizers.SGD(0.1))
+    with pytest.raises(fedc.FedcTypeError, match="model_fn returned a Keras model; wrap it"):
+        algorithms.build_weighted_fed_avg(lambda: keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]),
+                                          optimizers.build_sgdm(0.1))
+    with pytest.raises(fedc.FedcValueError, match="proximal_strength must be a number >= 0"):
+        algorithms.build_weighted_fed_prox(model_fn, -1.0, optimizers.build_sgdm(0.1))
