@@ -150,7 +150,7 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
     def client_hparams():
         return client_optimizer.get_hparams(client_optimizer.initialize(trainable_specs))
 
-    @fedc.tf_computation
+    @fedc.tf_computation(autograph=False)
     def server_init():
         return LearningAlgorithmState(
             global_model_weights=model_lib.ModelWeights([tf.constant(w) for w in initial.trainable],
@@ -163,7 +163,7 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
     state_type = server_init.type_signature.result
     hparams_type = state_type["client_work"]
 
-    @fedc.tf_computation(weights_type, hparams_type, data_type)
+    @fedc.tf_computation(weights_type, hparams_type, data_type, autograph=False)
     def client_update(weights, hparams, dataset):
         start = list(weights.trainable)
         optimizer_state = client_optimizer.set_hparams(client_optimizer.initialize(trainable_specs), dict(hparams))
@@ -200,14 +200,14 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
         weighted = [tf.where(finite, d * weight, tf.zeros_like(d)) for d in delta]
         return collections.OrderedDict(weighted_update=weighted, weight=weight, metrics=_lists(metrics))
 
-    @fedc.tf_computation(state_type)
+    @fedc.tf_computation(state_type, autograph=False)
     def to_clients(state):
         return state.global_model_weights, state.client_work
 
     sums_type = client_update.type_signature.result
     finalizers = form.metric_finalizers()
 
-    @fedc.tf_computation(state_type, sums_type)
+    @fedc.tf_computation(state_type, sums_type, autograph=False)
     def server_update(state, sums):
         total = sums["weight"]
         mean_delta = [tf.math.divide_no_nan(s, total) for s in sums["weighted_update"]]
@@ -241,22 +241,22 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
         output = fedc.federated_map(server_update, fedc.federated_zip((state, sums)))
         return LearningProcessOutput(state=output.state, metrics=output.metrics)
 
-    @fedc.tf_computation(state_type)
+    @fedc.tf_computation(state_type, autograph=False)
     def get_model_weights(state):
         return state.global_model_weights
 
-    @fedc.tf_computation(state_type, weights_type)
+    @fedc.tf_computation(state_type, weights_type, autograph=False)
     def set_model_weights(state, model_weights):
         return state._replace(global_model_weights=model_weights)
 
-    @fedc.tf_computation(state_type)
+    @fedc.tf_computation(state_type, autograph=False)
     def get_hparams(state):
         return collections.OrderedDict(client_work=state.client_work,
                                        finalizer=server_optimizer.get_hparams(state.finalizer))
 
     hparams_of_state = get_hparams.type_signature.result
 
-    @fedc.tf_computation(state_type, hparams_of_state)
+    @fedc.tf_computation(state_type, hparams_of_state, autograph=False)
     def set_hparams(state, hparams):
         return state._replace(client_work=hparams["client_work"],
                               finalizer=server_optimizer.set_hparams(state.finalizer, dict(hparams["finalizer"])))

@@ -31,3 +31,14 @@ def test_temperature_example():
     assert "get_average_temperature: ({float32}@CLIENTS -> float32@SERVER)" in out
     assert "average of [68.5, 70.3, 69.8]: 69.53333" in out
     assert "add_half_on_clients: ({float32}@CLIENTS -> {float32}@CLIENTS)" in out
+
+
+def test_image_classification_example_trains_with_tffs_code_and_types():
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "image_classification.py"), "--rounds", "4"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "global_model_weights=<\n    trainable=<\n      float32[784,10],\n      float32[10]\n    >," in out
+    assert "client_work=<\n    learning_rate=float32\n  >," in out
+    losses = [float(line.split("loss ")[1].split(",")[0]) for line in out.splitlines() if line.startswith("round")]
+    assert len(losses) == 4 and losses[-1] < losses[0]

@@ -127,3 +127,19 @@ def test_calls_that_cannot_be_inlined_are_clear_errors():
     for dtype, body, message in cases:
         with pytest.raises(fedc.FedcError, match=message):
             fedc.tf_computation(dtype)(body)
+
+
+def test_autograph_can_be_turned_off_for_code_that_needs_none():
+    import tensorflow as tf
+
+    def clipped(x):
+        if x > 1.0:  # Python control flow on a tensor: AutoGraph makes it a tf.cond
+            return tf.constant(1.0)
+        return x
+
+    with_autograph = fedc.tf_computation(np.float32)(clipped)
+    assert float(with_autograph(np.float32(3.0))) == 1.0 and float(with_autograph(np.float32(0.5))) == 0.5
+    with pytest.raises(fedc.FedcError, match="failed while being traced by TensorFlow"):
+        fedc.tf_computation(np.float32, autograph=False)(clipped)  # traced as written: a tensor is not a bool
+    straight = fedc.tf_computation(np.float32, autograph=False)(lambda x: tf.minimum(x, 1.0))
+    assert float(straight(np.float32(3.0))) == 1.0
