@@ -8,13 +8,16 @@ four parts into a :class:`~fedc.learning.templates.LearningProcess`:
    (state ``<>``, metrics ``<>``);
 2. **client work** — each client trains from those weights over its dataset
    with the client optimizer (``dataset.reduce``: one pass per element) and
-   returns its *model delta* (initial minus trained weights) and its weight
-   (its number of examples, or 1); a delta with a non-finite value is sent
-   as zeros with weight 0. State: the client optimizer's hyperparameters
+   returns its trained weights times its weight (its number of examples, or
+   1) and the weight; the server subtracts the weighted mean from its
+   weights, which is the weighted mean of the *model deltas* (initial minus
+   trained) TFF's client work sends, with one pass less over every client's
+   weights. A client whose weights are not finite sends zeros with weight 0.
+   State: the client optimizer's hyperparameters
    (``<learning_rate=float32>``); metrics ``<train=<…>>``, the model's
    metrics summed over clients and finalized at the server;
-3. **aggregator** — the weighted mean of the deltas (a sum of weighted
-   deltas and a sum of weights; state ``<value_sum_process=<>,
+3. **aggregator** — the weighted mean (a sum of weighted values and a sum
+   of weights; state ``<value_sum_process=<>,
    weight_sum_process=<>>``, metrics ``<mean_value=<>,mean_weight=<>>``);
 4. **finalizer** — the server optimizer applies the mean delta as a
    gradient to the trainable weights (state: the server optimizer's state);
@@ -188,17 +191,21 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
         initial_carry = _tuples((start, list(weights.non_trainable), optimizer_state, form.initial_metrics(),
                                  tf.constant(0, tf.int64)))
         trained, _, _, metrics, count = dataset.reduce(initial_carry, step)
-        delta = [a - b for a, b in zip(start, trained)]
         if client_weighting is ClientWeighting.NUM_EXAMPLES:
             weight = tf.cast(count, tf.float32)
         elif client_weighting is ClientWeighting.UNIFORM:
             weight = tf.constant(1.0, tf.float32)
         else:
             weight = tf.cast(client_weighting(_lists(metrics)), tf.float32)
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(d)) for d in delta])
+        # The mean delta, sum(w·(start − trained))/sum(w), is start − sum(w·trained)/sum(w): the client
+        # sends its weighted trained weights and the server subtracts once, which saves a pass over every
+        # client's weights. One pass checks them (a non-finite value makes a sum non-finite; so does, in
+        # float32, a sum past 3.4e38, which counts as non-finite too), one weighs them (multiply_no_nan:
+        # 0 for a weight of 0, even times NaN), so a client whose training diverged contributes nothing.
+        finite = tf.reduce_all([tf.math.is_finite(tf.reduce_sum(w)) for w in trained])
         weight = tf.where(finite, weight, 0.0)
-        weighted = [tf.where(finite, d * weight, tf.zeros_like(d)) for d in delta]
-        return collections.OrderedDict(weighted_update=weighted, weight=weight, metrics=_lists(metrics))
+        weighted = [tf.math.multiply_no_nan(w, weight) for w in trained]
+        return collections.OrderedDict(weighted_model=weighted, weight=weight, metrics=_lists(metrics))
 
     @fedc.tf_computation(state_type, autograph=False)
     def to_clients(state):
@@ -210,10 +217,11 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
     @fedc.tf_computation(state_type, sums_type, autograph=False)
     def server_update(state, sums):
         total = sums["weight"]
-        mean_delta = [tf.math.divide_no_nan(s, total) for s in sums["weighted_update"]]
+        current = list(state.global_model_weights.trainable)
+        mean_delta = [tf.where(total > 0, w - tf.math.divide_no_nan(s, total), tf.zeros_like(w))
+                      for w, s in zip(current, sums["weighted_model"])]
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(d)) for d in mean_delta])
-        optimizer_state, stepped = server_optimizer.next(state.finalizer, list(state.global_model_weights.trainable),
-                                                         mean_delta)
+        optimizer_state, stepped = server_optimizer.next(state.finalizer, current, mean_delta)
         trainable = [tf.where(finite, new, old) for new, old in zip(stepped, state.global_model_weights.trainable)]
         new_state = LearningAlgorithmState(
             global_model_weights=model_lib.ModelWeights(trainable, list(state.global_model_weights.non_trainable)),
