@@ -138,3 +138,25 @@ def test_what_fedc_does_not_take_yet_is_said():
                                           optimizers.build_sgdm(0.1))
     with pytest.raises(fedc.FedcValueError, match="proximal_strength must be a number >= 0"):
         algorithms.build_weighted_fed_prox(model_fn, -1.0, optimizers.build_sgdm(0.1))
+
+
+def test_fedc_passes_apply_to_a_library_process(process):
+    """The process is an ordinary computation: fused, secured and lowered to a MapReduce form, it trains the same."""
+    from fedc import passes
+    from fedc.computation import Computation
+    from fedc.ir.mapreduce import MapReduceForm, as_round
+
+    data = [client(20, 1), client(10, 2)]
+    state = process.initialize()
+    module = process.next.to_ir()
+    with fedc.backend("reference"):
+        expected = weights_of(process, process.next(state, data).state)
+        fused = Computation(passes.run(module, "fuse-map-mean").module, process.next.name)(state, data)
+        secured = Computation(passes.run(module, "insert-secure-aggregation{clip=1000.0 weight-clip=1000.0}").module,
+                              process.next.name)(state, data)
+        form = MapReduceForm(passes.run(module, "lower-to-mapreduce").module)
+        lowered = Computation(as_round(form), "round")(state, data)
+    assert list(lowered) == ["state", "metrics"]  # the form keeps the round's result names
+    for got, tolerance in ((fused.state, 1e-6), (secured["state"], 1e-3), (lowered["state"], 1e-6)):
+        for a, b in zip(weights_of(process, got), expected):
+            np.testing.assert_allclose(a, b, atol=tolerance)
