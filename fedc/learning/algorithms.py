@@ -44,8 +44,8 @@ from . import models as model_lib
 from . import optimizers as optimizer_lib
 from .templates import LearningAlgorithmState, LearningProcess, LearningProcessOutput
 
-__all__ = ["ClientWeighting", "LoopImplementation", "build_unweighted_fed_avg", "build_weighted_fed_avg",
-           "build_weighted_fed_prox"]
+__all__ = ["ClientWeighting", "LoopImplementation", "build_fed_sgd", "build_unweighted_fed_avg",
+           "build_weighted_fed_avg", "build_weighted_fed_prox"]
 
 
 class ClientWeighting(enum.Enum):
@@ -139,7 +139,9 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
         raise FedcTypeError(f"loop_implementation must be a fedc.learning.algorithms.LoopImplementation, "
                             f"got {loop_implementation!r}")
     form = _stateless_model(model_fn)
-    client_optimizer = _optimizer(client_optimizer_fn, "client_optimizer_fn")
+    # FedSGD (no client optimizer): each client sends the gradient of its examples at the server's
+    # weights; FedAvg: each client trains, and the server steps along the mean change.
+    client_optimizer = None if client_optimizer_fn is None else _optimizer(client_optimizer_fn, "client_optimizer_fn")
     server_optimizer = _optimizer(server_optimizer_fn, "server_optimizer_fn")
     if not (client_weighting in (ClientWeighting.UNIFORM, ClientWeighting.NUM_EXAMPLES) or callable(client_weighting)):
         raise FedcTypeError(f"client_weighting must be a ClientWeighting or a function of the client's metrics, "
@@ -151,6 +153,8 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
     data_type = fedc.SequenceType(fedc.to_type(form.input_spec))
 
     def client_hparams():
+        if client_optimizer is None:
+            return ()
         return client_optimizer.get_hparams(client_optimizer.initialize(trainable_specs))
 
     @fedc.tf_computation(autograph=False)
@@ -169,26 +173,34 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
     @fedc.tf_computation(weights_type, hparams_type, data_type, autograph=False)
     def client_update(weights, hparams, dataset):
         start = list(weights.trainable)
-        optimizer_state = client_optimizer.set_hparams(client_optimizer.initialize(trainable_specs), dict(hparams))
+        sgd = client_optimizer is None
+        optimizer_state = () if sgd else client_optimizer.set_hparams(client_optimizer.initialize(trainable_specs),
+                                                                     dict(hparams))
 
         def step(carry, batch):
             trainable, non_trainable, opt_state, metrics, count = carry
             trainable = list(trainable)
+            at = start if sgd else trainable
             with tf.GradientTape() as tape:
-                tape.watch(trainable)
-                output, new_non_trainable = form.forward_pass(model_lib.ModelWeights(trainable, list(non_trainable)),
+                tape.watch(at)
+                output, new_non_trainable = form.forward_pass(model_lib.ModelWeights(at, list(non_trainable)),
                                                               batch, training=True)
                 loss = output.loss
                 if proximal_strength:
                     loss = loss + proximal_strength / 2.0 * tf.add_n(
                         [tf.reduce_sum(tf.square(w - w0)) for w, w0 in zip(trainable, start)])
-            grads = tape.gradient(loss, trainable)
-            opt_state, trainable = client_optimizer.next(opt_state, trainable, grads)
+            grads = tape.gradient(loss, at)
+            if sgd:  # the sum of the batches' gradients, each weighted by its examples
+                n = tf.cast(output.num_examples, tf.float32)
+                trainable = [total + g * n for total, g in zip(trainable, grads)]
+            else:
+                opt_state, trainable = client_optimizer.next(opt_state, trainable, grads)
             metrics = form.update_metrics(metrics, batch, output)
             return _tuples((trainable, new_non_trainable, opt_state, metrics,
                             count + tf.cast(output.num_examples, tf.int64)))
 
-        initial_carry = _tuples((start, list(weights.non_trainable), optimizer_state, form.initial_metrics(),
+        first = [tf.zeros_like(w) for w in start] if sgd else start
+        initial_carry = _tuples((first, list(weights.non_trainable), optimizer_state, form.initial_metrics(),
                                  tf.constant(0, tf.int64)))
         trained, _, _, metrics, count = dataset.reduce(initial_carry, step)
         if client_weighting is ClientWeighting.NUM_EXAMPLES:
@@ -197,14 +209,20 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
             weight = tf.constant(1.0, tf.float32)
         else:
             weight = tf.cast(client_weighting(_lists(metrics)), tf.float32)
-        # The mean delta, sum(w·(start − trained))/sum(w), is start − sum(w·trained)/sum(w): the client
-        # sends its weighted trained weights and the server subtracts once, which saves a pass over every
-        # client's weights. One pass checks them (a non-finite value makes a sum non-finite; so does, in
-        # float32, a sum past 3.4e38, which counts as non-finite too), one weighs them (multiply_no_nan:
-        # 0 for a weight of 0, even times NaN), so a client whose training diverged contributes nothing.
+        # FedAvg: the mean delta, sum(w·(start − trained))/sum(w), is start − sum(w·trained)/sum(w): the
+        # client sends its weighted trained weights and the server subtracts once, which saves a pass
+        # over every client's weights. FedSGD: the client's mean gradient times its examples is the
+        # gradient sum it already has. One pass checks the values (a non-finite value makes a sum
+        # non-finite; so does, in float32, a sum past 3.4e38, which counts as non-finite too), one
+        # weighs them (multiply_no_nan: 0 for a weight of 0, even times NaN), so a client whose
+        # training diverged contributes nothing.
         finite = tf.reduce_all([tf.math.is_finite(tf.reduce_sum(w)) for w in trained])
         weight = tf.where(finite, weight, 0.0)
-        weighted = [tf.math.multiply_no_nan(w, weight) for w in trained]
+        if sgd:
+            scale = tf.math.divide_no_nan(weight, tf.cast(count, tf.float32))  # weight / examples
+            weighted = [tf.math.multiply_no_nan(g, scale) for g in trained]
+        else:
+            weighted = [tf.math.multiply_no_nan(w, weight) for w in trained]
         return collections.OrderedDict(weighted_model=weighted, weight=weight, metrics=_lists(metrics))
 
     @fedc.tf_computation(state_type, autograph=False)
@@ -218,8 +236,11 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
     def server_update(state, sums):
         total = sums["weight"]
         current = list(state.global_model_weights.trainable)
-        mean_delta = [tf.where(total > 0, w - tf.math.divide_no_nan(s, total), tf.zeros_like(w))
-                      for w, s in zip(current, sums["weighted_model"])]
+        if client_optimizer is None:  # FedSGD: the weighted mean gradient
+            mean_delta = [tf.math.divide_no_nan(s, total) for s in sums["weighted_model"]]
+        else:
+            mean_delta = [tf.where(total > 0, w - tf.math.divide_no_nan(s, total), tf.zeros_like(w))
+                          for w, s in zip(current, sums["weighted_model"])]
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(d)) for d in mean_delta])
         optimizer_state, stepped = server_optimizer.next(state.finalizer, current, mean_delta)
         trainable = [tf.where(finite, new, old) for new, old in zip(stepped, state.global_model_weights.trainable)]
@@ -335,3 +356,23 @@ def build_weighted_fed_prox(model_fn: Union[Callable, model_lib.FunctionalModel]
     return _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn or _default_server_optimizer(),
                           client_weighting or ClientWeighting.NUM_EXAMPLES, float(proximal_strength),
                           loop_implementation)
+
+
+def build_fed_sgd(model_fn: Union[Callable, model_lib.FunctionalModel],
+                  server_optimizer_fn: Any = None,
+                  *,
+                  model_distributor: Any = None,
+                  model_aggregator: Any = None,
+                  metrics_aggregator: Any = None,
+                  use_experimental_simulation_loop: bool = False) -> LearningProcess:
+    """Federated SGD: each client's gradient at the server's weights, averaged by examples, one server step.
+
+    The server optimizer defaults to SGD with learning rate 0.1 (TFF's default).
+    The client work's state is ``<>``.
+    """
+    _not_yet(model_distributor=model_distributor, model_aggregator=model_aggregator,
+             metrics_aggregator=metrics_aggregator)
+    if not isinstance(use_experimental_simulation_loop, bool):
+        raise FedcTypeError("use_experimental_simulation_loop is a bool")
+    return _build_fed_avg(model_fn, None, server_optimizer_fn or optimizer_lib.build_sgdm(learning_rate=0.1),
+                          ClientWeighting.NUM_EXAMPLES, 0.0, LoopImplementation.DATASET_REDUCE)

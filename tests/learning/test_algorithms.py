@@ -160,3 +160,21 @@ def test_fedc_passes_apply_to_a_library_process(process):
     for got, tolerance in ((fused.state, 1e-6), (secured["state"], 1e-3), (lowered["state"], 1e-6)):
         for a, b in zip(weights_of(process, got), expected):
             np.testing.assert_allclose(a, b, atol=tolerance)
+
+
+def test_fed_sgd_takes_one_step_along_the_gradient_of_all_the_clients_examples():
+    process = algorithms.build_fed_sgd(model_fn, server_optimizer_fn=optimizers.build_sgdm(learning_rate=0.5))
+    assert str(process.initialize.type_signature.result.member["client_work"]) == "<>"
+    datasets = [client(30, 6), client(7, 7, batch=4)]
+    after = weights_of(process, process.next(process.initialize(), datasets).state)
+    # The same step, centrally: the mean loss over every example of every client.
+    x = np.concatenate([b["x"].numpy() for d in datasets for b in d])
+    y = np.concatenate([b["y"].numpy() for d in datasets for b in d])
+    keras_model = model_fn()
+    weights = [tf.Variable(w) for w in models.stateless(keras_model).initial_weights.trainable]
+    with tf.GradientTape() as tape:
+        predictions = tf.nn.softmax(tf.matmul(x, weights[0]) + weights[1])
+        loss = keras.losses.SparseCategoricalCrossentropy()(y, predictions)
+    grads = tape.gradient(loss, weights)
+    for got, w, g in zip(after, weights, grads):
+        np.testing.assert_allclose(got, w.numpy() - 0.5 * g.numpy(), rtol=1e-4, atol=1e-6)
