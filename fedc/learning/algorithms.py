@@ -44,7 +44,7 @@ from . import models as model_lib
 from . import optimizers as optimizer_lib
 from .templates import LearningAlgorithmState, LearningProcess, LearningProcessOutput
 
-__all__ = ["ClientWeighting", "LoopImplementation", "build_fed_sgd", "build_unweighted_fed_avg",
+__all__ = ["ClientWeighting", "LoopImplementation", "build_fed_eval", "build_fed_sgd", "build_unweighted_fed_avg",
            "build_weighted_fed_avg", "build_weighted_fed_prox"]
 
 
@@ -376,3 +376,90 @@ def build_fed_sgd(model_fn: Union[Callable, model_lib.FunctionalModel],
         raise FedcTypeError("use_experimental_simulation_loop is a bool")
     return _build_fed_avg(model_fn, None, server_optimizer_fn or optimizer_lib.build_sgdm(learning_rate=0.1),
                           ClientWeighting.NUM_EXAMPLES, 0.0, LoopImplementation.DATASET_REDUCE)
+
+
+def build_fed_eval(model_fn: Union[Callable, model_lib.FunctionalModel],
+                   model_distributor: Any = None,
+                   metrics_aggregator: Any = None,
+                   loop_implementation: LoopImplementation = LoopImplementation.DATASET_REDUCE) -> LearningProcess:
+    """Federated evaluation: the model's metrics over the clients' data, this round and over all rounds so far.
+
+    As in TFF, the process is a ``LearningProcess``: put the weights to
+    evaluate in its state with ``set_model_weights``, then call ``next`` with
+    the clients' data. The client work's state is ``<<>,<metrics summed over
+    every round>>``; ``next``'s metrics are
+    ``<…,client_work=<eval=<current_round_metrics=…,total_rounds_metrics=…>>,…>``.
+    Nothing trains: the weights stay as they were set.
+    """
+    tf = _tf()
+    _not_yet(model_distributor=model_distributor, metrics_aggregator=metrics_aggregator)
+    if not isinstance(loop_implementation, LoopImplementation):
+        raise FedcTypeError(f"loop_implementation must be a fedc.learning.algorithms.LoopImplementation, "
+                            f"got {loop_implementation!r}")
+    form = _stateless_model(model_fn)
+    initial = form.initial_weights
+    weights_type = model_lib.weights_type_from_model(form)
+    data_type = fedc.SequenceType(fedc.to_type(form.input_spec))
+    finalizers = form.metric_finalizers()
+
+    @fedc.tf_computation(autograph=False)
+    def server_init():
+        return LearningAlgorithmState(
+            global_model_weights=model_lib.ModelWeights([tf.constant(w) for w in initial.trainable],
+                                                        [tf.constant(w) for w in initial.non_trainable]),
+            distributor=(),
+            client_work=((), _lists(form.initial_metrics())),
+            aggregator=collections.OrderedDict(value_sum_process=(), weight_sum_process=()),
+            finalizer=())
+
+    state_type = server_init.type_signature.result
+
+    @fedc.tf_computation(weights_type, data_type, autograph=False)
+    def client_eval(weights, dataset):
+        def step(metrics, batch):
+            output, _ = form.forward_pass(weights, batch, training=False)
+            return _tuples(form.update_metrics(metrics, batch, output))
+
+        return _lists(dataset.reduce(_tuples(form.initial_metrics()), step))
+
+    @fedc.tf_computation(state_type, autograph=False)
+    def to_clients(state):
+        return state.global_model_weights
+
+    @fedc.tf_computation(state_type, client_eval.type_signature.result, autograph=False)
+    def server_update(state, summed):
+        totals = collections.OrderedDict((k, [a + b for a, b in zip(state.client_work[1][k], summed[k])])
+                                         for k in finalizers)
+
+        def finalized(values):
+            return collections.OrderedDict((k, f(list(values[k]))) for k, f in finalizers.items())
+
+        new_state = state._replace(client_work=((), totals))
+        metrics = collections.OrderedDict(
+            distributor=(),
+            client_work=collections.OrderedDict(eval=collections.OrderedDict(
+                current_round_metrics=finalized(summed), total_rounds_metrics=finalized(totals))),
+            aggregator=collections.OrderedDict(mean_value=(), mean_weight=()),
+            finalizer=())
+        return LearningProcessOutput(new_state, metrics)
+
+    @fedc.federated_computation
+    def initialize():
+        return fedc.federated_value(server_init(), fedc.SERVER)
+
+    @fedc.federated_computation(fedc.FederatedType(state_type, fedc.SERVER), fedc.FederatedType(data_type, fedc.CLIENTS))
+    def next_fn(state, client_data):
+        weights = fedc.federated_broadcast(fedc.federated_map(to_clients, state))
+        summed = fedc.federated_sum(fedc.federated_map(client_eval, (weights, client_data)))
+        output = fedc.federated_map(server_update, fedc.federated_zip((state, summed)))
+        return LearningProcessOutput(state=output.state, metrics=output.metrics)
+
+    @fedc.tf_computation(state_type, autograph=False)
+    def get_model_weights(state):
+        return state.global_model_weights
+
+    @fedc.tf_computation(state_type, weights_type, autograph=False)
+    def set_model_weights(state, model_weights):
+        return state._replace(global_model_weights=model_weights)
+
+    return LearningProcess(initialize, next_fn, get_model_weights, set_model_weights)

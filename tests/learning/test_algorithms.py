@@ -178,3 +178,30 @@ def test_fed_sgd_takes_one_step_along_the_gradient_of_all_the_clients_examples()
     grads = tape.gradient(loss, weights)
     for got, w, g in zip(after, weights, grads):
         np.testing.assert_allclose(got, w.numpy() - 0.5 * g.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_fed_eval_reports_this_rounds_and_all_rounds_metrics(process):
+    evaluation = algorithms.build_fed_eval(model_fn)
+    assert str(evaluation.initialize.type_signature.result.member["client_work"]) == (
+        "<<>,<sparse_categorical_accuracy=<float32,float32>,loss=<float32,float32>,num_examples=<int64>,"
+        "num_batches=<int64>>>")
+    assert str(evaluation.next.type_signature.result["metrics"].member["client_work"]) == (
+        "<eval=<current_round_metrics=<sparse_categorical_accuracy=float32,loss=float32,num_examples=int64,"
+        "num_batches=int64>,total_rounds_metrics=<sparse_categorical_accuracy=float32,loss=float32,"
+        "num_examples=int64,num_batches=int64>>>")
+    trained = process.next(process.initialize(), [client(40, 8)]).state
+    state = evaluation.set_model_weights(evaluation.initialize(), process.get_model_weights(trained))
+    test_a, test_b = [client(15, 9)], [client(5, 10)]
+    first = evaluation.next(state, test_a)
+    second = evaluation.next(first.state, test_b)
+    now = second.metrics["client_work"]["eval"]["current_round_metrics"]
+    total = second.metrics["client_work"]["eval"]["total_rounds_metrics"]
+    assert int(now["num_examples"]) == 5 and int(total["num_examples"]) == 20
+    # The evaluated loss is the model's on that data, computed directly.
+    weights = weights_of(process, trained)
+    x = np.concatenate([b["x"].numpy() for b in test_b[0]])
+    y = np.concatenate([b["y"].numpy() for b in test_b[0]])
+    expected = keras.losses.SparseCategoricalCrossentropy()(y, tf.nn.softmax(x @ weights[0] + weights[1]))
+    assert float(now["loss"]) == pytest.approx(float(expected), rel=1e-5)
+    for a, b in zip(weights_of(evaluation, second.state), weights):
+        np.testing.assert_array_equal(a, b)  # evaluation trains nothing
