@@ -58,6 +58,12 @@ from fedc.frontend.federated import (
 from fedc.frontend.tensorflow import tf_computation
 from fedc import ops, templates
 
+from types import SimpleNamespace as _Namespace  # noqa: E402
+
+#: TFF's other spellings of ``tf_computation``: ``tff.tensorflow_computation`` and ``tff.tensorflow.computation``.
+tensorflow_computation = tf_computation
+tensorflow = _Namespace(computation=tf_computation)
+
 
 #: The libraries on top of the API, imported when first used (``fedc.simulation.datasets…`` after ``import fedc``,
 #: as TFF's ``tff.simulation``), so that ``import fedc`` stays light and the API does not depend on them.

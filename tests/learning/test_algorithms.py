@@ -205,3 +205,13 @@ def test_fed_eval_reports_this_rounds_and_all_rounds_metrics(process):
     assert float(now["loss"]) == pytest.approx(float(expected), rel=1e-5)
     for a, b in zip(weights_of(evaluation, second.state), weights):
         np.testing.assert_array_equal(a, b)  # evaluation trains nothing
+
+
+def test_tffs_other_spellings_exist():
+    import fedc as tff
+
+    assert tff.tensorflow_computation is tff.tf_computation and tff.tensorflow.computation is tff.tf_computation
+    assert tff.tensorflow_computation(lambda: "Hello, World!")() == "Hello, World!"
+    assert tff.learning.from_keras_model is models.from_keras_model
+    assert tff.learning.Model is models.VariableModel
+    assert tff.simulation.ClientData is tff.simulation.datasets.ClientData
