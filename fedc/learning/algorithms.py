@@ -111,7 +111,26 @@ def _not_yet(**given) -> None:
     for name, value in given.items():
         if value is not None:
             raise FedcValueError(f"{name}: fedc's algorithms do not take a custom {name} yet (they use TFF's "
-                                 "defaults: broadcast, weighted mean, sum then finalize); leave it None")
+                                 "defaults: broadcast, and sum then finalize for metrics); leave it None")
+
+
+def _aggregation_process(factory: Any, update_type, client_weighting):
+    """The aggregation process a ``model_aggregator`` factory makes for the model deltas, or None for the default."""
+    if factory is None:
+        return None
+    from fedc import aggregators
+
+    if isinstance(factory, aggregators.WeightedAggregationFactory):
+        if client_weighting is ClientWeighting.UNIFORM:
+            raise FedcTypeError("model_aggregator: unweighted FedAvg takes an UnweightedAggregationFactory "
+                                f"(e.g. fedc.aggregators.UnweightedMeanFactory()), got {type(factory).__name__}")
+        return factory.create(update_type, fedc.TensorType(np.float32))
+    if isinstance(factory, aggregators.UnweightedAggregationFactory):
+        if client_weighting is not ClientWeighting.UNIFORM:
+            raise FedcTypeError("model_aggregator: weighted FedAvg takes a WeightedAggregationFactory "
+                                f"(e.g. fedc.aggregators.MeanFactory()), got {type(factory).__name__}")
+        return factory.create(update_type)
+    raise FedcTypeError(f"model_aggregator must be a fedc.aggregators factory, got {type(factory).__name__}")
 
 
 def _stateless_model(model_fn: Any) -> model_lib.StatelessModel:
@@ -133,7 +152,12 @@ def _specs(arrays: list) -> list:
 
 
 def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_weighting, proximal_strength,
-                   loop_implementation) -> LearningProcess:
+                   loop_implementation, model_aggregator=None) -> LearningProcess:
+    """The composed process (see the module docstring); ``model_aggregator`` None is TFF's default mean.
+
+    With the default, clients send weighted trained weights (one pass less,
+    same mean); a given factory aggregates the model deltas themselves.
+    """
     tf = _tf()
     if not isinstance(loop_implementation, LoopImplementation):
         raise FedcTypeError(f"loop_implementation must be a fedc.learning.algorithms.LoopImplementation, "
@@ -151,6 +175,7 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
     trainable_specs = _specs(initial.trainable)
     weights_type = model_lib.weights_type_from_model(form)
     data_type = fedc.SequenceType(fedc.to_type(form.input_spec))
+    aggregation = _aggregation_process(model_aggregator, weights_type["trainable"], client_weighting)
 
     def client_hparams():
         if client_optimizer is None:
@@ -167,7 +192,16 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
             aggregator=collections.OrderedDict(value_sum_process=(), weight_sum_process=()),
             finalizer=server_optimizer.initialize(trainable_specs))
 
-    state_type = server_init.type_signature.result
+    if aggregation is not None:  # the aggregator's own state replaces the default's
+        aggregator_type = aggregation.initialize.type_signature.result.member
+
+        @fedc.tf_computation(server_init.type_signature.result, aggregator_type, autograph=False)
+        def with_aggregator(state, aggregator_state):
+            return state._replace(aggregator=aggregator_state)
+
+        state_type = with_aggregator.type_signature.result
+    else:
+        state_type = server_init.type_signature.result
     hparams_type = state_type["client_work"]
 
     @fedc.tf_computation(weights_type, hparams_type, data_type, autograph=False)
@@ -218,6 +252,14 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
         # training diverged contributes nothing.
         finite = tf.reduce_all([tf.math.is_finite(tf.reduce_sum(w)) for w in trained])
         weight = tf.where(finite, weight, 0.0)
+        if aggregation is not None:  # the aggregator takes the model deltas (FedSGD: the mean gradients)
+            ones = tf.where(finite, 1.0, 0.0)
+            if sgd:
+                scale = tf.math.divide_no_nan(ones, tf.cast(count, tf.float32))
+                update = [tf.math.multiply_no_nan(g, scale) for g in trained]
+            else:
+                update = [tf.math.multiply_no_nan(a - b, ones) for a, b in zip(start, trained)]
+            return collections.OrderedDict(update=update, weight=weight, metrics=_lists(metrics))
         if sgd:
             scale = tf.math.divide_no_nan(weight, tf.cast(count, tf.float32))  # weight / examples
             weighted = [tf.math.multiply_no_nan(g, scale) for g in trained]
@@ -232,42 +274,69 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
     sums_type = client_update.type_signature.result
     finalizers = form.metric_finalizers()
 
-    @fedc.tf_computation(state_type, sums_type, autograph=False)
-    def server_update(state, sums):
-        total = sums["weight"]
+    def step_server(state, mean_delta, metric_sums, aggregator_state, aggregator_measurements):
         current = list(state.global_model_weights.trainable)
-        if client_optimizer is None:  # FedSGD: the weighted mean gradient
-            mean_delta = [tf.math.divide_no_nan(s, total) for s in sums["weighted_model"]]
-        else:
-            mean_delta = [tf.where(total > 0, w - tf.math.divide_no_nan(s, total), tf.zeros_like(w))
-                          for w, s in zip(current, sums["weighted_model"])]
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(d)) for d in mean_delta])
-        optimizer_state, stepped = server_optimizer.next(state.finalizer, current, mean_delta)
-        trainable = [tf.where(finite, new, old) for new, old in zip(stepped, state.global_model_weights.trainable)]
+        optimizer_state, stepped = server_optimizer.next(state.finalizer, current, list(mean_delta))
+        trainable = [tf.where(finite, new, old) for new, old in zip(stepped, current)]
         new_state = LearningAlgorithmState(
             global_model_weights=model_lib.ModelWeights(trainable, list(state.global_model_weights.non_trainable)),
             distributor=(),
             client_work=state.client_work,
-            aggregator=state.aggregator,
+            aggregator=aggregator_state,
             finalizer=optimizer_state)
-        train = collections.OrderedDict((k, f(list(sums["metrics"][k]))) for k, f in finalizers.items())
+        train = collections.OrderedDict((k, f(list(metric_sums[k]))) for k, f in finalizers.items())
         metrics = collections.OrderedDict(
             distributor=(),
             client_work=collections.OrderedDict(train=train),
-            aggregator=collections.OrderedDict(mean_value=(), mean_weight=()),
+            aggregator=aggregator_measurements,
             finalizer=collections.OrderedDict(update_non_finite=tf.cast(tf.logical_not(finite), tf.int32)))
         return LearningProcessOutput(new_state, metrics)
 
+    if aggregation is None:
+        @fedc.tf_computation(state_type, sums_type, autograph=False)
+        def server_update(state, sums):
+            total = sums["weight"]
+            current = list(state.global_model_weights.trainable)
+            if client_optimizer is None:  # FedSGD: the weighted mean gradient
+                mean_delta = [tf.math.divide_no_nan(s, total) for s in sums["weighted_model"]]
+            else:
+                mean_delta = [tf.where(total > 0, w - tf.math.divide_no_nan(s, total), tf.zeros_like(w))
+                              for w, s in zip(current, sums["weighted_model"])]
+            return step_server(state, mean_delta, sums["metrics"], state.aggregator,
+                               collections.OrderedDict(mean_value=(), mean_weight=()))
+    else:
+        agg_result_type = aggregation.next.type_signature.result
+        metrics_type = sums_type["metrics"]
+
+        @fedc.tf_computation(state_type, agg_result_type["result"].member, metrics_type,
+                             agg_result_type["state"].member, agg_result_type["measurements"].member,
+                             autograph=False)
+        def server_update(state, mean_delta, metric_sums, aggregator_state, aggregator_measurements):
+            return step_server(state, mean_delta, metric_sums, aggregator_state, aggregator_measurements)
+
     @fedc.federated_computation
     def initialize():
-        return fedc.federated_value(server_init(), fedc.SERVER)
+        if aggregation is None:
+            return fedc.federated_value(server_init(), fedc.SERVER)
+        return fedc.federated_map(with_aggregator, fedc.federated_zip(
+            (fedc.federated_value(server_init(), fedc.SERVER), aggregation.initialize())))
 
     @fedc.federated_computation(fedc.FederatedType(state_type, fedc.SERVER), fedc.FederatedType(data_type, fedc.CLIENTS))
     def next_fn(state, client_data):
         weights, hparams = fedc.federated_broadcast(fedc.federated_map(to_clients, state))
         results = fedc.federated_map(client_update, (weights, hparams, client_data))
-        sums = fedc.federated_sum(results)
-        output = fedc.federated_map(server_update, fedc.federated_zip((state, sums)))
+        if aggregation is None:
+            sums = fedc.federated_sum(results)
+            output = fedc.federated_map(server_update, fedc.federated_zip((state, sums)))
+        else:
+            if aggregation.is_weighted:
+                aggregated = aggregation.next(state.aggregator, results.update, results.weight)
+            else:
+                aggregated = aggregation.next(state.aggregator, results.update)
+            metric_sums = fedc.federated_sum(results.metrics)
+            output = fedc.federated_map(server_update, fedc.federated_zip(
+                (state, aggregated.result, metric_sums, aggregated.state, aggregated.measurements)))
         return LearningProcessOutput(state=output.state, metrics=output.metrics)
 
     @fedc.tf_computation(state_type, autograph=False)
@@ -315,10 +384,9 @@ def build_weighted_fed_avg(model_fn: Union[Callable, model_lib.FunctionalModel],
     to SGD with learning rate 1.0 (the server weights become the clients'
     weighted mean).
     """
-    _not_yet(model_distributor=model_distributor, model_aggregator=model_aggregator,
-             metrics_aggregator=metrics_aggregator)
+    _not_yet(model_distributor=model_distributor, metrics_aggregator=metrics_aggregator)
     return _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn or _default_server_optimizer(),
-                          client_weighting or ClientWeighting.NUM_EXAMPLES, 0.0, loop_implementation)
+                          client_weighting or ClientWeighting.NUM_EXAMPLES, 0.0, loop_implementation, model_aggregator)
 
 
 def build_unweighted_fed_avg(model_fn: Union[Callable, model_lib.FunctionalModel],
@@ -331,10 +399,9 @@ def build_unweighted_fed_avg(model_fn: Union[Callable, model_lib.FunctionalModel
                              loop_implementation: LoopImplementation = LoopImplementation.DATASET_REDUCE
                              ) -> LearningProcess:
     """Federated Averaging with every client's update weighted equally."""
-    _not_yet(model_distributor=model_distributor, model_aggregator=model_aggregator,
-             metrics_aggregator=metrics_aggregator)
+    _not_yet(model_distributor=model_distributor, metrics_aggregator=metrics_aggregator)
     return _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn or _default_server_optimizer(),
-                          ClientWeighting.UNIFORM, 0.0, loop_implementation)
+                          ClientWeighting.UNIFORM, 0.0, loop_implementation, model_aggregator)
 
 
 def build_weighted_fed_prox(model_fn: Union[Callable, model_lib.FunctionalModel],
@@ -351,11 +418,10 @@ def build_weighted_fed_prox(model_fn: Union[Callable, model_lib.FunctionalModel]
     """FedProx: FedAvg whose clients add ``proximal_strength / 2 · ‖w − w_server‖²`` to their loss."""
     if not isinstance(proximal_strength, (int, float, np.floating)) or not proximal_strength >= 0:
         raise FedcValueError(f"proximal_strength must be a number >= 0, got {proximal_strength!r}")
-    _not_yet(model_distributor=model_distributor, model_aggregator=model_aggregator,
-             metrics_aggregator=metrics_aggregator)
+    _not_yet(model_distributor=model_distributor, metrics_aggregator=metrics_aggregator)
     return _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn or _default_server_optimizer(),
                           client_weighting or ClientWeighting.NUM_EXAMPLES, float(proximal_strength),
-                          loop_implementation)
+                          loop_implementation, model_aggregator)
 
 
 def build_fed_sgd(model_fn: Union[Callable, model_lib.FunctionalModel],
@@ -370,12 +436,11 @@ def build_fed_sgd(model_fn: Union[Callable, model_lib.FunctionalModel],
     The server optimizer defaults to SGD with learning rate 0.1 (TFF's default).
     The client work's state is ``<>``.
     """
-    _not_yet(model_distributor=model_distributor, model_aggregator=model_aggregator,
-             metrics_aggregator=metrics_aggregator)
+    _not_yet(model_distributor=model_distributor, metrics_aggregator=metrics_aggregator)
     if not isinstance(use_experimental_simulation_loop, bool):
         raise FedcTypeError("use_experimental_simulation_loop is a bool")
     return _build_fed_avg(model_fn, None, server_optimizer_fn or optimizer_lib.build_sgdm(learning_rate=0.1),
-                          ClientWeighting.NUM_EXAMPLES, 0.0, LoopImplementation.DATASET_REDUCE)
+                          ClientWeighting.NUM_EXAMPLES, 0.0, LoopImplementation.DATASET_REDUCE, model_aggregator)
 
 
 def build_fed_eval(model_fn: Union[Callable, model_lib.FunctionalModel],

@@ -129,7 +129,9 @@ def test_fed_prox_pulls_clients_toward_the_server_model():
 
 
 def test_what_fedc_does_not_take_yet_is_said():
-    with pytest.raises(fedc.FedcValueError, match="model_aggregator: fedc's algorithms do not take a custom"):
+    with pytest.raises(fedc.FedcValueError, match="model_distributor: fedc's algorithms do not take a custom"):
+        fed_avg(model_distributor=object())
+    with pytest.raises(fedc.FedcTypeError, match="model_aggregator must be a fedc.aggregators factory"):
         fed_avg(model_aggregator=object())
     with pytest.raises(fedc.FedcTypeError, match="Keras optimizers are not supported yet"):
         algorithms.build_weighted_fed_avg(model_fn, lambda: keras.optimizers.SGD(0.1))
@@ -215,3 +217,25 @@ def test_tffs_other_spellings_exist():
     assert tff.learning.from_keras_model is models.from_keras_model
     assert tff.learning.Model is models.VariableModel
     assert tff.simulation.ClientData is tff.simulation.datasets.ClientData
+
+
+def test_a_model_aggregator_from_fedc_aggregators_composes_into_fed_avg(process):
+    from fedc import aggregators
+
+    data = [client(30, 1), client(10, 2)]
+    explicit = fed_avg(model_aggregator=aggregators.MeanFactory())
+    assert str(explicit.next.type_signature) == str(process.next.type_signature)  # TFF's default, spelled out
+    default_weights = weights_of(process, process.next(process.initialize(), data).state)
+    explicit_weights = weights_of(explicit, explicit.next(explicit.initialize(), data).state)
+    for a, b in zip(explicit_weights, default_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    clipped = fed_avg(model_aggregator=aggregators.clipping_factory(1e-3, aggregators.MeanFactory()))
+    out = clipped.next(clipped.initialize(), data)
+    assert int(out.metrics["aggregator"]["clipped_count"]) == 2
+    change = np.sqrt(sum(float((w ** 2).sum()) for w in weights_of(clipped, out.state)))  # from zero weights
+    assert 0 < change <= 1e-3 * (1 + 1e-5)  # the mean of two deltas clipped to norm 1e-3
+    with pytest.raises(fedc.FedcTypeError, match="weighted FedAvg takes a WeightedAggregationFactory"):
+        fed_avg(model_aggregator=aggregators.UnweightedMeanFactory())
+    unweighted = algorithms.build_unweighted_fed_avg(model_fn, optimizers.build_sgdm(learning_rate=0.02),
+                                                     model_aggregator=aggregators.UnweightedMeanFactory())
+    assert str(unweighted.next.type_signature.result["metrics"].member["aggregator"]) == "<mean_value=<>>"

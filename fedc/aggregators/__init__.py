@@ -1,0 +1,330 @@
+"""Aggregation factories: TFF's ``tff.aggregators``, as fedc computations.
+
+A factory's ``create(value_type)`` (unweighted) or ``create(value_type,
+weight_type)`` (weighted) builds an :class:`AggregationProcess`:
+``initialize()`` gives its state at the server, and ``next(state, value[,
+weight])`` — the clients' values (and weights) in, a
+:class:`MeasuredProcessOutput` ``(state, result, measurements)`` at the
+server out. Factories compose as in TFF: ``MeanFactory`` sums its weighted
+values and its weights with inner factories, ``clipping_factory`` and
+``zeroing_factory`` wrap any factory.
+
+* :class:`SumFactory` — ``federated_sum``; state ``<>``, measurements ``<>``.
+* :class:`MeanFactory` — weighted mean, ``sum(w·v) / sum(w)``; state
+  ``<value_sum_process=…,weight_sum_process=…>``, measurements
+  ``<mean_value=…,mean_weight=…>`` (the inner factories' own).
+* :class:`UnweightedMeanFactory` — ``sum(v) / count``; state
+  ``<value_sum_process=…>``, measurements ``<mean_value=…>``.
+* :func:`clipping_factory` — each client's value scaled down to L2 norm at
+  most ``clipping_norm`` (the norm over all its tensors), then the inner
+  aggregation; measurements ``<clipping=…,clipping_norm=float32,clipped_count=int32>``.
+* :func:`zeroing_factory` — a value whose L2 norm exceeds ``zeroing_norm``
+  (or is not finite) replaced by zeros; measurements
+  ``<zeroing=…,zeroing_norm=float32,zeroed_count=int32>``.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+from typing import Any, NamedTuple, Optional
+
+import numpy as np
+
+import fedc
+from fedc import FedcTypeError, FedcValueError
+
+__all__ = [
+    "AggregationProcess",
+    "MeanFactory",
+    "MeasuredProcessOutput",
+    "SumFactory",
+    "UnweightedAggregationFactory",
+    "UnweightedMeanFactory",
+    "WeightedAggregationFactory",
+    "clipping_factory",
+    "zeroing_factory",
+]
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+class MeasuredProcessOutput(NamedTuple):
+    """What an aggregation's ``next`` returns: the new ``state``, the ``result``, the ``measurements``."""
+
+    state: Any
+    result: Any
+    measurements: Any
+
+
+class AggregationProcess(fedc.templates.IterativeProcess):
+    """``initialize() -> state@SERVER``; ``next(state, value@CLIENTS[, weight@CLIENTS]) -> MeasuredProcessOutput``."""
+
+    def __init__(self, initialize_fn: fedc.Computation, next_fn: fedc.Computation):
+        super().__init__(initialize_fn, next_fn)
+        result = next_fn.type_signature.result
+        if not isinstance(result, fedc.StructType) or list(result.names()) != ["state", "result", "measurements"]:
+            raise FedcTypeError(f"AggregationProcess: next must return <state=…,result=…,measurements=…>, "
+                                f"it returns {result}")
+
+    @property
+    def is_weighted(self) -> bool:
+        return len(self.next.type_signature.parameter) == 3
+
+
+class UnweightedAggregationFactory(abc.ABC):
+    @abc.abstractmethod
+    def create(self, value_type) -> AggregationProcess: ...
+
+
+class WeightedAggregationFactory(abc.ABC):
+    @abc.abstractmethod
+    def create(self, value_type, weight_type) -> AggregationProcess: ...
+
+
+def _member(t) -> "fedc.Type":
+    t = fedc.to_type(t)
+    if isinstance(t, fedc.FederatedType):
+        raise FedcTypeError(f"an aggregation's value_type is the clients' member type, not a federated type ({t})")
+    for leaf in _leaves(t):
+        if not (isinstance(leaf, fedc.TensorType) and np.dtype(leaf.dtype).kind in "iuf"):
+            raise FedcTypeError(f"aggregations take numbers: {t} has {leaf}")
+    return t
+
+
+def _leaves(t) -> list:
+    if isinstance(t, fedc.StructType):
+        return [leaf for e in t for leaf in _leaves(e)]
+    return [t]
+
+
+def _empty_at_server():
+    return fedc.federated_value((), fedc.SERVER)
+
+
+class SumFactory(UnweightedAggregationFactory):
+    """The sum of the clients' values (``federated_sum``)."""
+
+    def create(self, value_type) -> AggregationProcess:
+        value_type = _member(value_type)
+
+        @fedc.federated_computation
+        def initialize():
+            return _empty_at_server()
+
+        @fedc.federated_computation(initialize.type_signature.result, fedc.FederatedType(value_type, fedc.CLIENTS))
+        def next_fn(state, value):
+            return MeasuredProcessOutput(state=state, result=fedc.federated_sum(value),
+                                         measurements=_empty_at_server())
+
+        return AggregationProcess(initialize, next_fn)
+
+
+def _check_inner(factory, what: str, weighted: bool = False):
+    wanted = WeightedAggregationFactory if weighted else UnweightedAggregationFactory
+    if factory is not None and not isinstance(factory, wanted):
+        raise FedcTypeError(f"{what} must be an {wanted.__name__}, "
+                            f"got {type(factory).__name__}")
+
+
+class MeanFactory(WeightedAggregationFactory):
+    """The weighted mean ``sum(weight · value) / sum(weight)``, its sums made by inner factories.
+
+    ``no_nan_division=True`` makes the mean 0 when the weights sum to 0
+    (otherwise the division gives what IEEE gives: NaN or inf).
+    """
+
+    def __init__(self, value_sum_factory: Optional[UnweightedAggregationFactory] = None,
+                 weight_sum_factory: Optional[UnweightedAggregationFactory] = None, no_nan_division: bool = False):
+        _check_inner(value_sum_factory, "value_sum_factory")
+        _check_inner(weight_sum_factory, "weight_sum_factory")
+        self._value_sum = value_sum_factory or SumFactory()
+        self._weight_sum = weight_sum_factory or SumFactory()
+        self._no_nan = bool(no_nan_division)
+
+    def create(self, value_type, weight_type=np.float32) -> AggregationProcess:
+        tf = _tf()
+        value_type, weight_type = _member(value_type), _member(weight_type)
+        if _leaves(weight_type) != [weight_type] or weight_type.shape != ():
+            raise FedcTypeError(f"MeanFactory: a weight is a scalar, got {weight_type}")
+        value_sum = self._value_sum.create(value_type)
+        weight_sum = self._weight_sum.create(weight_type)
+        no_nan = self._no_nan
+
+        @fedc.tf_computation(value_type, weight_type, autograph=False)
+        def weigh(value, weight):
+            return tf.nest.map_structure(lambda v: v * tf.cast(weight, v.dtype), value)
+
+        @fedc.tf_computation(value_type, weight_type, autograph=False)
+        def divide(total, weight):
+            def one(v):
+                w = tf.cast(weight, v.dtype)
+                return tf.math.divide_no_nan(v, w) if no_nan else v / w
+
+            return tf.nest.map_structure(one, total)
+
+        @fedc.federated_computation
+        def initialize():
+            return fedc.federated_zip(collections.OrderedDict(value_sum_process=value_sum.initialize(),
+                                                              weight_sum_process=weight_sum.initialize()))
+
+        @fedc.federated_computation(initialize.type_signature.result, fedc.FederatedType(value_type, fedc.CLIENTS),
+                                    fedc.FederatedType(weight_type, fedc.CLIENTS))
+        def next_fn(state, value, weight):
+            values = value_sum.next(state.value_sum_process, fedc.federated_map(weigh, (value, weight)))
+            weights = weight_sum.next(state.weight_sum_process, weight)
+            return MeasuredProcessOutput(
+                state=fedc.federated_zip(collections.OrderedDict(value_sum_process=values.state,
+                                                                 weight_sum_process=weights.state)),
+                result=fedc.federated_map(divide, fedc.federated_zip((values.result, weights.result))),
+                measurements=fedc.federated_zip(collections.OrderedDict(mean_value=values.measurements,
+                                                                        mean_weight=weights.measurements)))
+
+        return AggregationProcess(initialize, next_fn)
+
+
+class UnweightedMeanFactory(UnweightedAggregationFactory):
+    """The mean ``sum(value) / number of clients``, its sum made by an inner factory."""
+
+    def __init__(self, value_sum_factory: Optional[UnweightedAggregationFactory] = None,
+                 count_sum_factory: Optional[UnweightedAggregationFactory] = None, no_nan_division: bool = False):
+        _check_inner(value_sum_factory, "value_sum_factory")
+        _check_inner(count_sum_factory, "count_sum_factory")
+        self._value_sum = value_sum_factory or SumFactory()
+        self._count_sum = count_sum_factory or SumFactory()
+        self._no_nan = bool(no_nan_division)
+
+    def create(self, value_type) -> AggregationProcess:
+        tf = _tf()
+        value_type = _member(value_type)
+        value_sum = self._value_sum.create(value_type)
+        count_sum = self._count_sum.create(fedc.TensorType(np.int32))
+        no_nan = self._no_nan
+
+        @fedc.tf_computation(autograph=False)
+        def one():
+            return tf.constant(1, tf.int32)
+
+        @fedc.tf_computation(value_type, np.int32, autograph=False)
+        def divide(total, count):
+            def each(v):
+                n = tf.cast(count, v.dtype)
+                return tf.math.divide_no_nan(v, n) if no_nan else v / n
+
+            return tf.nest.map_structure(each, total)
+
+        @fedc.federated_computation
+        def initialize():
+            return fedc.federated_zip(collections.OrderedDict(value_sum_process=value_sum.initialize()))
+
+        @fedc.federated_computation(initialize.type_signature.result, fedc.FederatedType(value_type, fedc.CLIENTS))
+        def next_fn(state, value):
+            values = value_sum.next(state.value_sum_process, value)
+            counts = count_sum.next(count_sum.initialize(), fedc.federated_eval(one, fedc.CLIENTS))
+            return MeasuredProcessOutput(
+                state=fedc.federated_zip(collections.OrderedDict(value_sum_process=values.state)),
+                result=fedc.federated_map(divide, fedc.federated_zip((values.result, counts.result))),
+                measurements=fedc.federated_zip(collections.OrderedDict(mean_value=values.measurements)))
+
+        return AggregationProcess(initialize, next_fn)
+
+
+class _NormFactory:
+    """Clipping or zeroing by L2 norm in front of an inner factory (weighted or not, as the inner one is)."""
+
+    def __init__(self, kind: str, norm: float, inner):
+        if not isinstance(inner, (UnweightedAggregationFactory, WeightedAggregationFactory)):
+            raise FedcTypeError(f"{kind}_factory: inner_agg_factory must be an aggregation factory, "
+                                f"got {type(inner).__name__}")
+        if not isinstance(norm, (int, float, np.floating)) or isinstance(norm, bool) or not norm > 0:
+            raise FedcValueError(f"{kind}_factory: the norm must be a number > 0, got {norm!r}")
+        self._kind = kind
+        self._norm = float(norm)
+        self._inner = inner
+
+    def _processes(self, value_type, weight_type):
+        tf = _tf()
+        value_type = _member(value_type)
+        weighted = isinstance(self._inner, WeightedAggregationFactory)
+        inner = self._inner.create(value_type, weight_type) if weighted else self._inner.create(value_type)
+        norm, clip = self._norm, self._kind == "clipping"
+        names = ("clipping_norm", "clipped_count") if clip else ("zeroing_norm", "zeroed_count")
+
+        @fedc.tf_computation(value_type, autograph=False)
+        def limit(value):
+            leaves = [tf.cast(v, tf.float32) for v in tf.nest.flatten(value)]
+            size = tf.linalg.global_norm(leaves) if leaves else tf.constant(0.0)
+            if clip:
+                scale = tf.where(size > norm, norm / size, 1.0)
+                out = tf.nest.map_structure(lambda v: tf.cast(tf.cast(v, tf.float32) * scale, v.dtype), value)
+                hit = size > norm
+            else:
+                hit = tf.logical_or(size > norm, tf.logical_not(tf.math.is_finite(size)))
+                out = tf.nest.map_structure(lambda v: tf.where(hit, tf.zeros_like(v), v), value)
+            return out, tf.cast(hit, tf.int32)
+
+        @fedc.tf_computation(autograph=False)
+        def the_norm():
+            return tf.constant(norm, tf.float32)
+
+        return inner, limit, the_norm, names, weighted, value_type
+
+    def _build(self, value_type, weight_type=None) -> AggregationProcess:
+        inner, limit, the_norm, names, weighted, value_type = self._processes(value_type, weight_type)
+        kind = self._kind
+
+        @fedc.federated_computation
+        def initialize():
+            return inner.initialize()
+
+        def finish(state, limited_output, hits):
+            measurements = collections.OrderedDict([(kind, limited_output.measurements),
+                                                    (names[0], fedc.federated_eval(the_norm, fedc.SERVER)),
+                                                    (names[1], fedc.federated_sum(hits))])
+            return MeasuredProcessOutput(state=limited_output.state, result=limited_output.result,
+                                         measurements=fedc.federated_zip(measurements))
+
+        value_at_clients = fedc.FederatedType(value_type, fedc.CLIENTS)
+        if weighted:
+            @fedc.federated_computation(initialize.type_signature.result, value_at_clients,
+                                        fedc.FederatedType(inner.next.type_signature.parameter[2].member,
+                                                           fedc.CLIENTS))
+            def next_fn(state, value, weight):
+                limited = fedc.federated_map(limit, value)
+                return finish(state, inner.next(state, limited[0], weight), limited[1])
+        else:
+            @fedc.federated_computation(initialize.type_signature.result, value_at_clients)
+            def next_fn(state, value):
+                limited = fedc.federated_map(limit, value)
+                return finish(state, inner.next(state, limited[0]), limited[1])
+
+        return AggregationProcess(initialize, next_fn)
+
+
+class _UnweightedNorm(_NormFactory, UnweightedAggregationFactory):
+    def create(self, value_type) -> AggregationProcess:
+        return self._build(value_type)
+
+
+class _WeightedNorm(_NormFactory, WeightedAggregationFactory):
+    def create(self, value_type, weight_type=np.float32) -> AggregationProcess:
+        return self._build(value_type, weight_type)
+
+
+def _norm_factory(kind: str, norm: float, inner):
+    cls = _WeightedNorm if isinstance(inner, WeightedAggregationFactory) else _UnweightedNorm
+    return cls(kind, norm, inner)
+
+
+def clipping_factory(clipping_norm: float, inner_agg_factory) -> Any:
+    """``inner_agg_factory`` of the clients' values scaled down to L2 norm at most ``clipping_norm``."""
+    return _norm_factory("clipping", clipping_norm, inner_agg_factory)
+
+
+def zeroing_factory(zeroing_norm: float, inner_agg_factory) -> Any:
+    """``inner_agg_factory`` of the clients' values, those of L2 norm above ``zeroing_norm`` (or not finite) zeroed."""
+    return _norm_factory("zeroing", zeroing_norm, inner_agg_factory)
