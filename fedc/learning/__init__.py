@@ -11,7 +11,7 @@ Still to come: aggregator factories for the algorithms, metrics
 aggregators, models whose ``tf_computation`` creates variables.
 """
 
-from fedc.learning import algorithms, models, optimizers, templates
+from fedc.learning import algorithms, metrics, models, optimizers, templates
 from fedc.learning.algorithms import ClientWeighting, LoopImplementation
 from fedc.learning.models import BatchOutput, ModelWeights, VariableModel, from_keras_model
 
@@ -19,4 +19,4 @@ from fedc.learning.models import BatchOutput, ModelWeights, VariableModel, from_
 Model = VariableModel
 
 __all__ = ["BatchOutput", "ClientWeighting", "LoopImplementation", "Model", "ModelWeights", "VariableModel",
-           "algorithms", "from_keras_model", "models", "optimizers", "templates"]
+           "algorithms", "from_keras_model", "metrics", "models", "optimizers", "templates"]

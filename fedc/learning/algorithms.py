@@ -40,6 +40,7 @@ import numpy as np
 import fedc
 from fedc import FedcTypeError, FedcValueError
 
+from . import metrics as metrics_lib
 from . import models as model_lib
 from . import optimizers as optimizer_lib
 from .templates import LearningAlgorithmState, LearningProcess, LearningProcessOutput
@@ -114,6 +115,16 @@ def _not_yet(**given) -> None:
                                  "defaults: broadcast, and sum then finalize for metrics); leave it None")
 
 
+def _checked_metrics_aggregator(metrics_aggregator):
+    if metrics_aggregator is None:
+        return metrics_lib.sum_then_finalize
+    if not callable(metrics_aggregator):
+        raise FedcTypeError(f"metrics_aggregator is a function (metric_finalizers, local_unfinalized_metrics_type) -> "
+                            f"computation, such as fedc.learning.metrics.sum_then_finalize; got "
+                            f"{type(metrics_aggregator).__name__}")
+    return metrics_aggregator
+
+
 def _aggregation_process(factory: Any, update_type, client_weighting):
     """The aggregation process a ``model_aggregator`` factory makes for the model deltas, or None for the default."""
     if factory is None:
@@ -152,7 +163,7 @@ def _specs(arrays: list) -> list:
 
 
 def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_weighting, proximal_strength,
-                   loop_implementation, model_aggregator=None) -> LearningProcess:
+                   loop_implementation, model_aggregator=None, metrics_aggregator=None) -> LearningProcess:
     """The composed process (see the module docstring); ``model_aggregator`` None is TFF's default mean.
 
     With the default, clients send weighted trained weights (one pass less,
@@ -162,6 +173,7 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
     if not isinstance(loop_implementation, LoopImplementation):
         raise FedcTypeError(f"loop_implementation must be a fedc.learning.algorithms.LoopImplementation, "
                             f"got {loop_implementation!r}")
+    metrics_aggregator = _checked_metrics_aggregator(metrics_aggregator)
     form = _stateless_model(model_fn)
     # FedSGD (no client optimizer): each client sends the gradient of its examples at the server's
     # weights; FedAvg: each client trains, and the server steps along the mean change.
@@ -274,7 +286,7 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
     sums_type = client_update.type_signature.result
     finalizers = form.metric_finalizers()
 
-    def step_server(state, mean_delta, metric_sums, aggregator_state, aggregator_measurements):
+    def step_server(state, mean_delta, train, aggregator_state, aggregator_measurements):
         current = list(state.global_model_weights.trainable)
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(d)) for d in mean_delta])
         optimizer_state, stepped = server_optimizer.next(state.finalizer, current, list(mean_delta))
@@ -285,7 +297,6 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
             client_work=state.client_work,
             aggregator=aggregator_state,
             finalizer=optimizer_state)
-        train = collections.OrderedDict((k, f(list(metric_sums[k]))) for k, f in finalizers.items())
         metrics = collections.OrderedDict(
             distributor=(),
             client_work=collections.OrderedDict(train=train),
@@ -293,27 +304,32 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
             finalizer=collections.OrderedDict(update_non_finite=tf.cast(tf.logical_not(finite), tf.int32)))
         return LearningProcessOutput(new_state, metrics)
 
+    metrics_type = sums_type["metrics"]
+    aggregate_metrics = metrics_aggregator(finalizers, metrics_type)
+    if not isinstance(aggregate_metrics, fedc.Computation):
+        raise FedcTypeError(f"metrics_aggregator must return a fedc computation, got {type(aggregate_metrics).__name__}")
+    train_type = aggregate_metrics.type_signature.result.member
+
     if aggregation is None:
-        @fedc.tf_computation(state_type, sums_type, autograph=False)
-        def server_update(state, sums):
-            total = sums["weight"]
+        @fedc.tf_computation(state_type, weights_type["trainable"], fedc.TensorType(np.float32), train_type,
+                             autograph=False)
+        def server_update(state, weighted_sum, total, train):
             current = list(state.global_model_weights.trainable)
             if client_optimizer is None:  # FedSGD: the weighted mean gradient
-                mean_delta = [tf.math.divide_no_nan(s, total) for s in sums["weighted_model"]]
+                mean_delta = [tf.math.divide_no_nan(s, total) for s in weighted_sum]
             else:
                 mean_delta = [tf.where(total > 0, w - tf.math.divide_no_nan(s, total), tf.zeros_like(w))
-                              for w, s in zip(current, sums["weighted_model"])]
-            return step_server(state, mean_delta, sums["metrics"], state.aggregator,
+                              for w, s in zip(current, weighted_sum)]
+            return step_server(state, mean_delta, train, state.aggregator,
                                collections.OrderedDict(mean_value=(), mean_weight=()))
     else:
         agg_result_type = aggregation.next.type_signature.result
-        metrics_type = sums_type["metrics"]
 
-        @fedc.tf_computation(state_type, agg_result_type["result"].member, metrics_type,
+        @fedc.tf_computation(state_type, agg_result_type["result"].member, train_type,
                              agg_result_type["state"].member, agg_result_type["measurements"].member,
                              autograph=False)
-        def server_update(state, mean_delta, metric_sums, aggregator_state, aggregator_measurements):
-            return step_server(state, mean_delta, metric_sums, aggregator_state, aggregator_measurements)
+        def server_update(state, mean_delta, train, aggregator_state, aggregator_measurements):
+            return step_server(state, mean_delta, train, aggregator_state, aggregator_measurements)
 
     @fedc.federated_computation
     def initialize():
@@ -326,17 +342,17 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
     def next_fn(state, client_data):
         weights, hparams = fedc.federated_broadcast(fedc.federated_map(to_clients, state))
         results = fedc.federated_map(client_update, (weights, hparams, client_data))
+        train = aggregate_metrics(results.metrics)
         if aggregation is None:
-            sums = fedc.federated_sum(results)
-            output = fedc.federated_map(server_update, fedc.federated_zip((state, sums)))
+            output = fedc.federated_map(server_update, fedc.federated_zip(
+                (state, fedc.federated_sum(results.weighted_model), fedc.federated_sum(results.weight), train)))
         else:
             if aggregation.is_weighted:
                 aggregated = aggregation.next(state.aggregator, results.update, results.weight)
             else:
                 aggregated = aggregation.next(state.aggregator, results.update)
-            metric_sums = fedc.federated_sum(results.metrics)
             output = fedc.federated_map(server_update, fedc.federated_zip(
-                (state, aggregated.result, metric_sums, aggregated.state, aggregated.measurements)))
+                (state, aggregated.result, train, aggregated.state, aggregated.measurements)))
         return LearningProcessOutput(state=output.state, metrics=output.metrics)
 
     @fedc.tf_computation(state_type, autograph=False)
@@ -384,9 +400,9 @@ def build_weighted_fed_avg(model_fn: Union[Callable, model_lib.FunctionalModel],
     to SGD with learning rate 1.0 (the server weights become the clients'
     weighted mean).
     """
-    _not_yet(model_distributor=model_distributor, metrics_aggregator=metrics_aggregator)
+    _not_yet(model_distributor=model_distributor)
     return _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn or _default_server_optimizer(),
-                          client_weighting or ClientWeighting.NUM_EXAMPLES, 0.0, loop_implementation, model_aggregator)
+                          client_weighting or ClientWeighting.NUM_EXAMPLES, 0.0, loop_implementation, model_aggregator, metrics_aggregator)
 
 
 def build_unweighted_fed_avg(model_fn: Union[Callable, model_lib.FunctionalModel],
@@ -399,9 +415,9 @@ def build_unweighted_fed_avg(model_fn: Union[Callable, model_lib.FunctionalModel
                              loop_implementation: LoopImplementation = LoopImplementation.DATASET_REDUCE
                              ) -> LearningProcess:
     """Federated Averaging with every client's update weighted equally."""
-    _not_yet(model_distributor=model_distributor, metrics_aggregator=metrics_aggregator)
+    _not_yet(model_distributor=model_distributor)
     return _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn or _default_server_optimizer(),
-                          ClientWeighting.UNIFORM, 0.0, loop_implementation, model_aggregator)
+                          ClientWeighting.UNIFORM, 0.0, loop_implementation, model_aggregator, metrics_aggregator)
 
 
 def build_weighted_fed_prox(model_fn: Union[Callable, model_lib.FunctionalModel],
@@ -418,10 +434,10 @@ def build_weighted_fed_prox(model_fn: Union[Callable, model_lib.FunctionalModel]
     """FedProx: FedAvg whose clients add ``proximal_strength / 2 · ‖w − w_server‖²`` to their loss."""
     if not isinstance(proximal_strength, (int, float, np.floating)) or not proximal_strength >= 0:
         raise FedcValueError(f"proximal_strength must be a number >= 0, got {proximal_strength!r}")
-    _not_yet(model_distributor=model_distributor, metrics_aggregator=metrics_aggregator)
+    _not_yet(model_distributor=model_distributor)
     return _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn or _default_server_optimizer(),
                           client_weighting or ClientWeighting.NUM_EXAMPLES, float(proximal_strength),
-                          loop_implementation, model_aggregator)
+                          loop_implementation, model_aggregator, metrics_aggregator)
 
 
 def build_fed_sgd(model_fn: Union[Callable, model_lib.FunctionalModel],
@@ -436,11 +452,12 @@ def build_fed_sgd(model_fn: Union[Callable, model_lib.FunctionalModel],
     The server optimizer defaults to SGD with learning rate 0.1 (TFF's default).
     The client work's state is ``<>``.
     """
-    _not_yet(model_distributor=model_distributor, metrics_aggregator=metrics_aggregator)
+    _not_yet(model_distributor=model_distributor)
     if not isinstance(use_experimental_simulation_loop, bool):
         raise FedcTypeError("use_experimental_simulation_loop is a bool")
     return _build_fed_avg(model_fn, None, server_optimizer_fn or optimizer_lib.build_sgdm(learning_rate=0.1),
-                          ClientWeighting.NUM_EXAMPLES, 0.0, LoopImplementation.DATASET_REDUCE, model_aggregator)
+                          ClientWeighting.NUM_EXAMPLES, 0.0, LoopImplementation.DATASET_REDUCE, model_aggregator,
+                          metrics_aggregator)
 
 
 def build_fed_eval(model_fn: Union[Callable, model_lib.FunctionalModel],
