@@ -101,10 +101,12 @@ def _optimizer(value: Any, what: str) -> optimizer_lib.Optimizer:
         made = value()
         if isinstance(made, optimizer_lib.Optimizer):
             return made
+        if optimizer_lib.is_keras_optimizer(made):  # TFF's older spelling: lambda: tf.keras.optimizers.SGD(0.02)
+            return optimizer_lib.from_keras_optimizer(made)
         raise FedcTypeError(
             f"{what}: fedc takes a fedc.learning.optimizers.Optimizer (e.g. "
-            f"fedc.learning.optimizers.build_sgdm(learning_rate=0.02)); the function given made a "
-            f"{type(made).__name__} (Keras optimizers are not supported yet)")
+            f"fedc.learning.optimizers.build_sgdm(learning_rate=0.02)) or a function making one or a Keras "
+            f"optimizer; the function given made a {type(made).__name__}")
     raise FedcTypeError(f"{what} must be a fedc.learning.optimizers.Optimizer, got {type(value).__name__}")
 
 

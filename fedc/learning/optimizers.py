@@ -45,6 +45,7 @@ __all__ = [
     "build_rmsprop",
     "build_sgdm",
     "build_yogi",
+    "from_keras_optimizer",
     "schedule_learning_rate",
 ]
 
@@ -390,3 +391,55 @@ def schedule_learning_rate(optimizer: Optimizer, schedule_fn: Callable) -> Optim
     if not callable(schedule_fn):
         raise FedcTypeError(f"schedule_fn must be callable, got {type(schedule_fn).__name__}")
     return _Scheduled(optimizer, schedule_fn)
+
+
+# Keras optimizers, translated: Keras 3 on TensorFlow cannot step statelessly (its stateless_apply
+# refuses the TensorFlow backend), so a Keras optimizer is read for its kind and hyperparameters and
+# becomes the functional optimizer that takes the same steps (tested against Keras for each kind).
+_KERAS_FEATURES = ("weight_decay", "clipnorm", "global_clipnorm", "clipvalue", "loss_scale_factor",
+                   "gradient_accumulation_steps")
+
+
+def is_keras_optimizer(value) -> bool:
+    """Whether ``value`` is a Keras optimizer."""
+    try:
+        import keras
+    except ImportError:
+        return False
+    return isinstance(value, keras.optimizers.Optimizer)
+
+
+def from_keras_optimizer(optimizer) -> Optimizer:
+    """The functional optimizer taking the same steps as a Keras 3 ``SGD``, ``Adam`` or ``Adagrad``.
+
+    What Keras adds around the rule (weight decay, gradient clipping, EMA,
+    learning-rate schedules, Nesterov, AMSGrad) is refused, naming it, rather
+    than silently dropped.
+    """
+    import keras
+
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        raise FedcTypeError(f"from_keras_optimizer takes a Keras optimizer, got {type(optimizer).__name__}")
+    config = optimizer.get_config()
+    kind = type(optimizer).__name__
+    used = [k for k in _KERAS_FEATURES if config.get(k)] + (["use_ema"] if config.get("use_ema") else [])
+    if not isinstance(config.get("learning_rate"), (int, float)):
+        used.append("a learning-rate schedule")
+    if kind == "SGD" and config.get("nesterov"):
+        used.append("nesterov")
+    if kind == "Adam" and config.get("amsgrad"):
+        used.append("amsgrad")
+    if used:
+        raise FedcValueError(f"the Keras {kind} optimizer uses {', '.join(used)}, which fedc's functional optimizers "
+                             "do not have; build one with fedc.learning.optimizers instead")
+    rate = float(config["learning_rate"])
+    if kind == "SGD":
+        return build_sgdm(learning_rate=rate, momentum=float(config["momentum"]) or None)
+    if kind == "Adam":
+        return build_adam(rate, beta_1=float(config["beta_1"]), beta_2=float(config["beta_2"]),
+                          epsilon=float(config["epsilon"]))
+    if kind == "Adagrad":
+        return build_adagrad(rate, initial_preconditioner_value=float(config["initial_accumulator_value"]),
+                             epsilon=float(config["epsilon"]))
+    raise FedcTypeError(f"fedc takes the Keras optimizers SGD, Adam and Adagrad (translated to fedc.learning.optimizers"
+                        f"); for {kind}, build the optimizer with fedc.learning.optimizers")

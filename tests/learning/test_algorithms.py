@@ -133,8 +133,10 @@ def test_what_fedc_does_not_take_yet_is_said():
         fed_avg(model_distributor=object())
     with pytest.raises(fedc.FedcTypeError, match="model_aggregator must be a fedc.aggregators factory"):
         fed_avg(model_aggregator=object())
-    with pytest.raises(fedc.FedcTypeError, match="Keras optimizers are not supported yet"):
-        algorithms.build_weighted_fed_avg(model_fn, lambda: keras.optimizers.SGD(0.1))
+    with pytest.raises(fedc.FedcValueError, match="the Keras SGD optimizer uses nesterov"):
+        algorithms.build_weighted_fed_avg(model_fn, lambda: keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True))
+    with pytest.raises(fedc.FedcTypeError, match="the function given made a str"):
+        algorithms.build_weighted_fed_avg(model_fn, lambda: "sgd")
     with pytest.raises(fedc.FedcTypeError, match="model_fn returned a Keras model; wrap it"):
         algorithms.build_weighted_fed_avg(lambda: keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]),
                                           optimizers.build_sgdm(0.1))
@@ -242,3 +244,18 @@ def test_a_model_aggregator_from_fedc_aggregators_composes_into_fed_avg(process)
     unweighted = algorithms.build_unweighted_fed_avg(model_fn, optimizers.build_sgdm(learning_rate=0.02),
                                                      model_aggregator=aggregators.UnweightedMeanFactory())
     assert str(unweighted.next.type_signature.result["metrics"].member["aggregator"]) == "<mean_value=<>>"
+
+
+def test_tffs_older_spelling_with_a_keras_optimizer_trains_the_same():
+    data = [client(30, 1), client(10, 2)]
+    ours = fed_avg()
+    keras_spelled = algorithms.build_weighted_fed_avg(model_fn, client_optimizer_fn=lambda: keras.optimizers.SGD(0.02),
+                                                      server_optimizer_fn=lambda: keras.optimizers.SGD(1.0))
+    a = weights_of(ours, ours.next(ours.initialize(), data).state)
+    b = weights_of(keras_spelled, keras_spelled.next(keras_spelled.initialize(), data).state)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+    adam = optimizers.from_keras_optimizer(keras.optimizers.Adam(0.01))
+    assert float(adam.initialize([tf.TensorSpec([1], tf.float32)])["learning_rate"]) == pytest.approx(0.01)
+    with pytest.raises(fedc.FedcTypeError, match="for RMSprop, build the optimizer with fedc.learning.optimizers"):
+        optimizers.from_keras_optimizer(keras.optimizers.RMSprop())
