@@ -106,6 +106,21 @@ def _empty_at_server():
     return fedc.federated_value((), fedc.SERVER)
 
 
+def _divide(value_type, divisor_type, no_nan: bool) -> fedc.Computation:
+    """``total / divisor`` leaf by leaf (0 for a zero divisor when ``no_nan``; else IEEE's NaN or inf)."""
+    tf = _tf()
+
+    @fedc.tf_computation(value_type, divisor_type, autograph=False)
+    def divide(total, divisor):
+        def each(v):
+            d = tf.cast(divisor, v.dtype)
+            return tf.math.divide_no_nan(v, d) if no_nan else v / d
+
+        return tf.nest.map_structure(each, total)
+
+    return divide
+
+
 class SumFactory(UnweightedAggregationFactory):
     """The sum of the clients' values (``federated_sum``)."""
 
@@ -153,19 +168,12 @@ class MeanFactory(WeightedAggregationFactory):
             raise FedcTypeError(f"MeanFactory: a weight is a scalar, got {weight_type}")
         value_sum = self._value_sum.create(value_type)
         weight_sum = self._weight_sum.create(weight_type)
-        no_nan = self._no_nan
 
         @fedc.tf_computation(value_type, weight_type, autograph=False)
         def weigh(value, weight):
             return tf.nest.map_structure(lambda v: v * tf.cast(weight, v.dtype), value)
 
-        @fedc.tf_computation(value_type, weight_type, autograph=False)
-        def divide(total, weight):
-            def one(v):
-                w = tf.cast(weight, v.dtype)
-                return tf.math.divide_no_nan(v, w) if no_nan else v / w
-
-            return tf.nest.map_structure(one, total)
+        divide = _divide(value_type, weight_type, self._no_nan)
 
         @fedc.federated_computation
         def initialize():
@@ -203,19 +211,12 @@ class UnweightedMeanFactory(UnweightedAggregationFactory):
         value_type = _member(value_type)
         value_sum = self._value_sum.create(value_type)
         count_sum = self._count_sum.create(fedc.TensorType(np.int32))
-        no_nan = self._no_nan
 
         @fedc.tf_computation(autograph=False)
         def one():
             return tf.constant(1, tf.int32)
 
-        @fedc.tf_computation(value_type, np.int32, autograph=False)
-        def divide(total, count):
-            def each(v):
-                n = tf.cast(count, v.dtype)
-                return tf.math.divide_no_nan(v, n) if no_nan else v / n
-
-            return tf.nest.map_structure(each, total)
+        divide = _divide(value_type, fedc.TensorType(np.int32), self._no_nan)
 
         @fedc.federated_computation
         def initialize():

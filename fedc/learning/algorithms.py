@@ -159,6 +159,26 @@ def _stateless_model(model_fn: Any) -> model_lib.StatelessModel:
     return model_lib.stateless(model)
 
 
+def _weights_accessors(state_type, weights_type) -> tuple:
+    """``get_model_weights(state)`` and ``set_model_weights(state, weights)``, computations on the state itself."""
+    @fedc.tf_computation(state_type, autograph=False)
+    def get_model_weights(state):
+        return state.global_model_weights
+
+    @fedc.tf_computation(state_type, weights_type, autograph=False)
+    def set_model_weights(state, model_weights):
+        return state._replace(global_model_weights=model_weights)
+
+    return get_model_weights, set_model_weights
+
+
+def _constant_weights(weights: model_lib.ModelWeights) -> model_lib.ModelWeights:
+    """Numpy weights as constants of the graph being traced."""
+    tf = _tf()
+    return model_lib.ModelWeights([tf.constant(w) for w in weights.trainable],
+                                  [tf.constant(w) for w in weights.non_trainable])
+
+
 def _specs(arrays: list) -> list:
     tf = _tf()
     return [tf.TensorSpec(a.shape, tf.as_dtype(a.dtype)) for a in arrays]
@@ -199,8 +219,7 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
     @fedc.tf_computation(autograph=False)
     def server_init():
         return LearningAlgorithmState(
-            global_model_weights=model_lib.ModelWeights([tf.constant(w) for w in initial.trainable],
-                                                        [tf.constant(w) for w in initial.non_trainable]),
+            global_model_weights=_constant_weights(initial),
             distributor=(),
             client_work=client_hparams(),
             aggregator=collections.OrderedDict(value_sum_process=(), weight_sum_process=()),
@@ -357,13 +376,7 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
                 (state, aggregated.result, train, aggregated.state, aggregated.measurements)))
         return LearningProcessOutput(state=output.state, metrics=output.metrics)
 
-    @fedc.tf_computation(state_type, autograph=False)
-    def get_model_weights(state):
-        return state.global_model_weights
-
-    @fedc.tf_computation(state_type, weights_type, autograph=False)
-    def set_model_weights(state, model_weights):
-        return state._replace(global_model_weights=model_weights)
+    get_model_weights, set_model_weights = _weights_accessors(state_type, weights_type)
 
     @fedc.tf_computation(state_type, autograph=False)
     def get_hparams(state):
@@ -404,7 +417,8 @@ def build_weighted_fed_avg(model_fn: Union[Callable, model_lib.FunctionalModel],
     """
     _not_yet(model_distributor=model_distributor)
     return _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn or _default_server_optimizer(),
-                          client_weighting or ClientWeighting.NUM_EXAMPLES, 0.0, loop_implementation, model_aggregator, metrics_aggregator)
+                          client_weighting or ClientWeighting.NUM_EXAMPLES, 0.0, loop_implementation, model_aggregator,
+                          metrics_aggregator)
 
 
 def build_unweighted_fed_avg(model_fn: Union[Callable, model_lib.FunctionalModel],
@@ -475,7 +489,6 @@ def build_fed_eval(model_fn: Union[Callable, model_lib.FunctionalModel],
     ``<…,client_work=<eval=<current_round_metrics=…,total_rounds_metrics=…>>,…>``.
     Nothing trains: the weights stay as they were set.
     """
-    tf = _tf()
     _not_yet(model_distributor=model_distributor, metrics_aggregator=metrics_aggregator)
     if not isinstance(loop_implementation, LoopImplementation):
         raise FedcTypeError(f"loop_implementation must be a fedc.learning.algorithms.LoopImplementation, "
@@ -489,8 +502,7 @@ def build_fed_eval(model_fn: Union[Callable, model_lib.FunctionalModel],
     @fedc.tf_computation(autograph=False)
     def server_init():
         return LearningAlgorithmState(
-            global_model_weights=model_lib.ModelWeights([tf.constant(w) for w in initial.trainable],
-                                                        [tf.constant(w) for w in initial.non_trainable]),
+            global_model_weights=_constant_weights(initial),
             distributor=(),
             client_work=((), _lists(form.initial_metrics())),
             aggregator=collections.OrderedDict(value_sum_process=(), weight_sum_process=()),
@@ -538,12 +550,6 @@ def build_fed_eval(model_fn: Union[Callable, model_lib.FunctionalModel],
         output = fedc.federated_map(server_update, fedc.federated_zip((state, summed)))
         return LearningProcessOutput(state=output.state, metrics=output.metrics)
 
-    @fedc.tf_computation(state_type, autograph=False)
-    def get_model_weights(state):
-        return state.global_model_weights
-
-    @fedc.tf_computation(state_type, weights_type, autograph=False)
-    def set_model_weights(state, model_weights):
-        return state._replace(global_model_weights=model_weights)
+    get_model_weights, set_model_weights = _weights_accessors(state_type, weights_type)
 
     return LearningProcess(initialize, next_fn, get_model_weights, set_model_weights)
