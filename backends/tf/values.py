@@ -105,6 +105,7 @@ def _shared(array: np.ndarray, count: int, flat: list):
     that aggregations reduce apart. An array with no such row is copied.
     """
     if (array.dtype not in _DLPACK_DTYPES or array.nbytes < _DLPACK_MIN_BYTES or not array.flags.c_contiguous
+            or not array.flags.writeable  # numpy's DLPack export refuses read-only arrays: those are copied
             or array.ndim == 0 or array.shape[0] != count):
         return None
     address = array.ctypes.data

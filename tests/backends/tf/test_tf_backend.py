@@ -226,6 +226,13 @@ def test_an_array_read_in_place_is_read_again_on_the_next_call():
         assert mean(values) == 3.0
 
 
+def test_a_read_only_array_is_copied_not_shared():
+    values = at_offset(np.arange(BIG, dtype=F32), 0)
+    values.flags.writeable = False  # e.g. a ClientData's own arrays, or np.load(mmap_mode="r")
+    with fedc.backend("tf"):
+        assert over_clients(F32)["mean"](values) == pytest.approx(float(np.mean(values.astype(np.float64))), rel=1e-5)
+
+
 def test_integer_sums_of_a_shared_array_stay_exact_and_checked():
     @fedc.federated_computation(fedc.FederatedType(np.int32, fedc.CLIENTS))
     def total(x):
