@@ -34,9 +34,12 @@ __all__ = ["flatten", "make_args", "read_npz", "unflatten", "write"]
 
 def make_args(num_clients: int = 10, seed: int = 0) -> dict:
     """``{"federated_dataset": clients}``: per client a list of ``(x, y)`` batches."""
+    import fedc
+
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     try:
-        import fedavg
+        with fedc.quiet_tensorflow_startup():  # examples/fedavg.py imports TensorFlow
+            import fedavg
     finally:
         sys.path.pop(0)
     clients, _ = fedavg.make_data(seed=seed, num_clients=num_clients)

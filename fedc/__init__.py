@@ -57,6 +57,7 @@ from fedc.frontend.federated import (
 )
 from fedc.frontend.tensorflow import tf_computation
 from fedc import ops, templates
+from fedc.startup import quiet_tensorflow_startup
 
 from types import SimpleNamespace as _Namespace  # noqa: E402
 

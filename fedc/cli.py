@@ -29,6 +29,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from fedc.backends.base import DEFAULT_BACKEND
+from fedc.startup import quiet_tensorflow_startup
 from fedc.errors import FedcError
 from fedc.limits import MAX_NESTING, NestingError, SizeError, deep_recursion, parse_integer
 
@@ -821,64 +822,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _QuietTensorFlowImport:
-    """A meta-path finder that silences file descriptor 2 while TensorFlow's modules are imported.
-
-    TensorFlow's C++ libraries print start-up lines (oneDNN, CPU features)
-    while they load — lazily, on the first use of ``tf.…`` — before any
-    logging setting is read; in a command's output they are noise. Only
-    imports of ``tensorflow`` and its submodules are silenced, and only in
-    the ``fedc`` command's own process: a Python error from an import still
-    reaches the user as an exception.
-    """
-
-    def __init__(self):
-        self._depth = 0
-
-    def find_spec(self, name, path=None, target=None):
-        if name != "tensorflow" and not name.startswith("tensorflow."):
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(name, path, target)
-            if spec is not None:
-                break
-        else:
-            return None
-        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        run = spec.loader.exec_module
-
-        def exec_module(module):
-            if self._depth:
-                return run(module)
-            sys.stderr.flush()
-            saved = os.dup(2)
-            self._depth += 1
-            try:
-                with open(os.devnull, "w") as null:
-                    os.dup2(null.fileno(), 2)
-                    run(module)
-            finally:
-                self._depth -= 1
-                os.dup2(saved, 2)
-                os.close(saved)
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    # TensorFlow's C++ INFO and WARNING logs are noise in a command's output; the lines
-    # printed while it loads, before absl reads this setting, are silenced at import.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    quiet = _QuietTensorFlowImport()
-    sys.meta_path.insert(0, quiet)
-    try:
+    # TensorFlow's start-up and C++ INFO/WARNING lines are noise in a command's output.
+    with quiet_tensorflow_startup():
         return _main(argv)
-    finally:
-        sys.meta_path.remove(quiet)
 
 
 def _main(argv: Optional[Sequence[str]]) -> int:

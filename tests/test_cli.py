@@ -244,6 +244,17 @@ def test_console_script_help_version_and_status():
     assert result.returncode == 2 and "no such file" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_script_can_load_tensorflow_quietly_too():
+    program = ("import fedc\n"
+               "with fedc.quiet_tensorflow_startup():\n"
+               "    import tensorflow as tf\n"
+               "    print(float(tf.reduce_sum(tf.ones([3]))))\n"
+               "import sys; assert not any(type(f).__name__ == '_QuietImport' for f in sys.meta_path)\n")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "3.0" and result.stderr == ""
+
+
 def test_a_run_on_tensorflow_prints_no_tensorflow_start_up_lines(tmp_path):
     args = tmp_path / "t.json"
     args.write_text('{"t": [1.0, 2.0, 4.5]}')
