@@ -15,11 +15,13 @@ values and its weights with inner factories, ``clipping_factory`` and
   ``<mean_value=…,mean_weight=…>`` (the inner factories' own).
 * :class:`UnweightedMeanFactory` — ``sum(v) / count``; state
   ``<value_sum_process=…>``, measurements ``<mean_value=…>``.
-* :func:`clipping_factory` — each client's value scaled down to L2 norm at
-  most ``clipping_norm`` (the norm over all its tensors), then the inner
-  aggregation; measurements ``<clipping=…,clipping_norm=float32,clipped_count=int32>``.
+* :func:`clipping_factory` — each client's value (floats) scaled down to L2
+  norm at most ``clipping_norm`` (the norm over all its tensors), then the
+  inner aggregation; state ``<clipping_norm=<>,inner_agg=…,clipped_count_agg=<>>``,
+  measurements ``<clipping=…,clipping_norm=float32,clipped_count=int32>`` (TFF's names).
 * :func:`zeroing_factory` — a value whose L2 norm exceeds ``zeroing_norm``
-  (or is not finite) replaced by zeros; measurements
+  (or is not finite: TFF lets NaN through) replaced by zeros; state
+  ``<zeroing_norm=<>,inner_agg=…,zeroed_count_agg=<>>``, measurements
   ``<zeroing=…,zeroing_norm=float32,zeroed_count=int32>``.
 """
 
@@ -250,6 +252,9 @@ class _NormFactory:
     def _processes(self, value_type, weight_type):
         tf = _tf()
         value_type = _member(value_type)
+        for leaf in _leaves(value_type):
+            if np.dtype(leaf.dtype).kind != "f":
+                raise FedcTypeError(f"{self._kind}_factory: norms are of floating-point values; {value_type} has {leaf}")
         weighted = isinstance(self._inner, WeightedAggregationFactory)
         inner = self._inner.create(value_type, weight_type) if weighted else self._inner.create(value_type)
         norm, clip = self._norm, self._kind == "clipping"
@@ -278,15 +283,23 @@ class _NormFactory:
         inner, limit, the_norm, names, weighted, value_type = self._processes(value_type, weight_type)
         kind = self._kind
 
+        # TFF's state: the norm's (constant: <>), the inner aggregation's, and the count sum's (<>).
+        state_names = (f"{kind}_norm", "inner_agg", names[1] + "_agg")
+
         @fedc.federated_computation
         def initialize():
-            return inner.initialize()
+            return fedc.federated_zip(collections.OrderedDict([(state_names[0], _empty_at_server()),
+                                                               (state_names[1], inner.initialize()),
+                                                               (state_names[2], _empty_at_server())]))
 
         def finish(state, limited_output, hits):
             measurements = collections.OrderedDict([(kind, limited_output.measurements),
                                                     (names[0], fedc.federated_eval(the_norm, fedc.SERVER)),
                                                     (names[1], fedc.federated_sum(hits))])
-            return MeasuredProcessOutput(state=limited_output.state, result=limited_output.result,
+            new_state = collections.OrderedDict([(state_names[0], state[state_names[0]]),
+                                                 (state_names[1], limited_output.state),
+                                                 (state_names[2], state[state_names[2]])])
+            return MeasuredProcessOutput(state=fedc.federated_zip(new_state), result=limited_output.result,
                                          measurements=fedc.federated_zip(measurements))
 
         value_at_clients = fedc.FederatedType(value_type, fedc.CLIENTS)
@@ -296,12 +309,12 @@ class _NormFactory:
                                                            fedc.CLIENTS))
             def next_fn(state, value, weight):
                 limited = fedc.federated_map(limit, value)
-                return finish(state, inner.next(state, limited[0], weight), limited[1])
+                return finish(state, inner.next(state.inner_agg, limited[0], weight), limited[1])
         else:
             @fedc.federated_computation(initialize.type_signature.result, value_at_clients)
             def next_fn(state, value):
                 limited = fedc.federated_map(limit, value)
-                return finish(state, inner.next(state, limited[0]), limited[1])
+                return finish(state, inner.next(state.inner_agg, limited[0]), limited[1])
 
         return AggregationProcess(initialize, next_fn)
 

@@ -68,3 +68,14 @@ def test_bad_factories_and_types_are_named():
         agg.SumFactory().create(fedc.TensorType(np.str_))
     with pytest.raises(fedc.FedcTypeError, match="a weight is a scalar"):
         agg.MeanFactory().create(VALUE, fedc.TensorType(np.float32, [2]))
+
+
+def test_clipping_keeps_tffs_state_and_takes_floats_only():
+    process = agg.clipping_factory(1.0, agg.MeanFactory()).create(VALUE, fedc.TensorType(np.float32))
+    assert str(process.initialize.type_signature) == (
+        "( -> <clipping_norm=<>,inner_agg=<value_sum_process=<>,weight_sum_process=<>>,clipped_count_agg=<>>@SERVER)")
+    state = process.initialize()
+    again = process.next(process.next(state, VALUES, WEIGHTS).state, VALUES, WEIGHTS)  # the state carries over
+    assert int(again.measurements["clipped_count"]) == 2
+    with pytest.raises(fedc.FedcTypeError, match="norms are of floating-point values"):
+        agg.zeroing_factory(1.0, agg.SumFactory()).create(fedc.TensorType(np.int32, [3]))
