@@ -10,14 +10,14 @@ federated reductions are single numpy calls.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
 from fedc.errors import FedcError
 from fedc.limits import check_allocation
 from fedc.ir import building_blocks as bb
-from fedc.ir.module import Module
+from fedc.ir.evaluation import Evaluator
 
 from fedc.values import Clients
 
@@ -103,68 +103,27 @@ def _contains_batched(value: Any) -> bool:
     return False
 
 
-class Interpreter:
-    """Evaluates the computations of one module, for one invocation."""
+class Interpreter(Evaluator):
+    """Evaluates the computations of one module, for one invocation (the walk: :class:`fedc.ir.evaluation.Evaluator`)."""
 
-    def __init__(self, module: Optional[Module], num_clients: Optional[int] = None):
-        self.module = module
-        self.num_clients = num_clients
-        self._symbols: dict[str, Any] = {}
+    backend = "the reference backend"
 
-    def clients_count(self, what: str) -> int:
-        if self.num_clients is None:
-            raise FedcError(
-                f"{what}: the number of clients is unknown (no argument is placed at CLIENTS); "
-                "pass num_clients"
-            )
-        return self.num_clients
+    def select(self, source: Any, index: int) -> Any:
+        if isinstance(source, Batched):
+            return Batched(source.value[index])
+        return source[index]
 
-    def symbol(self, name: str) -> Any:
-        if name not in self._symbols:
-            if self.module is None:
-                raise FedcError(f"@{name} cannot be evaluated outside a module")
-            self._symbols[name] = self.evaluate(self.module[name], {})
-        return self._symbols[name]
+    def closure(self, node: bb.Lambda, env: dict) -> Any:
+        return Closure(node, env, self)
 
-    def evaluate(self, node: bb.Node, env: dict) -> Any:
-        kind = type(node)
-        if kind is bb.Reference:
-            return env[node.name]
-        if kind is bb.Call:
-            function = self.evaluate(node.function, env)
-            argument = None if node.argument is None else self.evaluate(node.argument, env)
-            return function(argument)
-        if kind is bb.Selection:
-            source = self.evaluate(node.source, env)
-            index = node.resolved_index
-            if isinstance(source, Batched):
-                return Batched(source.value[index])
-            return source[index]
-        if kind is bb.Struct:
-            return tuple(self.evaluate(value, env) for _, value in node.elements)
-        if kind is bb.Block:
-            inner = dict(env)
-            for name, value in node.locals:
-                inner[name] = self.evaluate(value, inner)
-            return self.evaluate(node.result, inner)
-        if kind is bb.Lambda:
-            return Closure(node, env, self)
-        if kind is bb.Intrinsic:
-            return IntrinsicFunction(node, self)
-        if kind is bb.Literal:
-            return node.value
-        if kind is bb.SymbolRef:
-            return self.symbol(node.name)
-        if kind is bb.Compiled:
-            return CompiledFunction(node)
-        if kind is bb.Placement:
-            return node.placement
-        if kind is bb.Data:
-            raise FedcError(
-                f"data {node.uri!r} of type {node.type_signature} has no value: the reference "
-                "backend does not resolve Data nodes (pass the value as an argument)"
-            )
-        raise FedcError(f"the reference interpreter cannot evaluate {type(node).__name__}")
+    def intrinsic(self, node: bb.Intrinsic) -> Any:
+        return IntrinsicFunction(node, self)
+
+    def literal(self, node: bb.Literal) -> Any:
+        return node.value
+
+    def compiled(self, node: bb.Compiled) -> Any:
+        return CompiledFunction(node)
 
     def map_clients(self, function: Any, value: Clients) -> Clients:
         """Applies a local function to each client's value, batched when it can be."""

@@ -36,6 +36,7 @@ import numpy as np
 from fedc import limits, tensorflow_graphs
 from fedc.errors import FedcError
 from fedc.ir import building_blocks as bb
+from fedc.ir.evaluation import Evaluator
 from fedc.ir.module import Module
 from fedc.types import SequenceType, StructType, TensorType, Type
 
@@ -212,18 +213,23 @@ class Check:
         self.location = location
 
 
-class Graph:
-    """Builds the TensorFlow ops of one computation of a module (see the module docstring)."""
+class Graph(Evaluator):
+    """Builds the TensorFlow ops of one computation of a module (see the module docstring).
+
+    The walk over the IR is :class:`fedc.ir.evaluation.Evaluator`'s; this
+    class says what lambdas, intrinsics, literals and compiled blocks become.
+    """
+
+    backend = "the tf backend"
+    cannot = "cannot lower"
 
     def __init__(self, module: Module, num_clients: Optional[int], rules: dict, lower_compiled: Callable,
                  eager: bool = False):
-        self.module = module
+        super().__init__(module, num_clients)
         self.lower_compiled = lower_compiled  # (graph, Compiled node) -> its function value
-        self.num_clients = num_clients
         self.rules = rules
         self.eager = eager
         self.checks: list[Check] = []
-        self._symbols: dict[str, Any] = {}
         self._location = None
 
     # ------------------------------------------------------------------
@@ -284,56 +290,15 @@ class Graph:
                 self._location = saved
 
     # ------------------------------------------------------------------
+    # What the IR's nodes become (the walk is the Evaluator's)
 
-    def clients_count(self, what: str) -> int:
-        if self.num_clients is None:
-            raise FedcError(
-                f"{what}: the number of clients is unknown (no argument is placed at CLIENTS); pass num_clients"
-            )
-        return self.num_clients
+    def literal(self, node: bb.Literal) -> Any:
+        return literal(node.value, node.type_signature)
 
-    def symbol(self, name: str) -> Any:
-        if name not in self._symbols:
-            self._symbols[name] = self.evaluate(self.module[name], {})
-        return self._symbols[name]
+    def compiled(self, node: bb.Compiled) -> Any:
+        return self.lower_compiled(self, node)
 
-    def evaluate(self, node: bb.Node, env: dict) -> Any:
-        kind = type(node)
-        if kind is bb.Reference:
-            return env[node.name]
-        if kind is bb.Call:
-            function = self.evaluate(node.function, env)
-            argument = None if node.argument is None else self.evaluate(node.argument, env)
-            return function(argument)
-        if kind is bb.Selection:
-            return self.evaluate(node.source, env)[node.resolved_index]
-        if kind is bb.Struct:
-            return tuple(self.evaluate(value, env) for _, value in node.elements)
-        if kind is bb.Block:
-            inner = dict(env)
-            for name, value in node.locals:
-                inner[name] = self.evaluate(value, inner)
-            return self.evaluate(node.result, inner)
-        if kind is bb.Lambda:
-            return self._closure(node, env)
-        if kind is bb.Intrinsic:
-            return self._intrinsic(node)
-        if kind is bb.Literal:
-            return literal(node.value, node.type_signature)
-        if kind is bb.SymbolRef:
-            return self.symbol(node.name)
-        if kind is bb.Compiled:
-            return self.lower_compiled(self, node)
-        if kind is bb.Placement:
-            return node.placement
-        if kind is bb.Data:
-            raise FedcError(
-                f"data {node.uri!r} of type {node.type_signature} has no value: the tf backend does not "
-                "resolve Data nodes (pass the value as an argument)"
-            )
-        raise FedcError(f"the tf backend cannot lower {type(node).__name__}")
-
-    def _closure(self, node: bb.Lambda, env: dict) -> Callable:
+    def closure(self, node: bb.Lambda, env: dict) -> Callable:
         def closure(argument=None):
             inner = env
             if node.parameter_name is not None:
@@ -344,7 +309,7 @@ class Graph:
         closure.parameter_type = node.parameter_type
         return closure
 
-    def _intrinsic(self, node: bb.Intrinsic) -> Callable:
+    def intrinsic(self, node: bb.Intrinsic) -> Callable:
         rule = self.rules[node.uri]
         definition = node.definition
         attrs = definition.attr_values(dict(node.attrs))
