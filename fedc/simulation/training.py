@@ -165,7 +165,11 @@ class CSVFileReleaseManager:
 
     def release(self, value: Any, key: int) -> None:
         fields, rows = self._rows()
-        rows = [r for r in rows if int(float(r[self._key])) < key]
+        try:
+            rows = [r for r in rows if int(float(r[self._key])) < key]
+        except (KeyError, TypeError, ValueError):
+            raise FedcValueError(f"{self._path}: not a metrics file this manager wrote (its {self._key!r} column is "
+                                 "missing or not numbers); give another file_path") from None
         row = {self._key: key, **dict(_scalars(value))}
         fields += [name for name in row if name not in fields]
         rows.append(row)

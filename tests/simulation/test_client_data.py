@@ -202,6 +202,8 @@ def emnist_structure():
 def test_digits_arguments_are_checked():
     with pytest.raises(fedc.FedcValueError, match="num_clients must be an integer in"):
         digits.load_data(num_clients=0)
+    with pytest.raises(fedc.FedcValueError, match="num_clients must be an integer in"):
+        digits.load_data(num_clients=True)
     with pytest.raises(fedc.FedcValueError, match="alpha must be > 0"):
         digits.load_data(alpha=0)
 

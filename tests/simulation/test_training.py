@@ -102,3 +102,14 @@ def test_bad_arguments_are_named(setting):
         run_training_process(process, select, 1, evaluation_fn=evaluate)
     with pytest.raises(fedc.FedcTypeError, match="has a release\\(value, key\\) method"):
         run_training_process(process, select, 1, metrics_managers=[object()])
+
+
+def test_bad_files_and_names_for_the_managers_are_refused(tmp_path):
+    bad_csv = tmp_path / "other.csv"
+    bad_csv.write_text("round,loss\nfirst,0.5\n")
+    with pytest.raises(fedc.FedcValueError, match="not a metrics file this manager wrote"):
+        CSVFileReleaseManager(str(bad_csv), key_fieldname="round").release({"loss": 1.0}, key=1)
+    with pytest.raises(fedc.FedcValueError, match="prefix may hold letters"):
+        FileProgramStateManager(str(tmp_path), prefix="../escape_")
+    with pytest.raises(fedc.FedcValueError, match="a version is an integer >= 0"):
+        FileProgramStateManager(str(tmp_path)).save({"w": np.zeros(1)}, -1)

@@ -67,7 +67,7 @@ def load_data(num_clients: int = 50, alpha: float = 0.5, test_fraction: float = 
               min_examples: int = 4) -> tuple[TestClientData, TestClientData]:
     """The (train, test) ClientData of the digits over ``num_clients`` clients (ids ``digits_000``, …)."""
     pixels, labels = _images_and_labels()
-    if not isinstance(num_clients, int) or not 1 <= num_clients <= len(labels) // max(min_examples, 2):
+    if not isinstance(num_clients, int) or isinstance(num_clients, bool) or not 1 <= num_clients <= len(labels) // max(min_examples, 2):
         raise FedcValueError(f"digits.load_data: num_clients must be an integer in [1, "
                              f"{len(labels) // max(min_examples, 2)}], got {num_clients!r}")
     if not alpha > 0:
