@@ -100,6 +100,9 @@ def element_spec(t: Type):
     return element_structure(t, lambda leaf: tf.TensorSpec(leaf.shape, tf_dtype(leaf)))
 
 
+_MAX_RUNS = 8  # runs of equally shaped elements that to_dataset concatenates rather than generating
+
+
 def to_dataset(elements: list, t: SequenceType):
     """A tf.data.Dataset holding the elements of a sequence value (a list)."""
     import tensorflow as tf
@@ -110,12 +113,21 @@ def to_dataset(elements: list, t: SequenceType):
     for element in elements:
         for column, leaf in zip(columns, flatten_value(element, t.element)):
             column.append(np.asarray(leaf))
-    uniform = all(len({c.shape for c in column}) <= 1 for column in columns) and elements
-    if uniform:
-        stacked = [np.stack(column) for column in columns]
-        iterator = iter(stacked)
-        structure = element_structure(t.element, lambda leaf: next(iterator))
-        return tf.data.Dataset.from_tensor_slices(structure)
+    # Runs of consecutive elements of one shape (a batched dataset: full batches, then the last one)
+    # become one from_tensor_slices each, concatenated; only ragged data needs a Python generator.
+    runs: list[tuple[int, int]] = []
+    for i in range(len(elements)):
+        if runs and all(c[i].shape == c[runs[-1][0]].shape for c in columns):
+            runs[-1] = (runs[-1][0], i + 1)
+        else:
+            runs.append((i, i + 1))
+    if elements and len(runs) <= _MAX_RUNS:
+        dataset = None
+        for start, end in runs:
+            stacked = iter([np.stack(column[start:end]) for column in columns])
+            part = tf.data.Dataset.from_tensor_slices(element_structure(t.element, lambda leaf: next(stacked)))
+            dataset = part if dataset is None else dataset.concatenate(part)
+        return dataset
 
     def generate():
         for element in elements:
@@ -265,6 +277,20 @@ def call_in_graph(node, flat: list) -> list:
     return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
 
+@functools.lru_cache(maxsize=1024)
+def _creates_variables(payload: bytes) -> bool:
+    return "VarHandleOp" in tensorflow_ops.graph_ops(payload)
+
+
+def creates_variables(node) -> bool:
+    """Whether a ``Compiled`` node's graph creates variables (fresh on each run; its ops then run in order).
+
+    Such a graph cannot be vectorized over clients (every client needs its
+    own variables) nor rewritten by a backend's dataset planner.
+    """
+    return node.kind == KIND and _creates_variables(node.payload)
+
+
 def describe(node) -> str:
     """How messages name a ``Compiled`` node: ``compiled computation 'name'``."""
     return f"compiled computation {node.name!r}" if node.name else "a compiled computation"
@@ -351,7 +377,6 @@ def _load_cached(payload: bytes, parameter: Optional[Type], result: Type, what: 
                 leaves.append(decode_strings(array, what))
                 continue
             leaves.append(array.astype(leaf_type.dtype, copy=False))
-        return unflatten_value(leaves, result)
         return unflatten_value(leaves, result)
 
     return run

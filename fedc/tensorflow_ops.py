@@ -41,6 +41,7 @@ from fedc.limits import MAX_NESTING
 
 __all__ = [
     "ALLOWED_OPS",
+    "ANONYMOUS_VARIABLE",
     "PRINT_STREAMS",
     "UnsafeTensorFlowError",
     "allowed",
@@ -152,7 +153,17 @@ ALLOWED_OPS: dict[str, frozenset[str]] = {
     """),
     # PrintV2 only to the standard streams or the log (its output_stream attribute is checked).
     "printing": _ops("PrintV2"),
+    # Variables a computation creates for itself: VarHandleOp only with the anonymous shared name
+    # (checked), so each run makes fresh variables that die with it and no two runs share one.
+    "local variables": _ops("""
+        AssignAddVariableOp AssignSubVariableOp AssignVariableOp ReadVariableOp ResourceGather
+        ResourceScatterAdd ResourceScatterSub ResourceScatterUpdate VarHandleOp VarIsInitializedOp
+    """),
 }
+
+# The shared name that makes a VarHandleOp create a new variable each time it runs, freed with
+# its last handle (TensorFlow's ResourceHandle::ANONYMOUS_NAME; eager variables use it too).
+ANONYMOUS_VARIABLE = b"cd2c89b7-88b7-44c8-ad83-06c2a9158347"
 
 # The output streams PrintV2 may use (a "file://…" stream would append to a file).
 PRINT_STREAMS = frozenset({b"stderr", b"stdout", b"log(info)", b"log(warning)", b"log(error)"})
@@ -329,6 +340,17 @@ def check_payload(payload: bytes, what: str) -> None:
                     f"{what} prints to {_text(stream)!r}{where}: fedc lets TensorFlow print only to "
                     f"{', '.join(sorted(_text(s) for s in PRINT_STREAMS))} (a file stream would write "
                     "files). If you trust this computation, load it with trusted=True (--trusted)"
+                )
+        if op == "VarHandleOp":
+            shared = node.attr["shared_name"].s if "shared_name" in node.attr else b""
+            container = node.attr["container"].s if "container" in node.attr else b""
+            if shared != ANONYMOUS_VARIABLE or container:
+                raise UnsafeTensorFlowError(
+                    f"{what} uses the TensorFlow op VarHandleOp{where} for the variable "
+                    f"{_text(shared or node.name)!r}, which lives outside the computation (a named variable is "
+                    "shared by every run in the process). fedc runs only variables a computation creates for "
+                    "itself (anonymous, made fresh on every run, as @fedc.tf_computation traces them). If you "
+                    "trust this computation, load it with trusted=True (--trusted)"
                 )
         for callee in _called_functions(node.attr):
             if callee not in defined:

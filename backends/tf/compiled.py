@@ -44,6 +44,7 @@ def lower_compiled(graph: Graph, node) -> Callable:
     input_leaves = tg.flat_leaves(parameter)
     output_leaves = tg.flat_leaves(result)
     what = tg.describe(node)
+    stateful = tg.creates_variables(node)  # each client needs its own variables: never vectorized
     returns_sequences = any(isinstance(leaf, SequenceType) for leaf in output_leaves)
     takes_sequences = any(isinstance(leaf, SequenceType) for leaf in input_leaves)
 
@@ -56,6 +57,8 @@ def lower_compiled(graph: Graph, node) -> Callable:
             if tf.inside_function():  # eager, but inside a vectorized trace: map client by client instead
                 raise NotVectorizable(what)
             return _run_eagerly(node, argument)
+        if stateful and graph.vectorizing:
+            raise NotVectorizable(what)
         flat = [tf.convert_to_tensor(value, tg.tf_dtype(leaf_type))
                 for leaf_type, value in zip(input_leaves, tg.flatten_value(argument, parameter))]
         checked = checked_outputs(graph, tg.call_in_graph(node, flat), output_leaves, node)

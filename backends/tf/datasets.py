@@ -34,7 +34,7 @@ from typing import Optional
 from fedc import tensorflow_graphs as tg
 from fedc.types import SequenceType, StructType
 
-from .graph import ClientValues, checked_outputs, index_value, leaves
+from .graph import ClientValues, checked_outputs, index_value, leaves, register_pfor_converters
 
 __all__ = ["Plan", "map_over_clients", "plan"]
 
@@ -122,6 +122,8 @@ def _make_plan(node) -> Plan:
     input_leaves = tg.flat_leaves(t.parameter)
     if any(isinstance(leaf, SequenceType) for leaf in tg.flat_leaves(t.result)):
         raise _NoPlan("returns a dataset")
+    if tg.creates_variables(node):
+        raise _NoPlan("creates variables")
     nodes = {n.name: n for n in graph_def.node}
     consumers: dict[str, list] = {}
     for n in graph_def.node:
@@ -371,6 +373,7 @@ def _dataset_order(t: SequenceType) -> list[int]:
 
 def _vectorized(fn, stacked: list) -> list:
     tf = _tf()
+    register_pfor_converters()
     outputs = tf.vectorized_map(lambda member: fn(*member), stacked, fallback_to_while_loop=True)
     return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
@@ -387,6 +390,7 @@ def _loop(r: _Reduce, states: list, element_leaves: list, arguments: list, steps
             return tf.compat.v1.import_graph_def(r.body, input_map=dict(zip(r.body_inputs, values)),
                                                  return_elements=r.body_outputs, name="step")
 
+        register_pfor_converters()
         outputs = tf.vectorized_map(per_client, list(states_now) + list(element) + list(args),
                                     fallback_to_while_loop=True)
         return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]

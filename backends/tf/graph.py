@@ -40,7 +40,8 @@ from fedc.ir.evaluation import Evaluator
 from fedc.ir.module import Module
 from fedc.types import SequenceType, StructType, TensorType, Type
 
-__all__ = ["Check", "ClientValues", "Graph", "NeedsEager", "NotVectorizable", "SequenceValue", "checked_outputs", "index_value"]
+__all__ = ["Check", "ClientValues", "Graph", "NeedsEager", "NotVectorizable", "SequenceValue", "checked_outputs",
+           "index_value", "register_pfor_converters"]
 
 
 class NeedsEager(Exception):
@@ -55,6 +56,33 @@ def _tf():
     import tensorflow as tf
 
     return tf
+
+
+_converters_registered = False
+
+
+def register_pfor_converters() -> None:
+    """Teaches ``tf.vectorized_map`` ops it lacks, so it need not fall back to a loop (and warn) on them.
+
+    ``Bitcast`` (Keras 3's softmax output passes through one) reinterprets the
+    innermost dimension, so a stacked input converts as itself. TensorFlow's
+    registry is internal: if it moves, vectorized_map falls back as before.
+    """
+    global _converters_registered
+    if _converters_registered:
+        return
+    _converters_registered = True
+    try:
+        import tensorflow as tf
+        from tensorflow.python.ops.parallel_for import pfor
+    except ImportError:
+        return
+    if "Bitcast" in getattr(pfor, "_pfor_converter_registry", {"Bitcast": None}):
+        return
+
+    @pfor.RegisterPFor("Bitcast")
+    def _convert_bitcast(pfor_input):
+        return pfor.wrap(tf.bitcast(pfor_input.stacked_input(0), pfor_input.get_attr("type")), True)
 
 
 class ClientValues:
@@ -230,6 +258,7 @@ class Graph(Evaluator):
         self.rules = rules
         self.eager = eager
         self.checks: list[Check] = []
+        self.vectorizing = 0  # > 0 while a function is traced for all clients at once (tf.vectorized_map)
         self._location = None
 
     # ------------------------------------------------------------------
@@ -380,8 +409,13 @@ class Graph(Evaluator):
         if not flat_in:
             raise NotVectorizable("no tensors to map over")
         count_clients = int(flat_in[0].shape[0])
-        outputs = tf.vectorized_map(body, flat_in if len(flat_in) != 1 or isinstance(stacked, tuple) else flat_in[0],
-                                    fallback_to_while_loop=True)
+        register_pfor_converters()
+        self.vectorizing += 1
+        try:
+            outputs = tf.vectorized_map(body, flat_in if len(flat_in) != 1 or isinstance(stacked, tuple)
+                                        else flat_in[0], fallback_to_while_loop=True)
+        finally:
+            self.vectorizing -= 1
         outputs = list(outputs)[1:]
         checks = holder["checks"]
         count = len(leaves(holder["structure"]))

@@ -1,9 +1,11 @@
 """``@fedc.tf_computation``: tracing a Python TensorFlow function into a ``Compiled`` block.
 
 The function is traced once per parameter type with ``tf.function``; its graph
-(with no variables or other resources: state is passed in and out as
-tensors) becomes the payload of a ``Compiled`` node (see
-:mod:`fedc.tensorflow_graphs`). Sequences (``fedc.SequenceType``) arrive as
+becomes the payload of a ``Compiled`` node (see :mod:`fedc.tensorflow_graphs`).
+State from outside (a captured variable) is refused: it is passed in and out
+as tensors. A body that creates its own variables (a Keras model, an
+optimizer) is traced in a graph of its own, where they are initialized on
+every call (:func:`_trace_with_variables`). Sequences (``fedc.SequenceType``) arrive as
 ``tf.data.Dataset`` parameters, and a returned ``tf.data.Dataset`` is a
 sequence result (``T*``). Without declared types, the computation is
 polymorphic and is specialised where it is used.
@@ -16,6 +18,7 @@ tensors), as TFF does.
 
 from __future__ import annotations
 
+import collections
 import inspect
 from typing import Any, Callable, Optional, Sequence
 
@@ -80,7 +83,7 @@ def _tf_spec(t: Type, where: str):
         if container is not None and container not in (dict, list, tuple) and hasattr(container, "_fields"):
             return container(*parts)
         if names and all(n is not None for n in names):
-            return dict(zip(names, parts))
+            return collections.OrderedDict(zip(names, parts))
         return tuple(parts) if container is not list else list(parts)
     raise FedcTypeError(f"{where}: a tf_computation cannot take a value of type {t}")
 
@@ -128,21 +131,25 @@ def trace_tf_computation(fn: Callable, declared: Sequence[Any], trusted: bool = 
     specs = [_tf_spec(t, where) for t in arg_types]
     tracer = TensorFlowTracer(where)
     try:
-        with context.installed(tracer):
+        with context.installed(tracer), tf.variable_creator_scope(_refuse_creation):
             concrete = tf.function(fn, autograph=rewrite_control_flow).get_concrete_function(*specs)
     except FedcError:
         raise
     except Exception as e:
         if tracer.failure is not None:  # TensorFlow wraps what a call in the body raised
             raise tracer.failure from None
+        if _CreatesVariables.found(e):
+            payload, result_type = _trace_with_variables(fn, arg_types, tracer, where, rewrite_control_flow)
+            return _computation(payload, where, trusted, parameter_type, result_type, name, packed_names, fn)
         raise FedcError(f"{where} failed while being traced by TensorFlow: {type(e).__name__}: {e}") from None
 
     variables = list(concrete.variables)
     if variables:
         listed = ", ".join(sorted({v.name for v in variables}))
         raise FedcError(
-            f"{where} captures TensorFlow variable(s) {listed}; a tf_computation must be a pure "
-            "function: pass state in as tensors (parameters) and return the new state"
+            f"{where} captures TensorFlow variable(s) {listed} created outside it; a tf_computation must be "
+            "a pure function: pass state in as tensors (parameters) and return the new state, or create "
+            "the variables inside the tf_computation (they are then initialized on every call)"
         )
     captured = list(concrete.captured_inputs)
     if any(c.dtype == tf.resource for c in captured):
@@ -179,9 +186,140 @@ def trace_tf_computation(fn: Callable, declared: Sequence[Any], trusted: bool = 
         output_names[fedc_index] = concrete.outputs[position].name
 
     payload = tg.make_payload(concrete.graph.as_graph_def(), input_names, output_names)
+    return _computation(payload, where, trusted, parameter_type, result_type, name, packed_names, fn)
+
+
+def _computation(payload: bytes, where: str, trusted: bool, parameter_type, result_type: Type, name: str,
+                 packed_names, fn: Callable) -> Computation:
     tensorflow_ops.admit(payload, where, trusted)
     node = bb.Compiled(tg.KIND, payload, FunctionType(parameter_type, result_type), name)
     return Computation(Module(name, [(name, node)]), name, packed_names, fn)
+
+
+# --------------------------------------------------------------------------
+# Bodies that create TensorFlow variables
+
+
+class _CreatesVariables(Exception):
+    """Raised (through TensorFlow) when the body creates a variable while ``tf.function`` traces it."""
+
+    @staticmethod
+    def found(error: BaseException) -> bool:
+        seen = set()
+        while error is not None and id(error) not in seen:  # TensorFlow may wrap or chain it
+            if isinstance(error, _CreatesVariables):
+                return True
+            seen.add(id(error))
+            error = error.__cause__ or error.__context__
+        return False
+
+
+def _refuse_creation(next_creator, **kwargs):
+    raise _CreatesVariables()
+
+
+def _trace_with_variables(fn: Callable, arg_types: list[Type], tracer: "TensorFlowTracer", where: str,
+                          rewrite_control_flow: bool) -> tuple[bytes, Type]:
+    """Traces a body that creates variables (a Keras model, an optimizer, a ``VariableModel``).
+
+    ``tf.function`` creates variables once, outside the function, so a second
+    call would see the first call's values; fedc instead traces the body in a
+    graph of its own, where each variable is a ``VarHandleOp`` with its
+    initializer. TensorFlow's automatic control dependencies order every read
+    and write of a variable as the body wrote them (the initializer first) and
+    make every output wait for all of them. Each variable gets the anonymous
+    shared name, so every run of the graph creates and initializes fresh
+    variables, freed when it ends: from outside the computation stays a pure
+    function, as a ``tf_computation`` must be (TFF initializes such variables
+    on every call too).
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework.auto_control_deps import AutomaticControlDependencies
+
+    graph = tf.Graph()
+    input_names: list[str] = []
+    try:
+        with graph.as_default(), context.installed(tracer):
+            args = [_graph_input(t, input_names) for t in arg_types]
+            body = tf.autograph.to_graph(fn) if rewrite_control_flow else fn
+            with AutomaticControlDependencies() as dependencies:
+                outputs = body(*args)
+                if outputs is None:
+                    raise FedcError(f"{where} returns nothing; a tf_computation returns its result")
+                outputs = _as_tensors(outputs, where)
+                result_type = _result_type(outputs, where)
+                returned = [dependencies.mark_as_return(t) for t in _fedc_leaves(outputs)]
+    except FedcError:
+        raise
+    except Exception as e:
+        if tracer.failure is not None:
+            raise tracer.failure from None
+        raise FedcError(f"{where} failed while being traced by TensorFlow: {type(e).__name__}: {e}") from None
+    graph_def = graph.as_graph_def()
+    for node in graph_def.node:
+        if node.op == "VarHandleOp":
+            node.attr["shared_name"].s = tensorflow_ops.ANONYMOUS_VARIABLE
+            node.attr["container"].s = b""
+    return tg.make_payload(graph_def, input_names, [t.name for t in returned]), result_type
+
+
+def _graph_input(t: Type, names: list[str]):
+    """A placeholder structure for a value of type ``t`` (datasets from variants); appends the names."""
+    import tensorflow as tf
+
+    if isinstance(t, TensorType):
+        placeholder = tf.compat.v1.placeholder(tg.tf_dtype(t), t.shape)
+        names.append(placeholder.name)
+        return placeholder
+    if isinstance(t, SequenceType):
+        variant = tf.compat.v1.placeholder(tf.variant, [])
+        names.append(variant.name)
+        return tf.data.experimental.from_variant(variant, structure=tg.element_spec(t.element))
+    if isinstance(t, StructType):
+        parts = [_graph_input(e, names) for e in t]
+        names_ = t.names()
+        container = t.python_container
+        if container is not None and container not in (dict, list, tuple) and hasattr(container, "_fields"):
+            return container(*parts)
+        if names_ and all(n is not None for n in names_):
+            return collections.OrderedDict(zip(names_, parts))
+        return tuple(parts) if container is not list else list(parts)
+    raise FedcTypeError(f"a tf_computation cannot take a value of type {t}")
+
+
+def _as_tensors(outputs, where: str):
+    """The body's result with variables read (a Keras or TensorFlow variable becomes its value)."""
+    import tensorflow as tf
+    from fedc.types import is_namedtuple
+
+    if isinstance(outputs, (tf.Tensor, tf.data.Dataset)):
+        return outputs
+    if is_namedtuple(outputs):
+        return type(outputs)(*[_as_tensors(v, where) for v in outputs])
+    if isinstance(outputs, dict):
+        return type(outputs)((k, _as_tensors(v, where)) for k, v in outputs.items())
+    if isinstance(outputs, (list, tuple)):
+        return type(outputs)(_as_tensors(v, where) for v in outputs)
+    try:
+        return tf.convert_to_tensor(outputs)  # variables (tf.Variable, keras.Variable), numbers
+    except (TypeError, ValueError):
+        return outputs  # _result_type names what it is
+
+
+def _fedc_leaves(outputs) -> list:
+    """The tensors of a result in fedc's order (dict insertion order); datasets as variants."""
+    import tensorflow as tf
+    from fedc.types import is_namedtuple
+
+    if isinstance(outputs, tf.data.Dataset):
+        return [tf.data.experimental.to_variant(outputs)]
+    if isinstance(outputs, tf.Tensor):
+        return [outputs]
+    if is_namedtuple(outputs):
+        outputs = list(outputs)
+    elif isinstance(outputs, dict):
+        outputs = list(outputs.values())
+    return [leaf for v in outputs for leaf in _fedc_leaves(v)]
 
 
 def _result_type(outputs, where: str) -> Type:
@@ -359,7 +497,7 @@ def _graph_value(t: Type, outputs) -> Any:
         if container is not None and hasattr(container, "_fields"):
             return container(*parts)
         if names and all(n is not None for n in names):
-            return dict(zip(names, parts))
+            return collections.OrderedDict(zip(names, parts))
         return list(parts) if container is list else tuple(parts)
     tensor = next(outputs)
     if isinstance(t, SequenceType):

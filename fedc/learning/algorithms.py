@@ -156,7 +156,7 @@ def _stateless_model(model_fn: Any) -> model_lib.StatelessModel:
     if model_lib.is_keras_model(model):
         raise FedcTypeError("model_fn returned a Keras model; wrap it: "
                             "fedc.learning.models.from_keras_model(keras_model, loss=…, input_spec=…)")
-    return model_lib.stateless(model)
+    return model_lib.stateless(model, model_fn)
 
 
 def _weights_accessors(state_type, weights_type) -> tuple:

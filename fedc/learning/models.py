@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 import collections
+import weakref
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -200,18 +201,135 @@ class StatelessModel(abc.ABC):
     def metric_finalizers(self) -> collections.OrderedDict: ...
 
 
-def stateless(model) -> StatelessModel:
-    """The stateless form of ``model`` (a model from :func:`from_keras_model`, or a :class:`FunctionalModel`)."""
+def stateless(model, model_fn: Optional[Callable] = None) -> StatelessModel:
+    """The stateless form of ``model``: a model from :func:`from_keras_model`, a :class:`FunctionalModel`,
+    or a :class:`VariableModel` written by hand, given with ``model_fn``, the function that makes one.
+
+    A hand-written ``VariableModel`` keeps its weights and metrics in
+    ``tf.Variable`` s; its stateless form makes a fresh model (``model_fn()``)
+    in each TensorFlow graph that uses it, assigns the weights to its
+    variables, and reads its metrics back (see :class:`_VariableStateless`).
+    """
     if isinstance(model, StatelessModel):
         return model
     form = getattr(model, "stateless_form", None)
     if callable(form):
         return form()
+    if isinstance(model, VariableModel):
+        if model_fn is None:
+            raise FedcTypeError(
+                f"the stateless form of a {type(model).__name__} (a VariableModel with its own variables) needs "
+                "the function that makes one: stateless(model, model_fn)")
+        return _VariableStateless(model_fn, model)
     raise FedcTypeError(
-        f"fedc cannot yet train a {type(model).__name__}: its algorithms run models built by "
-        "fedc.learning.models.from_keras_model or FunctionalModel (a VariableModel written by hand, whose "
-        "forward pass updates tf.Variables, needs tf_computations that create variables, which fedc does not "
-        "support yet)")
+        f"fedc cannot train a {type(model).__name__}: its algorithms run a fedc.learning.models.VariableModel "
+        "(e.g. from from_keras_model) or a FunctionalModel")
+
+
+class _VariableStateless(StatelessModel):
+    """A hand-written :class:`VariableModel` as pure functions of its weights.
+
+    In each graph that uses it (a ``tf_computation``, which fedc traces so
+    that variables created inside are fresh on every call) a new model is made
+    by ``model_fn``, in the outermost graph (``tf.init_scope``), so that a
+    ``dataset.reduce`` body can use it. ``forward_pass`` assigns the given
+    weights to the model's variables and runs the model's own forward pass,
+    whose loss carries the gradient of the model's trainable variables back to
+    the weights given (``tf.custom_gradient``). The model's metrics live in its
+    variables, which its forward pass updates: ``update_metrics`` reads them
+    (``report_local_unfinalized_metrics``), so the state threaded through the
+    training loop is what the model reports.
+    """
+
+    def __init__(self, model_fn: Callable, first: VariableModel):
+        self._model_fn = model_fn
+        self._eager = first  # the model made eagerly (at build time): initial weights, specs
+        self._by_graph: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+    def _model(self) -> VariableModel:
+        tf = _tf()
+        if tf.executing_eagerly():
+            return self._eager
+        with tf.init_scope():
+            if tf.executing_eagerly():
+                # Inside a tf.function traced from eager code: fedc's tracer retraces the
+                # tf_computation in a graph of its own once it sees variables created.
+                return self._checked(self._model_fn())
+            graph = tf.compat.v1.get_default_graph()
+            model = self._by_graph.get(graph)
+            if model is None:
+                model = self._by_graph[graph] = self._checked(self._model_fn())
+            return model
+
+    def _checked(self, model) -> VariableModel:
+        if not isinstance(model, VariableModel):
+            raise FedcTypeError(f"model_fn returned a {type(model).__name__}, not a fedc.learning.models.VariableModel")
+        return model
+
+    @property
+    def initial_weights(self) -> ModelWeights:
+        return ModelWeights([_array(v) for v in self._eager.trainable_variables],
+                            [_array(v) for v in self._eager.non_trainable_variables])
+
+    @property
+    def input_spec(self):
+        return self._eager.input_spec
+
+    def _assign(self, model: VariableModel, weights: ModelWeights) -> None:
+        for variables, values, kind in ((model.trainable_variables, weights.trainable, "trainable"),
+                                        (model.non_trainable_variables, weights.non_trainable, "non-trainable")):
+            variables, values = list(variables), list(values)
+            if len(variables) != len(values):
+                raise FedcValueError(f"the model has {len(variables)} {kind} variables, the weights {len(values)}")
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+
+    def predict_on_batch(self, weights: ModelWeights, x, training: bool = True):
+        model = self._model()
+        self._assign(model, weights)
+        return model.predict_on_batch(x, training)
+
+    def forward_pass(self, weights: ModelWeights, batch, training: bool = True):
+        tf = _tf()
+        model = self._model()
+        self._assign(model, weights)
+        trainable = list(model.trainable_variables)
+        outputs = {}
+
+        @tf.custom_gradient
+        def loss_of(*given):
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(trainable)
+                output = model.forward_pass(batch, training)
+            outputs["output"] = output
+
+            def gradient(upstream, variables=None):
+                grads = tape.gradient(output.loss, trainable, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                return [upstream * g for g in grads], [None] * len(variables or ())
+
+            return tf.identity(output.loss), gradient
+
+        loss = loss_of(*weights.trainable)
+        output = outputs["output"]
+        non_trainable = [tf.identity(v.read_value() if hasattr(v, "read_value") else v)
+                         for v in model.non_trainable_variables]
+        return BatchOutput(loss=loss, predictions=output.predictions, num_examples=output.num_examples), non_trainable
+
+    def initial_metrics(self):
+        return self._reported(self._model())
+
+    def update_metrics(self, state, batch, output: BatchOutput):
+        return self._reported(self._model())  # the forward pass updated the model's metric variables
+
+    def _reported(self, model: VariableModel) -> collections.OrderedDict:
+        tf = _tf()
+        reported = model.report_local_unfinalized_metrics()
+        return collections.OrderedDict((k, [tf.identity(tf.convert_to_tensor(x)) for x in
+                                            (v if isinstance(v, (list, tuple)) else [v])])
+                                       for k, v in reported.items())
+
+    def metric_finalizers(self):
+        return self._eager.metric_finalizers()
 
 
 def _x_and_y(batch) -> tuple:

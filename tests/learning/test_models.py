@@ -146,7 +146,7 @@ def test_models_fedc_cannot_use_are_refused_saying_why():
         models.from_keras_model(create_keras_model(), loss=loss, input_spec=SPEC, loss_weights=[1.0])
 
 
-def test_a_hand_written_variable_model_is_named_as_not_yet_trainable():
+def test_a_hand_written_variable_model_needs_its_model_fn():
     class Mine(models.VariableModel):
         trainable_variables = non_trainable_variables = local_variables = []
         input_spec = SPEC
@@ -166,8 +166,11 @@ def test_a_hand_written_variable_model_is_named_as_not_yet_trainable():
         def reset_metrics(self):
             pass
 
-    with pytest.raises(fedc.FedcTypeError, match="fedc cannot yet train a Mine"):
+    with pytest.raises(fedc.FedcTypeError, match="the stateless form of a Mine .* needs the function that makes one"):
         models.stateless(Mine())
+    assert models.stateless(Mine(), Mine).input_spec == SPEC  # trains (tests/learning/test_variable_models.py)
+    with pytest.raises(fedc.FedcTypeError, match="fedc cannot train a list"):
+        models.stateless([])
 
 
 def test_a_functional_model_from_keras_predicts_like_the_model():

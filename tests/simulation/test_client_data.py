@@ -141,6 +141,22 @@ def test_emnist_reads_tffs_file_from_the_cache_directory(tmp_path):
     assert sum(1 for _ in test.create_tf_dataset_from_all_clients()) == 3
 
 
+def test_is_cached_says_whether_load_data_needs_no_download(tmp_path):
+    assert not emnist.is_cached(str(tmp_path))
+    (tmp_path / "emnist_all.sqlite.lzma").write_bytes(b"")
+    assert emnist.is_cached(str(tmp_path))
+    other = tmp_path / "other"
+    other.mkdir()
+    write_emnist_file(other / "emnist_all.sqlite")
+    assert emnist.is_cached(str(other))
+
+
+def test_an_in_memory_client_datas_union_knows_its_length():
+    data = TestClientData({"a": np.arange(3, dtype=np.int32), "b": np.arange(4, dtype=np.int32)})
+    union = data.create_tf_dataset_from_all_clients()
+    assert int(union.cardinality()) == 7 and len(list(union)) == 7
+
+
 def test_emnist_decompresses_the_lzma_file_on_first_use(tmp_path):
     import lzma
 

@@ -361,6 +361,12 @@ class TestClientData(ClientData):
     def element_type_structure(self) -> Any:
         return self.create_tf_dataset_for_client(self._ids[0]).element_spec
 
+    def create_tf_dataset_from_all_clients(self, seed: Seed = None):
+        # The number of examples is known here: say so, as Keras 3 warns "ran out of data" otherwise.
+        total = sum(len(_leaves(arrays)[0]) for arrays in self._slices.values())
+        dataset = super().create_tf_dataset_from_all_clients(seed)
+        return dataset.apply(_tf().data.experimental.assert_cardinality(total))
+
     @property
     def serializable_dataset_fn(self) -> Callable:
         return self._dataset_for

@@ -18,10 +18,24 @@ from typing import Optional
 
 from fedc import FedcError
 
-__all__ = ["DEFAULT_CACHE_DIR", "cached_file"]
+__all__ = ["DEFAULT_CACHE_DIR", "cached_file", "is_cached"]
 
 DEFAULT_CACHE_DIR = os.path.join("~", ".tff")
 _CHUNK = 1 << 20
+
+
+def _paths(origin: str, cache_dir: Optional[str]) -> tuple[str, str, str, str]:
+    """(directory, file name, its path, the compressed file's path) for ``origin`` in ``cache_dir``."""
+    directory = os.path.expanduser(cache_dir if cache_dir is not None else DEFAULT_CACHE_DIR)
+    compressed_name = origin.rstrip("/").rsplit("/", 1)[-1]
+    name = compressed_name[: -len(".lzma")] if compressed_name.endswith(".lzma") else compressed_name
+    return directory, name, os.path.join(directory, name), os.path.join(directory, compressed_name)
+
+
+def is_cached(origin: str, cache_dir: Optional[str] = None) -> bool:
+    """Whether the file ``origin`` names (or its ``.lzma``) is in ``cache_dir``: no download is needed."""
+    _, _, path, compressed = _paths(origin, cache_dir)
+    return os.path.isfile(path) or os.path.isfile(compressed)
 
 
 def cached_file(origin: str, cache_dir: Optional[str], offline_hint: str = "", timeout: float = 30.0) -> str:
@@ -31,13 +45,10 @@ def cached_file(origin: str, cache_dir: Optional[str], offline_hint: str = "", t
     there, else downloads ``NAME.lzma`` (showing progress) and decompresses it.
     When the download fails, the error says which file to put where.
     """
-    directory = os.path.expanduser(cache_dir if cache_dir is not None else DEFAULT_CACHE_DIR)
-    compressed_name = origin.rstrip("/").rsplit("/", 1)[-1]
-    name = compressed_name[: -len(".lzma")] if compressed_name.endswith(".lzma") else compressed_name
-    path = os.path.join(directory, name)
+    directory, name, path, compressed = _paths(origin, cache_dir)
+    compressed_name = os.path.basename(compressed)
     if os.path.isfile(path):
         return path
-    compressed = os.path.join(directory, compressed_name)
     if not os.path.isfile(compressed):
         try:
             os.makedirs(directory, exist_ok=True)
@@ -48,7 +59,7 @@ def cached_file(origin: str, cache_dir: Optional[str], offline_hint: str = "", t
                 f"{name} is not in {directory} and could not be downloaded from {origin} ({reason}). Put {name} "
                 f"(or {compressed_name}, which fedc decompresses on first use) in {directory}, or pass "
                 f"cache_dir= the directory that has it." + (f" {offline_hint}" if offline_hint else "")) from None
-    if compressed_name != name:
+    if compressed != path:
         _decompress(compressed, path)
     return path
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import collections
 from typing import Optional
 
-from .download import cached_file
+from .download import cached_file, is_cached as _file_is_cached
 from .sql import SqlClientData
 
-__all__ = ["ORIGIN", "load_data"]
+__all__ = ["ORIGIN", "is_cached", "load_data"]
 
 ORIGIN = "https://storage.googleapis.com/tff-datasets-public/emnist_all.sqlite.lzma"
 
@@ -34,6 +34,15 @@ def parse_examples(dataset):
         return collections.OrderedDict(label=tf.cast(features["label"], tf.int32), pixels=features["pixels"])
 
     return dataset.map(parse)
+
+
+def is_cached(cache_dir: Optional[str] = None) -> bool:
+    """Whether ``load_data(cache_dir=cache_dir)`` finds TFF's EMNIST file (or its ``.lzma``) without downloading.
+
+    fedc's own (TFF has no such function); the tutorials use it to fall back to
+    the offline digits.
+    """
+    return _file_is_cached(ORIGIN, cache_dir)
 
 
 def load_data(only_digits: bool = True, cache_dir: Optional[str] = None):
