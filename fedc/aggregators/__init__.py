@@ -10,6 +10,10 @@ values and its weights with inner factories, ``clipping_factory`` and
 ``zeroing_factory`` wrap any factory.
 
 * :class:`SumFactory` — ``federated_sum``; state ``<>``, measurements ``<>``.
+* :class:`SecureSumFactory` — the sum by secure aggregation
+  (``federated_secure_sum_bitwidth``) of values clipped into a known range
+  (floats quantized to 32 bits); state ``<>``, measurements
+  ``<secure_upper_clipped_count,secure_lower_clipped_count,secure_upper_threshold,secure_lower_threshold>``.
 * :class:`MeanFactory` — weighted mean, ``sum(w·v) / sum(w)``; state
   ``<value_sum_process=…,weight_sum_process=…>``, measurements
   ``<mean_value=…,mean_weight=…>`` (the inner factories' own).
@@ -40,6 +44,7 @@ __all__ = [
     "AggregationProcess",
     "MeanFactory",
     "MeasuredProcessOutput",
+    "SecureSumFactory",
     "SumFactory",
     "UnweightedAggregationFactory",
     "UnweightedMeanFactory",
@@ -232,6 +237,140 @@ class UnweightedMeanFactory(UnweightedAggregationFactory):
                 state=fedc.federated_zip(collections.OrderedDict(value_sum_process=values.state)),
                 result=fedc.federated_map(divide, fedc.federated_zip((values.result, counts.result))),
                 measurements=fedc.federated_zip(collections.OrderedDict(mean_value=values.measurements)))
+
+        return AggregationProcess(initialize, next_fn)
+
+
+def _single_dtype(t, what: str) -> np.dtype:
+    dtypes = {np.dtype(leaf.dtype) for leaf in _leaves(t)}
+    if len(dtypes) != 1:
+        raise FedcTypeError(f"{what}: every tensor of the value must have one dtype, {t} has "
+                            f"{', '.join(sorted(d.name for d in dtypes))}")
+    return dtypes.pop()
+
+
+_QUANTIZATION_LEVELS = 2 ** 32 - 1  # floats become integers in [0, 2**32 - 1] before the secure sum
+
+
+class SecureSumFactory(UnweightedAggregationFactory):
+    """The sum of the clients' values by secure aggregation (``federated_secure_sum_bitwidth``), as TFF's.
+
+    The range must be known in advance: each client clips its value into
+    ``[lower_bound_threshold, upper_bound_threshold]`` (``lower`` defaults to
+    ``-upper``). Integer thresholds sum integer values: shifted to
+    ``[0, upper - lower]``, summed with ``ceil(log2(upper - lower + 1))`` bits,
+    shifted back at the server by ``lower`` times the number of clients (itself
+    summed securely). Float thresholds sum float values: quantized uniformly to
+    integers in ``[0, 2**32 - 1]`` (round to nearest), summed with 32 bits,
+    decoded at the server (so the sum is exact to ``(upper - lower) / 2**32``
+    per client). All the value's tensors must share one dtype. State ``<>``;
+    measurements ``<secure_upper_clipped_count=int32,
+    secure_lower_clipped_count=int32, secure_upper_threshold=T,
+    secure_lower_threshold=T>`` (clients with some element above / below the
+    range, counted securely too). TFF's adaptive thresholds (an
+    ``EstimationProcess``) are not supported: give numbers.
+    """
+
+    def __init__(self, upper_bound_threshold, lower_bound_threshold=None):
+        kinds = []
+        for name, bound in (("upper_bound_threshold", upper_bound_threshold),
+                            ("lower_bound_threshold", lower_bound_threshold)):
+            if bound is None:
+                continue
+            if isinstance(bound, (bool, np.bool_)) or not isinstance(bound, (int, float, np.integer, np.floating)):
+                raise FedcTypeError(f"SecureSumFactory: {name} must be an int or a float, got {bound!r} (fedc has no "
+                                    "adaptive EstimationProcess thresholds)")
+            if not np.isfinite(bound):
+                raise FedcValueError(f"SecureSumFactory: {name} must be finite, got {bound}")
+            kinds.append(isinstance(bound, (int, np.integer)))
+        if len(set(kinds)) > 1:
+            raise FedcTypeError(f"SecureSumFactory: upper_bound_threshold ({upper_bound_threshold!r}) and "
+                                f"lower_bound_threshold ({lower_bound_threshold!r}) must both be ints or both floats")
+        self._integer = kinds[0]
+        if lower_bound_threshold is None:
+            if upper_bound_threshold <= 0:
+                raise FedcValueError(f"SecureSumFactory: with only upper_bound_threshold, it bounds the absolute value "
+                                     f"and must be positive, got {upper_bound_threshold}")
+            lower_bound_threshold = -upper_bound_threshold
+        elif upper_bound_threshold <= lower_bound_threshold:
+            raise FedcValueError(f"SecureSumFactory: upper_bound_threshold ({upper_bound_threshold}) must be larger "
+                                 f"than lower_bound_threshold ({lower_bound_threshold})")
+        self._upper, self._lower = upper_bound_threshold, lower_bound_threshold
+        if self._integer:
+            span = int(upper_bound_threshold) - int(lower_bound_threshold)
+            self._bitwidth = max(1, int(span).bit_length())  # ceil(log2(span + 1))
+            if self._bitwidth > 62:
+                raise FedcValueError(f"SecureSumFactory: the range [{lower_bound_threshold}, {upper_bound_threshold}] "
+                                     f"needs {self._bitwidth} bits; at most 62 fit a secure sum of int64")
+        else:
+            self._bitwidth = 32
+
+    def create(self, value_type) -> AggregationProcess:
+        tf = _tf()
+        value_type = _member(value_type)
+        dtype = _single_dtype(value_type, "SecureSumFactory")
+        if self._integer != (dtype.kind in "iu"):
+            configured = "integer" if self._integer else "float"
+            raise FedcTypeError(f"SecureSumFactory: its thresholds are {configured}s "
+                                f"({self._lower}, {self._upper}), so it sums {configured} values; {value_type} "
+                                f"has {dtype.name}")
+        if self._integer:
+            info = np.iinfo(dtype)
+            if self._lower < info.min or self._upper > info.max:
+                raise FedcValueError(f"SecureSumFactory: the range [{self._lower}, {self._upper}] does not fit "
+                                     f"{dtype.name}")
+        lower, upper, integer, bitwidth = self._lower, self._upper, self._integer, self._bitwidth
+        # The integers that cross: the value's own dtype when it is wide enough, else int64.
+        wire = tf.as_dtype(dtype) if integer and np.iinfo(dtype).bits > bitwidth else tf.int64
+
+        @fedc.tf_computation(value_type, autograph=False)
+        def encode(value):
+            def each(v):
+                clipped = tf.clip_by_value(v, tf.cast(lower, v.dtype), tf.cast(upper, v.dtype))
+                if integer:
+                    return tf.cast(clipped, wire) - tf.cast(lower, wire)
+                unit = (tf.cast(clipped, tf.float64) - lower) / (float(upper) - float(lower))
+                return tf.cast(tf.round(unit * _QUANTIZATION_LEVELS), tf.int64)
+
+            flat = tf.nest.flatten(value)
+            top = tf.reduce_max(tf.stack([tf.reduce_max(tf.cast(v, tf.float64)) for v in flat]))
+            bottom = tf.reduce_min(tf.stack([tf.reduce_min(tf.cast(v, tf.float64)) for v in flat]))
+            return (tf.nest.map_structure(each, value), tf.cast(top > float(upper), tf.int32),
+                    tf.cast(bottom < float(lower), tf.int32), tf.constant(1, tf.int32))
+
+        encoded_type = encode.type_signature.result[0]
+
+        @fedc.tf_computation(encoded_type, fedc.TensorType(np.int32), autograph=False)
+        def decode(total, count):
+            def each(t, like):
+                if integer:
+                    return tf.cast(t + tf.cast(lower, t.dtype) * tf.cast(count, t.dtype), like)
+                scale = (float(upper) - float(lower)) / _QUANTIZATION_LEVELS
+                return tf.cast(tf.cast(t, tf.float64) * scale + float(lower) * tf.cast(count, tf.float64), like)
+
+            return tf.nest.map_structure(lambda t: each(t, tf.as_dtype(dtype)), total)
+
+        @fedc.tf_computation(autograph=False)
+        def thresholds():
+            return tf.constant(upper, tf.as_dtype(dtype)), tf.constant(lower, tf.as_dtype(dtype))
+
+        @fedc.federated_computation
+        def initialize():
+            return _empty_at_server()
+
+        @fedc.federated_computation(initialize.type_signature.result, fedc.FederatedType(value_type, fedc.CLIENTS))
+        def next_fn(state, value):
+            encoded = fedc.federated_map(encode, value)
+            total = fedc.federated_secure_sum_bitwidth(encoded[0], bitwidth)
+            count = fedc.federated_secure_sum_bitwidth(encoded[3], 1)
+            bounds = fedc.federated_eval(thresholds, fedc.SERVER)
+            measurements = collections.OrderedDict(
+                secure_upper_clipped_count=fedc.federated_secure_sum_bitwidth(encoded[1], 1),
+                secure_lower_clipped_count=fedc.federated_secure_sum_bitwidth(encoded[2], 1),
+                secure_upper_threshold=bounds[0],
+                secure_lower_threshold=bounds[1])
+            return MeasuredProcessOutput(state=state, result=fedc.federated_map(decode, (total, count)),
+                                         measurements=fedc.federated_zip(measurements))
 
         return AggregationProcess(initialize, next_fn)
 

@@ -1,14 +1,16 @@
-"""Federated learning on fedc: TFF's ``tff.learning`` (issue 11, being built).
+"""Federated learning on fedc: TFF's ``tff.learning``.
 
 * :mod:`~fedc.learning.models` — Keras 3 models as TFF's ``VariableModel``,
   their stateless form, ``FunctionalModel``, ``ModelWeights``;
 * :mod:`~fedc.learning.optimizers` — functional optimizers;
 * :mod:`~fedc.learning.algorithms` — FedAvg (weighted, unweighted), FedProx,
   FedSGD, federated evaluation;
-* :mod:`~fedc.learning.templates` — ``LearningProcess`` and its state and output.
+* :mod:`~fedc.learning.templates` — ``LearningProcess`` and its state and
+  output, ``DistributionProcess`` and ``build_broadcast_process``;
+* :mod:`~fedc.learning.metrics` — ``sum_then_finalize``,
+  ``secure_sum_then_finalize``.
 
-Still to come: aggregator factories for the algorithms, metrics
-aggregators, models whose ``tf_computation`` creates variables.
+Aggregation factories are in :mod:`fedc.aggregators`.
 """
 
 from fedc.learning import algorithms, metrics, models, optimizers, templates

@@ -113,8 +113,8 @@ def _optimizer(value: Any, what: str) -> optimizer_lib.Optimizer:
 def _not_yet(**given) -> None:
     for name, value in given.items():
         if value is not None:
-            raise FedcValueError(f"{name}: fedc's algorithms do not take a custom {name} yet (they use TFF's "
-                                 "defaults: broadcast, and sum then finalize for metrics); leave it None")
+            raise FedcValueError(f"{name}: fedc's build_fed_eval does not take a custom {name} yet (it sums then "
+                                 "finalizes the metrics, TFF's default); leave it None")
 
 
 def _checked_metrics_aggregator(metrics_aggregator):
@@ -184,8 +184,56 @@ def _specs(arrays: list) -> list:
     return [tf.TensorSpec(a.shape, tf.as_dtype(a.dtype)) for a in arrays]
 
 
+def _checked_distributor(model_distributor, weights_type):
+    """``model_distributor`` (a DistributionProcess of the model weights), or None for the plain broadcast."""
+    if model_distributor is None:
+        return None
+    from .templates import DistributionProcess
+
+    if not isinstance(model_distributor, DistributionProcess):
+        raise FedcTypeError("model_distributor must be a fedc.learning.templates.DistributionProcess (e.g. "
+                            f"build_broadcast_process(weights_type)), got {type(model_distributor).__name__}")
+    if not model_distributor.value_type.is_assignable_from(weights_type):
+        raise FedcTypeError(f"model_distributor distributes {model_distributor.value_type}, but the model weights "
+                            f"are {weights_type}")
+    return model_distributor
+
+
+def _with_states(base_type, parts: list) -> Optional[fedc.Computation]:
+    """A computation putting processes' own states (``[(field, process)]``) into the base state, or None."""
+    if not parts:
+        return None
+    states_type = fedc.StructType([(field, process.initialize.type_signature.result.member) for field, process in parts])
+
+    @fedc.tf_computation(base_type, states_type, autograph=False)
+    def with_states(state, states):
+        return state._replace(**{field: states[field] for field, _ in parts})
+
+    return with_states
+
+
+def _initial_state(server_init, with_states, parts):
+    """The initial state at the server: ``server_init``'s, with the processes' own initial states put in."""
+    base = fedc.federated_value(server_init(), fedc.SERVER)
+    if with_states is None:
+        return base
+    states = fedc.federated_zip(collections.OrderedDict((field, process.initialize()) for field, process in parts))
+    return fedc.federated_map(with_states, fedc.federated_zip((base, states)))
+
+
+def _distribute(distributor, state, global_weights):
+    """(the weights at the clients, the distribution's <state,measurements> at the server)."""
+    if distributor is None:
+        return (fedc.federated_broadcast(fedc.federated_map(global_weights, state)),
+                fedc.federated_value(collections.OrderedDict(state=(), measurements=()), fedc.SERVER))
+    output = distributor.next(state.distributor, fedc.federated_map(global_weights, state))
+    return output.result, fedc.federated_zip(collections.OrderedDict(state=output.state,
+                                                                     measurements=output.measurements))
+
+
 def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_weighting, proximal_strength,
-                   loop_implementation, model_aggregator=None, metrics_aggregator=None) -> LearningProcess:
+                   loop_implementation, model_aggregator=None, metrics_aggregator=None,
+                   model_distributor=None) -> LearningProcess:
     """The composed process (see the module docstring); ``model_aggregator`` None is TFF's default mean.
 
     With the default, clients send weighted trained weights (one pass less,
@@ -210,6 +258,7 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
     weights_type = model_lib.weights_type_from_model(form)
     data_type = fedc.SequenceType(fedc.to_type(form.input_spec))
     aggregation = _aggregation_process(model_aggregator, weights_type["trainable"], client_weighting)
+    distributor = _checked_distributor(model_distributor, weights_type)
 
     def client_hparams():
         if client_optimizer is None:
@@ -225,16 +274,11 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
             aggregator=collections.OrderedDict(value_sum_process=(), weight_sum_process=()),
             finalizer=server_optimizer.initialize(trainable_specs))
 
-    if aggregation is not None:  # the aggregator's own state replaces the default's
-        aggregator_type = aggregation.initialize.type_signature.result.member
-
-        @fedc.tf_computation(server_init.type_signature.result, aggregator_type, autograph=False)
-        def with_aggregator(state, aggregator_state):
-            return state._replace(aggregator=aggregator_state)
-
-        state_type = with_aggregator.type_signature.result
-    else:
-        state_type = server_init.type_signature.result
+    # A given distributor's and aggregator's own states replace the defaults' (<>).
+    parts = [(field, process) for field, process in (("distributor", distributor), ("aggregator", aggregation))
+             if process is not None]
+    with_states = _with_states(server_init.type_signature.result, parts)
+    state_type = server_init.type_signature.result if with_states is None else with_states.type_signature.result
     hparams_type = state_type["client_work"]
 
     @fedc.tf_computation(weights_type, hparams_type, data_type, autograph=False)
@@ -301,25 +345,29 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
         return collections.OrderedDict(weighted_model=weighted, weight=weight, metrics=_lists(metrics))
 
     @fedc.tf_computation(state_type, autograph=False)
-    def to_clients(state):
-        return state.global_model_weights, state.client_work
+    def global_weights(state):
+        return state.global_model_weights
+
+    @fedc.tf_computation(state_type, autograph=False)
+    def client_work_of(state):
+        return state.client_work
 
     sums_type = client_update.type_signature.result
     finalizers = form.metric_finalizers()
 
-    def step_server(state, mean_delta, train, aggregator_state, aggregator_measurements):
+    def step_server(state, mean_delta, train, aggregator_state, aggregator_measurements, distribution):
         current = list(state.global_model_weights.trainable)
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(d)) for d in mean_delta])
         optimizer_state, stepped = server_optimizer.next(state.finalizer, current, list(mean_delta))
         trainable = [tf.where(finite, new, old) for new, old in zip(stepped, current)]
         new_state = LearningAlgorithmState(
             global_model_weights=model_lib.ModelWeights(trainable, list(state.global_model_weights.non_trainable)),
-            distributor=(),
+            distributor=distribution["state"],
             client_work=state.client_work,
             aggregator=aggregator_state,
             finalizer=optimizer_state)
         metrics = collections.OrderedDict(
-            distributor=(),
+            distributor=distribution["measurements"],
             client_work=collections.OrderedDict(train=train),
             aggregator=aggregator_measurements,
             finalizer=collections.OrderedDict(update_non_finite=tf.cast(tf.logical_not(finite), tf.int32)))
@@ -330,11 +378,14 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
     if not isinstance(aggregate_metrics, fedc.Computation):
         raise FedcTypeError(f"metrics_aggregator must return a fedc computation, got {type(aggregate_metrics).__name__}")
     train_type = aggregate_metrics.type_signature.result.member
+    distribution_type = fedc.StructType([("state", state_type["distributor"]), ("measurements", (
+        fedc.StructType([]) if distributor is None
+        else distributor.next.type_signature.result["measurements"].member))])
 
     if aggregation is None:
         @fedc.tf_computation(state_type, weights_type["trainable"], fedc.TensorType(np.float32), train_type,
-                             autograph=False)
-        def server_update(state, weighted_sum, total, train):
+                             distribution_type, autograph=False)
+        def server_update(state, weighted_sum, total, train, distribution):
             current = list(state.global_model_weights.trainable)
             if client_optimizer is None:  # FedSGD: the weighted mean gradient
                 mean_delta = [tf.math.divide_no_nan(s, total) for s in weighted_sum]
@@ -342,38 +393,37 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
                 mean_delta = [tf.where(total > 0, w - tf.math.divide_no_nan(s, total), tf.zeros_like(w))
                               for w, s in zip(current, weighted_sum)]
             return step_server(state, mean_delta, train, state.aggregator,
-                               collections.OrderedDict(mean_value=(), mean_weight=()))
+                               collections.OrderedDict(mean_value=(), mean_weight=()), distribution)
     else:
         agg_result_type = aggregation.next.type_signature.result
 
         @fedc.tf_computation(state_type, agg_result_type["result"].member, train_type,
                              agg_result_type["state"].member, agg_result_type["measurements"].member,
-                             autograph=False)
-        def server_update(state, mean_delta, train, aggregator_state, aggregator_measurements):
-            return step_server(state, mean_delta, train, aggregator_state, aggregator_measurements)
+                             distribution_type, autograph=False)
+        def server_update(state, mean_delta, train, aggregator_state, aggregator_measurements, distribution):
+            return step_server(state, mean_delta, train, aggregator_state, aggregator_measurements, distribution)
 
     @fedc.federated_computation
     def initialize():
-        if aggregation is None:
-            return fedc.federated_value(server_init(), fedc.SERVER)
-        return fedc.federated_map(with_aggregator, fedc.federated_zip(
-            (fedc.federated_value(server_init(), fedc.SERVER), aggregation.initialize())))
+        return _initial_state(server_init, with_states, parts)
 
     @fedc.federated_computation(fedc.FederatedType(state_type, fedc.SERVER), fedc.FederatedType(data_type, fedc.CLIENTS))
     def next_fn(state, client_data):
-        weights, hparams = fedc.federated_broadcast(fedc.federated_map(to_clients, state))
+        weights, distribution = _distribute(distributor, state, global_weights)
+        hparams = fedc.federated_broadcast(fedc.federated_map(client_work_of, state))
         results = fedc.federated_map(client_update, (weights, hparams, client_data))
         train = aggregate_metrics(results.metrics)
         if aggregation is None:
             output = fedc.federated_map(server_update, fedc.federated_zip(
-                (state, fedc.federated_sum(results.weighted_model), fedc.federated_sum(results.weight), train)))
+                (state, fedc.federated_sum(results.weighted_model), fedc.federated_sum(results.weight), train,
+                 distribution)))
         else:
             if aggregation.is_weighted:
                 aggregated = aggregation.next(state.aggregator, results.update, results.weight)
             else:
                 aggregated = aggregation.next(state.aggregator, results.update)
             output = fedc.federated_map(server_update, fedc.federated_zip(
-                (state, aggregated.result, train, aggregated.state, aggregated.measurements)))
+                (state, aggregated.result, train, aggregated.state, aggregated.measurements, distribution)))
         return LearningProcessOutput(state=output.state, metrics=output.metrics)
 
     get_model_weights, set_model_weights = _weights_accessors(state_type, weights_type)
@@ -415,10 +465,9 @@ def build_weighted_fed_avg(model_fn: Union[Callable, model_lib.FunctionalModel],
     to SGD with learning rate 1.0 (the server weights become the clients'
     weighted mean).
     """
-    _not_yet(model_distributor=model_distributor)
     return _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn or _default_server_optimizer(),
                           client_weighting or ClientWeighting.NUM_EXAMPLES, 0.0, loop_implementation, model_aggregator,
-                          metrics_aggregator)
+                          metrics_aggregator, model_distributor)
 
 
 def build_unweighted_fed_avg(model_fn: Union[Callable, model_lib.FunctionalModel],
@@ -431,9 +480,9 @@ def build_unweighted_fed_avg(model_fn: Union[Callable, model_lib.FunctionalModel
                              loop_implementation: LoopImplementation = LoopImplementation.DATASET_REDUCE
                              ) -> LearningProcess:
     """Federated Averaging with every client's update weighted equally."""
-    _not_yet(model_distributor=model_distributor)
     return _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn or _default_server_optimizer(),
-                          ClientWeighting.UNIFORM, 0.0, loop_implementation, model_aggregator, metrics_aggregator)
+                          ClientWeighting.UNIFORM, 0.0, loop_implementation, model_aggregator, metrics_aggregator,
+                          model_distributor)
 
 
 def build_weighted_fed_prox(model_fn: Union[Callable, model_lib.FunctionalModel],
@@ -450,10 +499,9 @@ def build_weighted_fed_prox(model_fn: Union[Callable, model_lib.FunctionalModel]
     """FedProx: FedAvg whose clients add ``proximal_strength / 2 · ‖w − w_server‖²`` to their loss."""
     if not isinstance(proximal_strength, (int, float, np.floating)) or not proximal_strength >= 0:
         raise FedcValueError(f"proximal_strength must be a number >= 0, got {proximal_strength!r}")
-    _not_yet(model_distributor=model_distributor)
     return _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn or _default_server_optimizer(),
                           client_weighting or ClientWeighting.NUM_EXAMPLES, float(proximal_strength),
-                          loop_implementation, model_aggregator, metrics_aggregator)
+                          loop_implementation, model_aggregator, metrics_aggregator, model_distributor)
 
 
 def build_fed_sgd(model_fn: Union[Callable, model_lib.FunctionalModel],
@@ -468,12 +516,11 @@ def build_fed_sgd(model_fn: Union[Callable, model_lib.FunctionalModel],
     The server optimizer defaults to SGD with learning rate 0.1 (TFF's default).
     The client work's state is ``<>``.
     """
-    _not_yet(model_distributor=model_distributor)
     if not isinstance(use_experimental_simulation_loop, bool):
         raise FedcTypeError("use_experimental_simulation_loop is a bool")
     return _build_fed_avg(model_fn, None, server_optimizer_fn or optimizer_lib.build_sgdm(learning_rate=0.1),
                           ClientWeighting.NUM_EXAMPLES, 0.0, LoopImplementation.DATASET_REDUCE, model_aggregator,
-                          metrics_aggregator)
+                          metrics_aggregator, model_distributor)
 
 
 def build_fed_eval(model_fn: Union[Callable, model_lib.FunctionalModel],
@@ -489,7 +536,7 @@ def build_fed_eval(model_fn: Union[Callable, model_lib.FunctionalModel],
     ``<…,client_work=<eval=<current_round_metrics=…,total_rounds_metrics=…>>,…>``.
     Nothing trains: the weights stay as they were set.
     """
-    _not_yet(model_distributor=model_distributor, metrics_aggregator=metrics_aggregator)
+    _not_yet(metrics_aggregator=metrics_aggregator)
     if not isinstance(loop_implementation, LoopImplementation):
         raise FedcTypeError(f"loop_implementation must be a fedc.learning.algorithms.LoopImplementation, "
                             f"got {loop_implementation!r}")
@@ -498,6 +545,7 @@ def build_fed_eval(model_fn: Union[Callable, model_lib.FunctionalModel],
     weights_type = model_lib.weights_type_from_model(form)
     data_type = fedc.SequenceType(fedc.to_type(form.input_spec))
     finalizers = form.metric_finalizers()
+    distributor = _checked_distributor(model_distributor, weights_type)
 
     @fedc.tf_computation(autograph=False)
     def server_init():
@@ -508,7 +556,9 @@ def build_fed_eval(model_fn: Union[Callable, model_lib.FunctionalModel],
             aggregator=collections.OrderedDict(value_sum_process=(), weight_sum_process=()),
             finalizer=())
 
-    state_type = server_init.type_signature.result
+    parts = [] if distributor is None else [("distributor", distributor)]
+    with_states = _with_states(server_init.type_signature.result, parts)
+    state_type = server_init.type_signature.result if with_states is None else with_states.type_signature.result
 
     @fedc.tf_computation(weights_type, data_type, autograph=False)
     def client_eval(weights, dataset):
@@ -522,17 +572,21 @@ def build_fed_eval(model_fn: Union[Callable, model_lib.FunctionalModel],
     def to_clients(state):
         return state.global_model_weights
 
-    @fedc.tf_computation(state_type, client_eval.type_signature.result, autograph=False)
-    def server_update(state, summed):
+    distribution_type = fedc.StructType([("state", state_type["distributor"]), ("measurements", (
+        fedc.StructType([]) if distributor is None
+        else distributor.next.type_signature.result["measurements"].member))])
+
+    @fedc.tf_computation(state_type, client_eval.type_signature.result, distribution_type, autograph=False)
+    def server_update(state, summed, distribution):
         totals = collections.OrderedDict((k, [a + b for a, b in zip(state.client_work[1][k], summed[k])])
                                          for k in finalizers)
 
         def finalized(values):
             return collections.OrderedDict((k, f(list(values[k]))) for k, f in finalizers.items())
 
-        new_state = state._replace(client_work=((), totals))
+        new_state = state._replace(client_work=((), totals), distributor=distribution["state"])
         metrics = collections.OrderedDict(
-            distributor=(),
+            distributor=distribution["measurements"],
             client_work=collections.OrderedDict(eval=collections.OrderedDict(
                 current_round_metrics=finalized(summed), total_rounds_metrics=finalized(totals))),
             aggregator=collections.OrderedDict(mean_value=(), mean_weight=()),
@@ -541,13 +595,13 @@ def build_fed_eval(model_fn: Union[Callable, model_lib.FunctionalModel],
 
     @fedc.federated_computation
     def initialize():
-        return fedc.federated_value(server_init(), fedc.SERVER)
+        return _initial_state(server_init, with_states, parts)
 
     @fedc.federated_computation(fedc.FederatedType(state_type, fedc.SERVER), fedc.FederatedType(data_type, fedc.CLIENTS))
     def next_fn(state, client_data):
-        weights = fedc.federated_broadcast(fedc.federated_map(to_clients, state))
+        weights, distribution = _distribute(distributor, state, to_clients)
         summed = fedc.federated_sum(fedc.federated_map(client_eval, (weights, client_data)))
-        output = fedc.federated_map(server_update, fedc.federated_zip((state, summed)))
+        output = fedc.federated_map(server_update, fedc.federated_zip((state, summed, distribution)))
         return LearningProcessOutput(state=output.state, metrics=output.metrics)
 
     get_model_weights, set_model_weights = _weights_accessors(state_type, weights_type)

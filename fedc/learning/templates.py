@@ -14,7 +14,8 @@ from typing import Any, NamedTuple, Optional
 import fedc
 from fedc import FedcTypeError
 
-__all__ = ["LearningAlgorithmState", "LearningProcess", "LearningProcessOutput"]
+__all__ = ["DistributionProcess", "LearningAlgorithmState", "LearningProcess", "LearningProcessOutput",
+           "build_broadcast_process"]
 
 
 class LearningAlgorithmState(NamedTuple):
@@ -74,3 +75,49 @@ class LearningProcess(fedc.templates.IterativeProcess):
     @property
     def set_hparams(self) -> Optional[fedc.Computation]:
         return self._set_hparams
+
+
+class DistributionProcess(fedc.templates.IterativeProcess):
+    """How a value at the server reaches the clients, with its own state: TFF's ``DistributionProcess``.
+
+    ``initialize() -> state@SERVER``; ``next(state, value@SERVER) ->
+    <state=…@SERVER, result={value}@CLIENTS, measurements=…@SERVER>``. The
+    learning algorithms take one as ``model_distributor`` for the model weights.
+    """
+
+    def __init__(self, initialize_fn: fedc.Computation, next_fn: fedc.Computation):
+        super().__init__(initialize_fn, next_fn)
+        t = next_fn.type_signature
+        parameter, result = t.parameter, t.result
+        if not (isinstance(parameter, fedc.StructType) and len(parameter) == 2
+                and isinstance(parameter[1], fedc.FederatedType) and parameter[1].placement == fedc.SERVER):
+            raise FedcTypeError(f"DistributionProcess: next takes (state, value@SERVER), its type is {t}")
+        if not (isinstance(result, fedc.StructType) and list(result.names()) == ["state", "result", "measurements"]
+                and isinstance(result["result"], fedc.FederatedType) and result["result"].placement == fedc.CLIENTS):
+            raise FedcTypeError(f"DistributionProcess: next returns <state=…,result=…@CLIENTS,measurements=…>, "
+                                f"its type is {t}")
+
+    @property
+    def value_type(self) -> fedc.Type:
+        """The type of the value it distributes (at the server)."""
+        return self.next.type_signature.parameter[1].member
+
+
+def build_broadcast_process(value_type) -> DistributionProcess:
+    """The plain broadcast (``federated_broadcast``) as a process: state ``<>``, measurements ``<>``."""
+    from fedc.aggregators import MeasuredProcessOutput
+
+    value_type = fedc.to_type(value_type)
+    if isinstance(value_type, fedc.FederatedType):
+        raise FedcTypeError(f"build_broadcast_process takes the member type of the value, not {value_type}")
+
+    @fedc.federated_computation
+    def initialize():
+        return fedc.federated_value((), fedc.SERVER)
+
+    @fedc.federated_computation(initialize.type_signature.result, fedc.FederatedType(value_type, fedc.SERVER))
+    def next_fn(state, value):
+        return MeasuredProcessOutput(state=state, result=fedc.federated_broadcast(value),
+                                     measurements=fedc.federated_value((), fedc.SERVER))
+
+    return DistributionProcess(initialize, next_fn)

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import fedc
-from fedc.learning import algorithms, models, optimizers
+from fedc.learning import algorithms, models, optimizers, templates
 
 SPEC = collections.OrderedDict(x=tf.TensorSpec([None, 784], tf.float32), y=tf.TensorSpec([None, 1], tf.int32))
 
@@ -128,9 +128,57 @@ def test_fed_prox_pulls_clients_toward_the_server_model():
     assert distance(algorithms.build_weighted_fed_prox(model_fn, 1.0, sgd)) < 0.95 * plain
 
 
-def test_what_fedc_does_not_take_yet_is_said():
-    with pytest.raises(fedc.FedcValueError, match="model_distributor: fedc's algorithms do not take a custom"):
+def counting_distributor(weights_type):
+    """A DistributionProcess that broadcasts and counts its rounds in its state (and reports the count)."""
+    @fedc.tf_computation(autograph=False)
+    def zero():
+        return tf.constant(0, tf.int32)
+
+    @fedc.tf_computation(tf.int32, autograph=False)
+    def add_one(n):
+        return n + 1
+
+    @fedc.federated_computation
+    def initialize():
+        return fedc.federated_eval(zero, fedc.SERVER)
+
+    @fedc.federated_computation(initialize.type_signature.result, fedc.FederatedType(weights_type, fedc.SERVER))
+    def next_fn(state, weights):
+        count = fedc.federated_map(add_one, state)
+        return fedc.aggregators.MeasuredProcessOutput(state=count, result=fedc.federated_broadcast(weights),
+                                                      measurements=fedc.federated_zip(
+                                                          collections.OrderedDict(rounds=count)))
+
+    return templates.DistributionProcess(initialize, next_fn)
+
+
+def test_a_model_distributor_brings_its_state_and_measurements(process):
+    weights_type = models.weights_type_from_model(model_fn)
+    counted = fed_avg(model_distributor=counting_distributor(weights_type))
+    assert str(counted.initialize.type_signature.result.member["distributor"]) == "int32"
+    assert str(counted.next.type_signature.result["metrics"].member["distributor"]) == "<rounds=int32>"
+    broadcast = fed_avg(model_distributor=templates.build_broadcast_process(weights_type))
+    assert broadcast.next.type_signature == process.next.type_signature
+    data = [client(20, 7), client(10, 8)]
+    state, plain = counted.initialize(), process.initialize()
+    for round_number in (1, 2):
+        state, metrics = counted.next(state, data)
+        plain = process.next(plain, data).state
+        assert int(state.distributor) == round_number and int(metrics["distributor"]["rounds"]) == round_number
+    for a, b in zip(weights_of(counted, state), weights_of(process, plain)):
+        np.testing.assert_array_equal(a, b)
+    evaluation = algorithms.build_fed_eval(model_fn, model_distributor=counting_distributor(weights_type))
+    out = evaluation.next(evaluation.initialize(), data)
+    assert int(out.metrics["distributor"]["rounds"]) == 1
+    with pytest.raises(fedc.FedcTypeError, match="model_distributor must be a fedc.learning.templates.Distribution"):
         fed_avg(model_distributor=object())
+    with pytest.raises(fedc.FedcTypeError, match="model_distributor distributes float32, but the model weights are"):
+        fed_avg(model_distributor=templates.build_broadcast_process(np.float32))
+
+
+def test_what_fedc_does_not_take_yet_is_said():
+    with pytest.raises(fedc.FedcValueError, match="metrics_aggregator: fedc's build_fed_eval does not take a custom"):
+        algorithms.build_fed_eval(model_fn, metrics_aggregator=object())
     with pytest.raises(fedc.FedcTypeError, match="model_aggregator must be a fedc.aggregators factory"):
         fed_avg(model_aggregator=object())
     with pytest.raises(fedc.FedcValueError, match="the Keras SGD optimizer uses nesterov"):
