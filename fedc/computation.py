@@ -32,6 +32,11 @@ class Computation:
     IR instead. Its picture is :func:`fedc.viz.to_graphviz`.
     """
 
+    # Marks calls of a computation as code that AutoGraph (tf.function's rewriting of Python control
+    # flow) calls as it is: when a traced body calls a computation, fedc's machinery is not rewritten
+    # (which would only re-read and re-trace fedc's own source on every trace). TensorFlow's mark.
+    autograph_info__ = frozenset()
+
     def __init__(
         self,
         module: Module,
@@ -182,6 +187,11 @@ class PolymorphicComputation:
     is also an ``AttributeError`` (TFF's polymorphic computations have no such
     attribute).
     """
+
+    # Marks calls of a computation as code that AutoGraph (tf.function's rewriting of Python control
+    # flow) calls as it is: when a traced body calls a computation, fedc's machinery is not rewritten
+    # (which would only re-read and re-trace fedc's own source on every trace). TensorFlow's mark.
+    autograph_info__ = frozenset()
 
     def __init__(
         self,

@@ -77,15 +77,24 @@ def _tf_spec(t: Type, where: str):
     if isinstance(t, SequenceType):
         return tf.data.DatasetSpec(tg.element_spec(t.element))
     if isinstance(t, StructType):
-        names = t.names()
-        parts = [_tf_spec(e, where) for e in t]
-        container = t.python_container
-        if container is not None and container not in (dict, list, tuple) and hasattr(container, "_fields"):
-            return container(*parts)
-        if names and all(n is not None for n in names):
-            return collections.OrderedDict(zip(names, parts))
-        return tuple(parts) if container is not list else list(parts)
+        return _python_struct(t, [_tf_spec(e, where) for e in t])
     raise FedcTypeError(f"{where}: a tf_computation cannot take a value of type {t}")
+
+
+def _python_struct(t: StructType, parts: list):
+    """``parts`` (one per element of ``t``) in the Python structure a TensorFlow body sees for ``t``.
+
+    A namedtuple container stays one; named elements make an ``OrderedDict``
+    (as TFF hands them over); unnamed ones a tuple, or a list if ``t`` came
+    from one.
+    """
+    names = t.names()
+    container = t.python_container
+    if container is not None and hasattr(container, "_fields"):
+        return container(*parts)
+    if names and all(n is not None for n in names):
+        return collections.OrderedDict(zip(names, parts))
+    return list(parts) if container is list else tuple(parts)
 
 
 def _order(structure) -> list[int]:
@@ -276,14 +285,7 @@ def _graph_input(t: Type, names: list[str]):
         names.append(variant.name)
         return tf.data.experimental.from_variant(variant, structure=tg.element_spec(t.element))
     if isinstance(t, StructType):
-        parts = [_graph_input(e, names) for e in t]
-        names_ = t.names()
-        container = t.python_container
-        if container is not None and container not in (dict, list, tuple) and hasattr(container, "_fields"):
-            return container(*parts)
-        if names_ and all(n is not None for n in names_):
-            return collections.OrderedDict(zip(names_, parts))
-        return tuple(parts) if container is not list else list(parts)
+        return _python_struct(t, [_graph_input(e, names) for e in t])
     raise FedcTypeError(f"a tf_computation cannot take a value of type {t}")
 
 
@@ -491,14 +493,7 @@ def _graph_value(t: Type, outputs) -> Any:
     import tensorflow as tf
 
     if isinstance(t, StructType):
-        parts = [_graph_value(e, outputs) for e in t]
-        names = t.names()
-        container = t.python_container
-        if container is not None and hasattr(container, "_fields"):
-            return container(*parts)
-        if names and all(n is not None for n in names):
-            return collections.OrderedDict(zip(names, parts))
-        return list(parts) if container is list else tuple(parts)
+        return _python_struct(t, [_graph_value(e, outputs) for e in t])
     tensor = next(outputs)
     if isinstance(t, SequenceType):
         return tf.data.experimental.from_variant(tensor, structure=tg.element_spec(t.element))

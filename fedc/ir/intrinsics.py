@@ -279,7 +279,8 @@ def _rule_zip(placement):
             element = _federated(d, element, placement, label, all_equal=True if placement is SERVER else None)
             members.append((name, element.member) if name is not None else element.member)
         all_equal = placement is SERVER
-        return _fed(StructType(members), placement, all_equal=all_equal)
+        # The zipped struct keeps the Python container the struct was written with (an OrderedDict, a namedtuple).
+        return _fed(StructType(members, p.python_container), placement, all_equal=all_equal)
 
     return rule
 

@@ -14,11 +14,12 @@ Aggregation factories are in :mod:`fedc.aggregators`.
 """
 
 from fedc.learning import algorithms, metrics, models, optimizers, templates
-from fedc.learning.algorithms import ClientWeighting, LoopImplementation
+from fedc.learning.algorithms import ClientWeighting, LoopImplementation, build_federated_evaluation
 from fedc.learning.models import BatchOutput, ModelWeights, VariableModel, from_keras_model
 
 #: TFF's older spelling, which its tutorials still use (as they do ``tff.learning.from_keras_model``).
 Model = VariableModel
 
 __all__ = ["BatchOutput", "ClientWeighting", "LoopImplementation", "Model", "ModelWeights", "VariableModel",
-           "algorithms", "from_keras_model", "metrics", "models", "optimizers", "templates"]
+           "algorithms", "build_federated_evaluation", "from_keras_model", "metrics", "models", "optimizers",
+           "templates"]

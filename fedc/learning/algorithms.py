@@ -45,8 +45,8 @@ from . import models as model_lib
 from . import optimizers as optimizer_lib
 from .templates import LearningAlgorithmState, LearningProcess, LearningProcessOutput
 
-__all__ = ["ClientWeighting", "LoopImplementation", "build_fed_eval", "build_fed_sgd", "build_unweighted_fed_avg",
-           "build_weighted_fed_avg", "build_weighted_fed_prox"]
+__all__ = ["ClientWeighting", "LoopImplementation", "build_fed_eval", "build_fed_sgd", "build_federated_evaluation",
+           "build_unweighted_fed_avg", "build_weighted_fed_avg", "build_weighted_fed_prox"]
 
 
 class ClientWeighting(enum.Enum):
@@ -523,6 +523,58 @@ def build_fed_sgd(model_fn: Union[Callable, model_lib.FunctionalModel],
                           metrics_aggregator, model_distributor)
 
 
+def _client_eval(form: model_lib.StatelessModel, weights_type, data_type) -> fedc.Computation:
+    """A client's unfinalized metrics of the model at the given weights over its dataset (nothing trains)."""
+    @fedc.tf_computation(weights_type, data_type, autograph=False)
+    def client_eval(weights, dataset):
+        def step(metrics, batch):
+            output, _ = form.forward_pass(weights, batch, training=False)
+            return _tuples(form.update_metrics(metrics, batch, output))
+
+        return _lists(dataset.reduce(_tuples(form.initial_metrics()), step))
+
+    return client_eval
+
+
+def build_federated_evaluation(model_fn: Union[Callable, model_lib.FunctionalModel],
+                               broadcast_process: Any = None,
+                               metrics_aggregator: Any = None,
+                               use_experimental_simulation_loop: bool = False) -> fedc.Computation:
+    """TFF's older federated evaluation: one computation, not a process (TFF 0.87 still has it, deprecated).
+
+    ``(server_model_weights@SERVER, federated_dataset@CLIENTS) -> <eval=<metrics>>@SERVER``: the
+    weights are broadcast (or sent by ``broadcast_process``, a stateless
+    ``DistributionProcess``), each client computes its unfinalized metrics,
+    and ``metrics_aggregator`` (default ``sum_then_finalize``) finalizes them.
+    """
+    if not isinstance(use_experimental_simulation_loop, bool):
+        raise FedcTypeError("use_experimental_simulation_loop is a bool")
+    form = _stateless_model(model_fn)
+    weights_type = model_lib.weights_type_from_model(form)
+    data_type = fedc.SequenceType(fedc.to_type(form.input_spec))
+    distributor = _checked_distributor(broadcast_process, weights_type)
+    if distributor is not None and distributor.initialize.type_signature.result.member != fedc.StructType([]):
+        raise FedcValueError(f"broadcast_process must be stateless (state <>); its state is "
+                             f"{distributor.initialize.type_signature.result}")
+    client_eval = _client_eval(form, weights_type, data_type)
+    aggregate = _checked_metrics_aggregator(metrics_aggregator)(form.metric_finalizers(),
+                                                                 client_eval.type_signature.result)
+    if not isinstance(aggregate, fedc.Computation):
+        raise FedcTypeError(f"metrics_aggregator must return a fedc computation, got {type(aggregate).__name__}")
+
+    @fedc.federated_computation(fedc.FederatedType(weights_type, fedc.SERVER),
+                                fedc.FederatedType(data_type, fedc.CLIENTS))
+    def server_eval(server_model_weights, federated_dataset):
+        if distributor is None:
+            weights = fedc.federated_broadcast(server_model_weights)
+        else:
+            weights = distributor.next(distributor.initialize(), server_model_weights).result
+        metrics = aggregate(fedc.federated_map(client_eval, (weights, federated_dataset)))
+        return fedc.federated_zip(collections.OrderedDict(eval=metrics))
+
+    return server_eval
+
+
 def build_fed_eval(model_fn: Union[Callable, model_lib.FunctionalModel],
                    model_distributor: Any = None,
                    metrics_aggregator: Any = None,
@@ -560,13 +612,7 @@ def build_fed_eval(model_fn: Union[Callable, model_lib.FunctionalModel],
     with_states = _with_states(server_init.type_signature.result, parts)
     state_type = server_init.type_signature.result if with_states is None else with_states.type_signature.result
 
-    @fedc.tf_computation(weights_type, data_type, autograph=False)
-    def client_eval(weights, dataset):
-        def step(metrics, batch):
-            output, _ = form.forward_pass(weights, batch, training=False)
-            return _tuples(form.update_metrics(metrics, batch, output))
-
-        return _lists(dataset.reduce(_tuples(form.initial_metrics()), step))
+    client_eval = _client_eval(form, weights_type, data_type)
 
     @fedc.tf_computation(state_type, autograph=False)
     def to_clients(state):

@@ -56,3 +56,21 @@ def test_image_classification_tutorial():
     evaluations = [line for line in out.splitlines() if "('eval'," in line]
     assert len(evaluations) == 2 and all("current_round_metrics" in e for e in evaluations)
     assert "Using a while_loop" not in out
+
+
+def test_api_overview_program():
+    out = run_tutorial("federated_learning_api.py", "--rounds", "4")
+    rounds = [line for line in out.splitlines() if line.startswith("round")]
+    assert len(rounds) == 4
+    assert ("(<server_model_weights=<trainable=<float32[784,10],float32[10]>,non_trainable=<>>@SERVER,"
+            "federated_dataset={<x=float32[?,784],y=int32[?,1]>*}@CLIENTS> -> <eval=<sparse_categorical_accuracy="
+            "float32,loss=float32,num_examples=int64,num_batches=int64>>@SERVER)") in out
+    assert "evaluation on 50 clients: loss " in out
+
+
+def test_blog_program():
+    out = run_tutorial("image_classification_blog.py")
+    lines = out.splitlines()
+    losses = [float(line) for line in lines[:5]]
+    assert losses[-1] < losses[0]
+    assert lines[5].startswith("OrderedDict([('eval', OrderedDict([('sparse_categorical_accuracy', np.float32(")

@@ -176,6 +176,31 @@ def test_a_model_distributor_brings_its_state_and_measurements(process):
         fed_avg(model_distributor=templates.build_broadcast_process(np.float32))
 
 
+def test_the_older_federated_evaluation_is_one_computation(process):
+    evaluation = algorithms.build_federated_evaluation(model_fn)
+    assert str(evaluation.type_signature) == (
+        "(<server_model_weights=<trainable=<float32[784,10],float32[10]>,non_trainable=<>>@SERVER,"
+        "federated_dataset={<x=float32[?,784],y=int32[?,1]>*}@CLIENTS> -> <eval=<sparse_categorical_accuracy=float32,"
+        "loss=float32,num_examples=int64,num_batches=int64>>@SERVER)")
+    assert fedc.learning.build_federated_evaluation is algorithms.build_federated_evaluation
+    data = [client(20, 9), client(30, 10)]
+    state = process.next(process.initialize(), data).state
+    weights = process.get_model_weights(state)
+    older = evaluation(weights, data)["eval"]
+    newer = algorithms.build_fed_eval(model_fn)
+    current = newer.next(newer.set_model_weights(newer.initialize(), weights), data).metrics
+    current = current["client_work"]["eval"]["current_round_metrics"]
+    assert list(older) == list(current)
+    for name in older:
+        np.testing.assert_allclose(float(older[name]), float(current[name]), rtol=1e-6)
+    weights_type = models.weights_type_from_model(model_fn)
+    with pytest.raises(fedc.FedcValueError, match="broadcast_process must be stateless"):
+        algorithms.build_federated_evaluation(model_fn, broadcast_process=counting_distributor(weights_type))
+    same = algorithms.build_federated_evaluation(model_fn,
+                                                 broadcast_process=templates.build_broadcast_process(weights_type))
+    assert float(same(weights, data)["eval"]["loss"]) == float(older["loss"])
+
+
 def test_what_fedc_does_not_take_yet_is_said():
     with pytest.raises(fedc.FedcValueError, match="metrics_aggregator: fedc's build_fed_eval does not take a custom"):
         algorithms.build_fed_eval(model_fn, metrics_aggregator=object())
