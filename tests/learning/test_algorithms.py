@@ -174,6 +174,13 @@ def test_a_model_distributor_brings_its_state_and_measurements(process):
         fed_avg(model_distributor=object())
     with pytest.raises(fedc.FedcTypeError, match="model_distributor distributes float32, but the model weights are"):
         fed_avg(model_distributor=templates.build_broadcast_process(np.float32))
+    broadcast = templates.build_broadcast_process(np.float32)
+    with pytest.raises(fedc.FedcTypeError, match=r"DistributionProcess: next takes \(state, value@SERVER\)"):
+        templates.DistributionProcess(broadcast.initialize, fedc.federated_computation(
+            broadcast.initialize.type_signature.result, fedc.FederatedType(np.float32, fedc.CLIENTS))(
+                lambda state, value: fedc.aggregators.MeasuredProcessOutput(state, value, state)))
+    with pytest.raises(fedc.FedcTypeError, match="takes the member type of the value"):
+        templates.build_broadcast_process(fedc.FederatedType(np.float32, fedc.SERVER))
 
 
 def test_the_older_federated_evaluation_is_one_computation(process):

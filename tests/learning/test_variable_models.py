@@ -162,3 +162,25 @@ def test_a_model_fn_that_returns_no_model_is_refused():
         algorithms.build_weighted_fed_avg(lambda: 3, client_optimizer_fn=optimizers.build_sgdm(learning_rate=0.1))
     with pytest.raises(fedc.FedcTypeError, match="needs the function that makes one"):
         models.stateless(MnistModel())
+
+
+def test_the_passes_keep_what_a_variable_model_process_computes(process):
+    """Fusion, secure aggregation and the MapReduce lowering recombine graphs that create variables."""
+    from fedc import passes
+    from fedc.computation import Computation
+    from fedc.ir.mapreduce import MapReduceForm, as_round
+
+    state = process.initialize()
+    module = process.next.to_ir()
+    for backend in ["reference", "tf"]:
+        with fedc.backend(backend):
+            expected = weights(process, process.next(state, DATA).state)
+            fused = Computation(passes.run(module, "fuse-map-mean").module, process.next.name)(state, DATA)
+            secured = Computation(passes.run(
+                module, "inline,call-dominant,insert-secure-aggregation{clip=1000.0 weight-clip=1000.0}").module,
+                process.next.name)(state, DATA)
+            lowered = Computation(as_round(MapReduceForm(passes.run(module, "to-mapreduce").module)), "round")(
+                state, DATA)
+        for got, tolerance in ((fused.state, 1e-6), (secured["state"], 1e-4), (lowered["state"], 1e-6)):
+            for a, b in zip(weights(process, got), expected):
+                np.testing.assert_allclose(a, b, atol=tolerance)
