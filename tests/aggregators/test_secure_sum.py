@@ -85,6 +85,12 @@ def test_secure_sums_compose_into_fedavg_whose_round_then_has_no_plain_sum():
     text = secure.next.to_text()
     assert text.count("fed.secure_sum_bitwidth") >= 4
     assert "fed.mean" not in text and "fed.sum" not in text
+    # fedc's privacy report agrees: every way a client value reaches the server is a secure sum.
+    from fedc.passes.privacy import privacy_report
+
+    report = privacy_report(secure.next.to_ir())
+    assert report.secure_flows and not report.plain_flows
+    assert privacy_report(plain.next.to_ir()).plain_flows
 
 
 def test_metric_value_ranges_group_the_secure_sums():
