@@ -22,7 +22,12 @@ tf backend instead *plans* the graph (:func:`plan`, once per payload):
 Clients are grouped by the layout of their sequences (the number of steps and
 the element shapes of each segment), so every client runs exactly its own
 elements: no padding, no masks, the same result as running the graph client
-by client. A graph whose dataset is used in any other way (``map``,
+by client. Each group runs as a call of a ``tf.function`` kept on the plan per
+group layout, its number of steps left open, so a round whose clients repeat
+layouts seen before (sampled clients do, after a few rounds) reuses those
+functions; a group of one client runs its loop without ``vectorized_map``.
+Graphs that create variables have no plan (each client needs its own
+variables). A graph whose dataset is used in any other way (``map``,
 ``batch``, ``take``, a dataset returned) has no plan: the computation then
 runs eagerly, client by client through ``tf.data``, as on the reference backend.
 """
@@ -81,6 +86,8 @@ class Plan:
         # The tensors the rest of the graph reads: only those of a reduce's outputs may be bound
         # (import_graph_def refuses a binding nothing reads, e.g. a reduce state the graph drops).
         self.read = {_tensor_name(i) for n in rest.node for i in n.input if not i.startswith("^")}
+        # One tf.function per group layout, any number of steps (see _run_group_function), oldest first.
+        self.group_functions: dict = {}
 
 
 def _tensor_name(name: str) -> str:
@@ -213,7 +220,7 @@ def map_over_clients(graph, node, the_plan: Plan, clients: ClientValues) -> Opti
     for index, members in enumerate(groups):
         order.extend(members)
         inputs = _group_inputs(columns, index, members, clients.count, input_leaves)
-        outputs_by_group.append(_run_group(the_plan, inputs, input_leaves))
+        outputs_by_group.append(_run_group_function(the_plan, inputs, input_leaves))
     results = [tf.concat(parts, axis=0) if len(parts) > 1 else parts[0] for parts in zip(*outputs_by_group)]
     if order != list(range(len(order))):
         inverse = [0] * len(order)
@@ -301,6 +308,51 @@ def _is_struct(t) -> bool:
     return isinstance(t, StructType)
 
 
+_MAX_GROUP_FUNCTIONS = 64
+
+
+def _run_group_function(the_plan: Plan, inputs: list, input_leaves) -> list:
+    """:func:`_run_group` as a call of a ``tf.function`` kept on the plan, traced once per group layout.
+
+    Its signature leaves each segment's number of steps open, so a later
+    round whose clients have other dataset lengths (sampled clients rarely
+    repeat a round's layout) calls the functions of the layouts seen before
+    instead of converting the dataset loop again: the round's own retrace
+    then only stitches the groups together.
+    """
+    tf = _tf()
+    flat, signature, structure = [], [], []
+    for value, leaf in zip(inputs, input_leaves):
+        if isinstance(leaf, SequenceType):
+            counts = []
+            for segment in value:
+                counts.append(len(segment))
+                for element in segment:
+                    flat.append(element)
+                    signature.append(tf.TensorSpec([element.shape[0], None] + element.shape[2:].as_list(),
+                                                   element.dtype))
+            structure.append(tuple(counts))
+        else:
+            flat.append(value)
+            signature.append(tf.TensorSpec(value.shape, value.dtype))
+            structure.append(None)
+    key = (tuple(structure), tuple((tuple(spec.shape.as_list()), spec.dtype.name) for spec in signature))
+    function = the_plan.group_functions.get(key)
+    if function is None:
+        def run(*tensors):
+            remaining = iter(tensors)
+            rebuilt = [next(remaining) if counts is None else [[next(remaining) for _ in range(n)] for n in counts]
+                       for counts in structure]
+            return _run_group(the_plan, rebuilt, input_leaves)
+
+        function = tf.function(run, input_signature=signature, autograph=False)
+        if len(the_plan.group_functions) >= _MAX_GROUP_FUNCTIONS:
+            the_plan.group_functions.pop(next(iter(the_plan.group_functions)))
+        the_plan.group_functions[key] = function
+    outputs = function(*flat)
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
 def _run_group(the_plan: Plan, inputs: list, input_leaves) -> list:
     """The graph's outputs for clients of one layout, each stacked over the clients.
 
@@ -339,7 +391,7 @@ def _run_group(the_plan: Plan, inputs: list, input_leaves) -> list:
 
         def one_pass(states, r=r, segments=segments, arguments=arguments):
             for element_leaves in segments:
-                states = _loop(r, states, element_leaves, arguments, int(element_leaves[0].shape[1]))
+                states = _loop(r, states, element_leaves, arguments)
             return states
 
         if r.repeats == 1:
@@ -386,9 +438,13 @@ def _vectorized(fn, stacked: list) -> list:
     return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
 
-def _loop(r: _Reduce, states: list, element_leaves: list, arguments: list, steps: int) -> list:
-    """``states`` after ``f`` has been applied to each of ``steps`` elements, all clients at once."""
+def _loop(r: _Reduce, states: list, element_leaves: list, arguments: list) -> list:
+    """``states`` after ``f`` has been applied to each element (``[clients, steps, ...]``), all clients at once.
+
+    The number of steps may be known only when the graph runs.
+    """
     tf = _tf()
+    steps = element_leaves[0].shape[1]
     if steps == 0:
         return states
 
@@ -407,5 +463,6 @@ def _loop(r: _Reduce, states: list, element_leaves: list, arguments: list, steps
         new = step(states_now, [e[:, i] for e in element_leaves], arguments)
         return (i + 1, *[tf.ensure_shape(tf.cast(n, s.dtype), s.shape) for n, s in zip(new, states_now)])
 
-    result = tf.while_loop(lambda i, *s: i < steps, body, (tf.constant(0), *states))
+    bound = steps if steps is not None else tf.shape(element_leaves[0])[1]
+    result = tf.while_loop(lambda i, *s: i < bound, body, (tf.constant(0), *states))
     return list(result[1:])
