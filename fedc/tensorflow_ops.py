@@ -165,6 +165,10 @@ ALLOWED_OPS: dict[str, frozenset[str]] = {
 # its last handle (TensorFlow's ResourceHandle::ANONYMOUS_NAME; eager variables use it too).
 ANONYMOUS_VARIABLE = b"cd2c89b7-88b7-44c8-ad83-06c2a9158347"
 
+# A resource handle may come only from a VarHandleOp (anonymous): never as a constant or a graph input.
+_DT_RESOURCE = 20  # tensorflow/core/framework/types.proto
+_HANDLE_SOURCES = frozenset({"Const", "Placeholder", "PlaceholderWithDefault"})
+
 # The output streams PrintV2 may use (a "file://…" stream would append to a file).
 PRINT_STREAMS = frozenset({b"stderr", b"stdout", b"log(info)", b"log(warning)", b"log(error)"})
 
@@ -255,6 +259,7 @@ def _meta_graph_class():
             [attr_map_entry("AttrEntry")])
     message("ListValue", [("func", 9, MSG, REP, ".fedc_tf_subset.NameAttrList")])
     message("AttrValue", [("list", 1, MSG, OPT, ".fedc_tf_subset.ListValue"), ("s", 2, BYTES, OPT, ""),
+                          ("type", 6, FD.TYPE_INT32, OPT, ""),  # a DataType enum (a varint on the wire)
                           ("func", 10, MSG, OPT, ".fedc_tf_subset.NameAttrList")])
     message("NodeDef", [("name", 1, BYTES, OPT, ""), ("op", 2, BYTES, OPT, ""),
                         ("attr", 5, MSG, REP, ".fedc_tf_subset.NodeDef.AttrEntry")], [attr_map_entry("AttrEntry")])
@@ -341,6 +346,13 @@ def check_payload(payload: bytes, what: str) -> None:
                     f"{', '.join(sorted(_text(s) for s in PRINT_STREAMS))} (a file stream would write "
                     "files). If you trust this computation, load it with trusted=True (--trusted)"
                 )
+        if op in _HANDLE_SOURCES and "dtype" in node.attr and node.attr["dtype"].type == _DT_RESOURCE:
+            raise UnsafeTensorFlowError(
+                f"{what} has a {op} of a TensorFlow resource handle{where} ({_text(node.name)!r}): a handle "
+                "given from outside names state outside the computation (another computation's variables). "
+                "fedc runs only variables a computation creates for itself. If you trust this computation, "
+                "load it with trusted=True (--trusted)"
+            )
         if op == "VarHandleOp":
             shared = node.attr["shared_name"].s if "shared_name" in node.attr else b""
             container = node.attr["container"].s if "container" in node.attr else b""

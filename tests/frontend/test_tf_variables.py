@@ -128,3 +128,31 @@ def test_batched_sequences_reach_a_graph_whole():
         back = [e.numpy() for e in tg.to_dataset(elements, t)]
         assert [b.shape for b in back] == [e.shape for e in elements]
         assert all((b == e).all() for b, e in zip(back, elements))
+
+
+def test_a_resource_handle_given_as_a_constant_is_refused():
+    """A payload may not name someone else's variable with a constant handle (or take one as an input)."""
+    from tensorflow.core.framework import resource_handle_pb2, tensor_pb2, types_pb2
+
+    from fedc import tensorflow_graphs as tg
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [], name="x")
+        handle_proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_RESOURCE, resource_handle_val=[
+            resource_handle_pb2.ResourceHandleProto(device="/job:localhost/replica:0/task:0/device:CPU:0",
+                                                    container="", name="someone_elses_variable")])
+        y = x + tf.raw_ops.ReadVariableOp(resource=tf.raw_ops.Placeholder(dtype=tf.resource, shape=[]),
+                                          dtype=tf.float32)
+    graph_def = graph.as_graph_def()
+    for node in graph_def.node:  # the resource placeholder becomes a constant handle
+        if node.op == "Placeholder" and node.attr["dtype"].type == types_pb2.DT_RESOURCE:
+            node.op = "Const"
+            node.attr.pop("shape")
+            node.attr["value"].tensor.CopyFrom(handle_proto)
+    payload = tg.make_payload(graph_def, [x.name], [y.name])
+    with pytest.raises(fedc.FedcError, match=r"has a Const of a TensorFlow resource handle .* names state outside"):
+        tensorflow_ops.check_payload(payload, "test payload")
+    as_input = tg.make_payload(graph.as_graph_def(), [x.name], [y.name])
+    with pytest.raises(fedc.FedcError, match=r"has a Placeholder of a TensorFlow resource handle"):
+        tensorflow_ops.check_payload(as_input, "test payload")
