@@ -2,9 +2,12 @@
 
 TensorFlow's C++ libraries print start-up lines while they load — lazily, on
 the first use of ``tf.…`` — before any logging setting is read. Inside
-:func:`quiet_tensorflow_startup`, file descriptor 2 is silenced while
-``tensorflow`` and its submodules are imported, and only then; a Python
-error from an import still reaches the caller as an exception. The ``fedc``
+:func:`quiet_tensorflow_startup`, while ``tensorflow`` and its submodules are
+imported (and only then), file descriptor 2 goes through a pipe to a thread
+that drops exactly those start-up lines (:data:`START_UP_LINES`) and passes
+every other line on at once — so what TensorFlow prints when it fails to load
+still shows — and a Python error from an import still reaches the caller as
+an exception. The ``fedc``
 command runs inside it; a script can too::
 
     with fedc.quiet_tensorflow_startup():
@@ -17,9 +20,45 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from typing import Iterator
 
-__all__ = ["quiet_tensorflow_startup"]
+__all__ = ["START_UP_LINES", "quiet_tensorflow_startup"]
+
+#: What marks a line TensorFlow prints as it loads (absl's notice, oneDNN's, the CPU-feature guard's
+#: two lines): such lines are dropped; all others pass.
+START_UP_LINES = (
+    b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    b"oneDNN custom operations are on",
+    b"cpu_feature_guard.cc",
+    b"To enable the following instructions:",
+)
+
+
+def _forward(read_end: int, target: int) -> None:
+    """Copies lines from ``read_end`` to ``target`` until end of file, dropping TensorFlow's start-up lines."""
+    pending = b""
+
+    def emit(line: bytes) -> None:
+        if not any(marker in line for marker in START_UP_LINES):
+            try:
+                os.write(target, line)
+            except OSError:
+                pass
+
+    try:
+        while True:
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                emit(line + b"\n")
+        if pending:
+            emit(pending)
+    finally:
+        os.close(read_end)
 
 
 class _QuietImport:
@@ -52,14 +91,20 @@ class _QuietImport:
                 return run(module)
             sys.stderr.flush()
             saved = os.dup(2)
+            read_end, write_end = os.pipe()
+            forwarder = threading.Thread(target=_forward, args=(read_end, saved), daemon=True,
+                                         name="fedc-tensorflow-start-up")
+            forwarder.start()
             self._depth += 1
             try:
-                with open(os.devnull, "w") as null:
-                    os.dup2(null.fileno(), 2)
-                    run(module)
+                os.dup2(write_end, 2)
+                os.close(write_end)
+                run(module)
             finally:
                 self._depth -= 1
-                os.dup2(saved, 2)
+                sys.stderr.flush()
+                os.dup2(saved, 2)  # the pipe's last writer closes: the forwarder reads to its end
+                forwarder.join(timeout=2)
                 os.close(saved)
 
         spec.loader.exec_module = exec_module
