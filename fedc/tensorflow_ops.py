@@ -346,24 +346,7 @@ def check_payload(payload: bytes, what: str) -> None:
                     f"{', '.join(sorted(_text(s) for s in PRINT_STREAMS))} (a file stream would write "
                     "files). If you trust this computation, load it with trusted=True (--trusted)"
                 )
-        if op in _HANDLE_SOURCES and "dtype" in node.attr and node.attr["dtype"].type == _DT_RESOURCE:
-            raise UnsafeTensorFlowError(
-                f"{what} has a {op} of a TensorFlow resource handle{where} ({_text(node.name)!r}): a handle "
-                "given from outside names state outside the computation (another computation's variables). "
-                "fedc runs only variables a computation creates for itself. If you trust this computation, "
-                "load it with trusted=True (--trusted)"
-            )
-        if op == "VarHandleOp":
-            shared = node.attr["shared_name"].s if "shared_name" in node.attr else b""
-            container = node.attr["container"].s if "container" in node.attr else b""
-            if shared != ANONYMOUS_VARIABLE or container:
-                raise UnsafeTensorFlowError(
-                    f"{what} uses the TensorFlow op VarHandleOp{where} for the variable "
-                    f"{_text(shared or node.name)!r}, which lives outside the computation (a named variable is "
-                    "shared by every run in the process). fedc runs only variables a computation creates for "
-                    "itself (anonymous, made fresh on every run, as @fedc.tf_computation traces them). If you "
-                    "trust this computation, load it with trusted=True (--trusted)"
-                )
+        _check_state(op, node, what, where)
         for callee in _called_functions(node.attr):
             if callee not in defined:
                 raise UnsafeTensorFlowError(
@@ -372,6 +355,30 @@ def check_payload(payload: bytes, what: str) -> None:
                 )
             callees.add(callee)
     _check_calls(calls, what)
+
+
+def _check_state(op: str, node, what: str, where: str) -> None:
+    """Refuses state a graph did not create for itself: a named variable, or a resource handle from outside.
+
+    A graph may use variables only through its own anonymous ``VarHandleOp``s
+    (fresh on every run); a named one is shared by every graph in the process
+    naming it, and a handle given as a constant or an input could name another
+    computation's variable.
+    """
+    if op in _HANDLE_SOURCES and "dtype" in node.attr and node.attr["dtype"].type == _DT_RESOURCE:
+        problem = (f"has a {op} of a TensorFlow resource handle{where} ({_text(node.name)!r}): a handle given "
+                   "from outside names state outside the computation (another computation's variables)")
+    elif op == "VarHandleOp" and (node.attr["shared_name"].s != ANONYMOUS_VARIABLE or node.attr["container"].s):
+        shared = node.attr["shared_name"].s
+        problem = (f"uses the TensorFlow op VarHandleOp{where} for the variable {_text(shared or node.name)!r}, "
+                   "which lives outside the computation (a named variable is shared by every run in the process)")
+    else:
+        return
+    raise UnsafeTensorFlowError(
+        f"{what} {problem}. fedc runs only variables a computation creates for itself (anonymous, made fresh "
+        "on every run, as @fedc.tf_computation traces them). If you trust this computation, load it with "
+        "trusted=True (--trusted)"
+    )
 
 
 def _check_calls(calls: dict[Optional[str], set[str]], what: str) -> None:

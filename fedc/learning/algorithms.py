@@ -110,13 +110,6 @@ def _optimizer(value: Any, what: str) -> optimizer_lib.Optimizer:
     raise FedcTypeError(f"{what} must be a fedc.learning.optimizers.Optimizer, got {type(value).__name__}")
 
 
-def _not_yet(**given) -> None:
-    for name, value in given.items():
-        if value is not None:
-            raise FedcValueError(f"{name}: fedc's build_fed_eval does not take a custom {name} yet (it sums then "
-                                 "finalizes the metrics, TFF's default); leave it None")
-
-
 def _checked_metrics_aggregator(metrics_aggregator):
     if metrics_aggregator is None:
         return metrics_lib.sum_then_finalize
@@ -199,17 +192,25 @@ def _checked_distributor(model_distributor, weights_type):
     return model_distributor
 
 
-def _with_states(base_type, parts: list) -> Optional[fedc.Computation]:
-    """A computation putting processes' own states (``[(field, process)]``) into the base state, or None."""
+def _with_states(base_type, parts: list) -> tuple[Optional[fedc.Computation], fedc.Type]:
+    """(a computation putting processes' own states (``[(field, process)]``) into the base state, or None
+    when there are none; the state's type then)."""
     if not parts:
-        return None
+        return None, base_type
     states_type = fedc.StructType([(field, process.initialize.type_signature.result.member) for field, process in parts])
 
     @fedc.tf_computation(base_type, states_type, autograph=False)
     def with_states(state, states):
         return state._replace(**{field: states[field] for field, _ in parts})
 
-    return with_states
+    return with_states, with_states.type_signature.result
+
+
+def _distribution_type(state_type, distributor) -> fedc.StructType:
+    """``<state=…,measurements=…>`` of the distribution, as :func:`_distribute` gives it to the server update."""
+    measurements = (fedc.StructType([]) if distributor is None
+                    else distributor.next.type_signature.result["measurements"].member)
+    return fedc.StructType([("state", state_type["distributor"]), ("measurements", measurements)])
 
 
 def _initial_state(server_init, with_states, parts):
@@ -277,8 +278,7 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
     # A given distributor's and aggregator's own states replace the defaults' (<>).
     parts = [(field, process) for field, process in (("distributor", distributor), ("aggregator", aggregation))
              if process is not None]
-    with_states = _with_states(server_init.type_signature.result, parts)
-    state_type = server_init.type_signature.result if with_states is None else with_states.type_signature.result
+    with_states, state_type = _with_states(server_init.type_signature.result, parts)
     hparams_type = state_type["client_work"]
 
     @fedc.tf_computation(weights_type, hparams_type, data_type, autograph=False)
@@ -378,9 +378,7 @@ def _build_fed_avg(model_fn, client_optimizer_fn, server_optimizer_fn, client_we
     if not isinstance(aggregate_metrics, fedc.Computation):
         raise FedcTypeError(f"metrics_aggregator must return a fedc computation, got {type(aggregate_metrics).__name__}")
     train_type = aggregate_metrics.type_signature.result.member
-    distribution_type = fedc.StructType([("state", state_type["distributor"]), ("measurements", (
-        fedc.StructType([]) if distributor is None
-        else distributor.next.type_signature.result["measurements"].member))])
+    distribution_type = _distribution_type(state_type, distributor)
 
     if aggregation is None:
         @fedc.tf_computation(state_type, weights_type["trainable"], fedc.TensorType(np.float32), train_type,
@@ -588,7 +586,9 @@ def build_fed_eval(model_fn: Union[Callable, model_lib.FunctionalModel],
     ``<…,client_work=<eval=<current_round_metrics=…,total_rounds_metrics=…>>,…>``.
     Nothing trains: the weights stay as they were set.
     """
-    _not_yet(metrics_aggregator=metrics_aggregator)
+    if metrics_aggregator is not None:
+        raise FedcValueError("metrics_aggregator: fedc's build_fed_eval does not take a custom metrics_aggregator "
+                             "yet (it sums then finalizes the metrics, TFF's default); leave it None")
     if not isinstance(loop_implementation, LoopImplementation):
         raise FedcTypeError(f"loop_implementation must be a fedc.learning.algorithms.LoopImplementation, "
                             f"got {loop_implementation!r}")
@@ -609,8 +609,7 @@ def build_fed_eval(model_fn: Union[Callable, model_lib.FunctionalModel],
             finalizer=())
 
     parts = [] if distributor is None else [("distributor", distributor)]
-    with_states = _with_states(server_init.type_signature.result, parts)
-    state_type = server_init.type_signature.result if with_states is None else with_states.type_signature.result
+    with_states, state_type = _with_states(server_init.type_signature.result, parts)
 
     client_eval = _client_eval(form, weights_type, data_type)
 
@@ -618,9 +617,7 @@ def build_fed_eval(model_fn: Union[Callable, model_lib.FunctionalModel],
     def to_clients(state):
         return state.global_model_weights
 
-    distribution_type = fedc.StructType([("state", state_type["distributor"]), ("measurements", (
-        fedc.StructType([]) if distributor is None
-        else distributor.next.type_signature.result["measurements"].member))])
+    distribution_type = _distribution_type(state_type, distributor)
 
     @fedc.tf_computation(state_type, client_eval.type_signature.result, distribution_type, autograph=False)
     def server_update(state, summed, distribution):
