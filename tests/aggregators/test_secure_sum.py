@@ -135,3 +135,8 @@ def test_bad_thresholds_and_values_are_clear_errors():
         metrics.secure_sum_then_finalize({"a": lambda v: v[0]}, t, {"b": (0.0, 1.0)})
     with pytest.raises(fedc.FedcValueError, match="lower < upper"):
         metrics.secure_sum_then_finalize({"a": lambda v: v[0]}, t, {"a": (1.0, 0.0)})
+    with pytest.raises(fedc.FedcTypeError, match=r"metric_value_ranges\['a'\]: expected a dict of metric name"):
+        metrics.secure_sum_then_finalize({"a": lambda v: v[0]}, t, {"a": "0 to 1"})
+    counts = fedc.to_type(collections.OrderedDict(n=[np.int64]))
+    with pytest.raises(fedc.FedcValueError, match=r"the range \(0, 1.5\) of an integer metric tensor must be integers"):
+        metrics.secure_sum_then_finalize({"n": lambda v: v[0]}, counts, {"n": (0, 1.5)})

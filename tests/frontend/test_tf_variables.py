@@ -110,6 +110,13 @@ def test_capturing_a_variable_created_outside_says_what_to_do():
             return x + outside
 
 
+def test_a_body_with_variables_that_returns_nothing_says_so():
+    with pytest.raises(fedc.FedcError, match=r"tf_computation 'forgets' returns nothing"):
+        @fedc.tf_computation(tf.float32)
+        def forgets(x):
+            tf.Variable(1.0).assign_add(x)
+
+
 def test_a_failure_while_tracing_with_variables_is_a_fedc_error():
     with pytest.raises(fedc.FedcError, match=r"tf_computation 'bad' failed while being traced by TensorFlow"):
         @fedc.tf_computation(tf.float32)

@@ -206,6 +206,10 @@ def test_the_older_federated_evaluation_is_one_computation(process):
     same = algorithms.build_federated_evaluation(model_fn,
                                                  broadcast_process=templates.build_broadcast_process(weights_type))
     assert float(same(weights, data)["eval"]["loss"]) == float(older["loss"])
+    with pytest.raises(fedc.FedcTypeError, match="use_experimental_simulation_loop is a bool"):
+        algorithms.build_federated_evaluation(model_fn, use_experimental_simulation_loop="yes")
+    with pytest.raises(fedc.FedcTypeError, match="metrics_aggregator must return a fedc computation, got int"):
+        algorithms.build_federated_evaluation(model_fn, metrics_aggregator=lambda finalizers, t: 3)
 
 
 def test_what_fedc_does_not_take_yet_is_said():

@@ -149,6 +149,9 @@ def test_is_cached_says_whether_load_data_needs_no_download(tmp_path):
     other.mkdir()
     write_emnist_file(other / "emnist_all.sqlite")
     assert emnist.is_cached(str(other))
+    for call in (lambda: emnist.is_cached(3), lambda: emnist.load_data(cache_dir=3)):
+        with pytest.raises(fedc.FedcTypeError, match="cache_dir is a directory's path .* got int 3"):
+            call()
 
 
 def test_an_in_memory_client_datas_union_knows_its_length():

@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from typing import Optional
 
-from fedc import FedcError
+from fedc import FedcError, FedcTypeError
 
 __all__ = ["DEFAULT_CACHE_DIR", "cached_file", "is_cached"]
 
@@ -26,6 +26,9 @@ _CHUNK = 1 << 20
 
 def _paths(origin: str, cache_dir: Optional[str]) -> tuple[str, str, str, str]:
     """(directory, file name, its path, the compressed file's path) for ``origin`` in ``cache_dir``."""
+    if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
+        raise FedcTypeError(f"cache_dir is a directory's path (a str), or None for {DEFAULT_CACHE_DIR}; "
+                            f"got {type(cache_dir).__name__} {cache_dir!r}")
     directory = os.path.expanduser(cache_dir if cache_dir is not None else DEFAULT_CACHE_DIR)
     compressed_name = origin.rstrip("/").rsplit("/", 1)[-1]
     name = compressed_name[: -len(".lzma")] if compressed_name.endswith(".lzma") else compressed_name
