@@ -58,7 +58,7 @@ from fedc.errors import FedcError
 from fedc.ir import building_blocks as bb
 from fedc.ir import intrinsics
 from fedc.ir.transform import rewrite
-from fedc.types import FederatedType, FunctionType, StructType, TensorType, Type
+from fedc.types import FunctionType, StructType, TensorType, Type
 
 from .util import Names, free_references, is_atom, rename_bound, substitute
 
@@ -613,7 +613,9 @@ def build_sum_aggregate(
     a = bb.Reference(names.fresh("a"), StructType([u, t]))
     bindings = Bindings(names)
     summand = bindings.flatten(apply_fn(summands, bb.Selection(a, index=1), names, defs))
-    accumulate = bb.Lambda(a.name, a.type_signature, bindings.block(op("add", bb.Selection(a, index=0), summand)), location)
+    # the add carries the aggregation's location: an overflow there is reported at the source's sum
+    add = call("add", bb.Struct([bb.Selection(a, index=0), summand]), location)
+    accumulate = bb.Lambda(a.name, a.type_signature, bindings.block(add), location)
     accumulate_name = names.fresh("accumulate")
     new_locals.append((accumulate_name, accumulate))
     merge_name = names.fresh("merge")

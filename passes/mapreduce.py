@@ -31,7 +31,6 @@ import dataclasses
 from typing import Iterable, Optional
 
 import networkx as nx
-import numpy as np
 
 from fedc.errors import FedcError
 from fedc.ir import building_blocks as bb
@@ -640,8 +639,15 @@ def lower(module: Module, symbol: str, ctx: Optional[PassContext] = None, hint: 
         elif a.uri == "federated_mean":
             ones = stage.fresh(f"{a.name}_one", intrinsic_call("ones", type=_scalars_like(a.value_type)))
             value = intrinsic_call("add", bb.Struct([u, bb.Struct([x, ones])]), location=location)
-        else:  # weighted mean: <sum of w * x, sum of w>, w cast to each leaf's dtype
+        else:  # weighted mean: <sum of w * x, sum of w>, w cast to each leaf's dtype; no w below 0
             xs, ws = bb.Selection(x, index=0), bb.Selection(x, index=1)
+            zero_weight = stage.fresh(f"{a.name}_no_weight", intrinsic_call("zeros", type=ws.type_signature))
+            valid = stage.fresh(f"{a.name}_weight_valid",
+                                intrinsic_call("greater_equal", bb.Struct([ws, zero_weight])))
+            ws = stage.fresh(f"{a.name}_weight", intrinsic_call(
+                "check", bb.Struct([valid, ws]), location=location,
+                message="federated_weighted_mean: a client's weight is negative; weights are counts or "
+                        "importances, at least 0"))
             weights = _weights_like(stage, a.value_type, ws, a.name)
             weighted = stage.fresh(f"{a.name}_weighted", intrinsic_call("multiply", bb.Struct([xs, weights])))
             value = intrinsic_call("add", bb.Struct([u, bb.Struct([weighted, weights])]), location=location)
@@ -671,8 +677,15 @@ def lower(module: Module, symbol: str, ctx: Optional[PassContext] = None, hint: 
             value = stage.bind(a.name, bb.Call(stage.operand(a.operands[4]), u, a.local.location))
         elif a.uri == "federated_sum":
             value = u
-        else:
+        else:  # mean, weighted mean: the sum over the count (or the weights), which must not be 0
             total, count = bb.Selection(u, index=0), bb.Selection(u, index=1)
+            none = stage.fresh(f"{a.name}_none", intrinsic_call("zeros", type=count.type_signature))
+            some = stage.fresh(f"{a.name}_some", intrinsic_call("greater", bb.Struct([count, none])))
+            message = ("federated_mean over zero clients has no value" if a.uri == "federated_mean" else
+                       "federated_weighted_mean: the clients' weights sum to 0, so the mean has no value "
+                       "(TFF would return NaN here; fedc refuses)")
+            count = stage.fresh(f"{a.name}_count", intrinsic_call(
+                "check", bb.Struct([some, count]), location=a.local.location, message=message))
             value = stage.bind(a.name, intrinsic_call("divide", bb.Struct([total, count]), location=a.local.location))
         results.append((a.name, value))
     report_value = bb.Struct(results)

@@ -165,6 +165,20 @@ def _where(arg, attrs):
     return _map_struct(leaf, arg[0], arg[1], arg[2])
 
 
+def _check(arg, attrs):
+    condition, x = arg
+    # (mapped over clients, a leaf is Batched: every client's condition at once)
+    if not all(bool(np.all(leaf.value if isinstance(leaf, Batched) else leaf)) for leaf in _leaves(condition)):
+        raise FedcError(attrs["message"])
+    return x
+
+
+def _leaves(value):
+    if isinstance(value, tuple):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [value]
+
+
 def _checked_divide(x, y):
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.true_divide(x, y)
@@ -277,6 +291,7 @@ IMPLS: dict[str, Callable[[Any, dict], Any]] = {
     "logical_not": _unary(np.logical_not),
     "where": _where,
     "clip": _ternary(np.clip),
+    "check": _check,
     "cast": _cast,
     "reshape": _reshape,
     "matmul": _matmul,

@@ -202,6 +202,21 @@ def _where(graph, arg, signature, attrs):
     return _map_struct(lambda c, a, b: tf.where(c, a, b), arg[0], arg[1], arg[2])
 
 
+def _check(graph, arg, signature, attrs):
+    tf = _tf()
+    condition, x = arg
+
+    def holds(value):
+        if isinstance(value, tuple):
+            parts = [holds(v) for v in value]
+            return tf.reduce_all(tf.stack(parts)) if parts else tf.constant(True)
+        return tf.reduce_all(value)
+
+    message = attrs["message"]
+    graph.check(holds(condition), lambda: message)
+    return x
+
+
 def _clip(graph, arg, signature, attrs):
     tf = _tf()
     # numpy's clip: minimum(maximum(x, low), high), with the bounds broadcast.
@@ -401,6 +416,7 @@ LOWERINGS: dict[str, Callable[[Any, Any, FunctionType, dict], Any]] = {
     "logical_not": _unary(lambda x: _tf().logical_not(x)),
     "where": _where,
     "clip": _clip,
+    "check": _check,
     "cast": _cast,
     "reshape": _reshape,
     "matmul": _matmul,

@@ -166,6 +166,26 @@ def _rule_where(d, p, attrs):
     return _map_nary([condition, x, y], combine)
 
 
+def _rule_check(d, p, attrs):
+    condition, x = _operands(d, p, 2)
+    for leaf in condition.walk():
+        if isinstance(leaf, TensorType):
+            _require(leaf, "bool")
+        elif not isinstance(leaf, StructType):
+            raise FedcTypeError(f"the condition is a struct of bool tensors, not {condition}")
+    if not isinstance(attrs.get("message"), str):
+        raise FedcTypeError("check needs its message (the error when the condition fails)")
+    return x
+
+
+def _norm_message(value: Any):
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > 1000:
+        raise FedcTypeError(f"message is a non-empty string of at most 1000 characters, not {value!r}")
+    return value
+
+
 def _rule_clip(d, p, attrs):
     x, low, high = _operands(d, p, 3)
 
@@ -382,6 +402,10 @@ for _name, _kinds, _doc in _UNARY:
 _op("where", "(<bool-valued T,T,T> -> T)", _rule_where, "elements of x where the condition holds, else of y",
     operands=("condition", "x", "y"))
 _op("clip", "(<T,T,T> -> T)", _rule_clip, "x clipped to [low, high]", operands=("x", "low", "high"))
+_op("check", "(<bool-valued U,T> -> T)", _rule_check,
+    "x, if every element of the condition holds; else an error with the message (how lowerings keep the "
+    "run-time checks of the intrinsics they replace)",
+    [AttrSpec("message", _norm_message, None, "the error when the condition fails")], operands=("condition", "x"))
 _op("cast", "(T -> T with dtype)", _rule_cast, "converts the dtype",
     [AttrSpec("dtype", _norm_dtype, None, "the target dtype")])
 _op("reshape", "(T -> T with shape)", _rule_reshape, "changes the shape (one -1 is inferred)",

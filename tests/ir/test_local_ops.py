@@ -19,7 +19,7 @@ UNARY = {
     "sqrt": "floating", "exp": "floating", "log": "floating", "logical_not": "bool",
 }
 REDUCTIONS = {"reduce_sum": "numeric", "reduce_mean": "floating", "reduce_max": "real", "reduce_min": "real"}
-OTHERS = ["divide", "where", "clip", "cast", "reshape", "matmul", "zeros", "ones"]
+OTHERS = ["divide", "where", "clip", "cast", "reshape", "matmul", "zeros", "ones", "check"]
 ALL_LOCAL = set(BINARY_NUMERIC + BINARY_REAL + COMPARISONS + EQUALITIES + LOGICAL + OTHERS) | set(UNARY) | set(REDUCTIONS)
 
 
@@ -468,3 +468,16 @@ def test_attributes_are_sorted_and_checked_against_the_signature():
     with pytest.raises(fedc.FedcTypeError, match="expected float32\\[1,3\\], got float32\\[3\\]"):
         Intrinsic("reduce_sum", "(float32[2,3] -> float32[3])", {"keepdims": True, "axis": 0})
     assert ir.lookup("reduce_sum").attr_values({"axis": (0,)}) == {"axis": (0,), "keepdims": False}
+
+
+# --------------------------------------------------------------------------
+# check: a value, guarded by a condition (what lowerings use to keep an intrinsic's run-time checks)
+
+
+def test_check_returns_its_value_type_and_needs_bool_conditions_and_a_message():
+    assert result("check", pair("bool", "<a=float32[2],b=int32>"), message="bad") == "<a=float32[2],b=int32>"
+    assert result("check", pair("<bool[3],bool>", "float32"), message="bad") == "float32"
+    assert "operands must be bool tensors, not int32" in error("check", pair("int32", "float32"), message="bad")
+    assert "check needs its message" in error("check", pair("bool", "float32"))
+    assert "message is a non-empty string" in error("check", pair("bool", "float32"), message="  ")
+    assert "message is a non-empty string" in error("check", pair("bool", "float32"), message=7)

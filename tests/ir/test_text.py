@@ -252,11 +252,13 @@ _CANDIDATE_PARAMETERS = [
         FederatedType(np.float32, SERVER), FunctionType(StructType([F32, I32]), F32),
     ]),
     StructType([FunctionType(F32, F32), SequenceType(F32)]),
+    StructType([TensorType(np.bool_), F32]),
     StructType([SequenceType(F32), F32, FunctionType(StructType([F32, F32]), F32)]),
     None,
 ]
 _ATTRS = {
     "cast": {"dtype": "int32"},
+    "check": {"message": "the weight is negative"},
     "reshape": {"shape": [3, -1]},
     "reduce_sum": {"axis": [0, -1], "keepdims": True},
     "reduce_mean": {"axis": [1]},

@@ -389,7 +389,8 @@ def test_means_of_mixed_dtypes_with_integer_weights():
         "weighted=<<a=float32[2],b=float64>,<a=float32,b=float64>>,total=int32>"
     )
     text = ir.print_module(form.module)
-    assert 'local.cast(%accumulator_and_input[1].weighted[1]) {dtype = "float64"}' in text
+    assert 'local.cast(%weighted_weight) {dtype = "float64"}' in text  # the weight, checked to be at least 0
+    assert 'message = "federated_weighted_mean: a client\'s weight is negative' in text
     for seed in range(3):
         rng = np.random.default_rng(seed)
         argument = random_value(parameter, rng, 4)
@@ -599,3 +600,30 @@ def test_fedavg_fed_next_still_trains(fedavg, fedavg_data, pipeline):
         got_state, got_x = run_round(form, initial, clients)
         assert_close(list(got_state), list(expected["weights"]), rtol=1e-4, atol=1e-5)
         assert_close(got_x, expected["loss"], rtol=1e-4, atol=1e-5)
+
+
+WEIGHTED_ROUND = """\
+computation round(s: float32@SERVER, x: {float32}@CLIENTS, w: {float32}@CLIENTS) -> <s=float32@SERVER, m=float32@SERVER, a=float32@SERVER> {
+  return <s=s, m=federated_mean(x, w), a=federated_mean(x)>
+}
+"""
+
+
+@pytest.mark.parametrize("backend", ["reference", "tf"])
+def test_the_form_keeps_the_means_run_time_checks(backend):
+    """A negative weight, weights summing to 0 and a mean over no client fail in the form as in the round."""
+    import fedc
+    from fedc.frontend import fed
+
+    form = MapReduceForm(passes.run(fed.parse(WEIGHTED_ROUND, filename="w.fed"), "to-mapreduce").module)
+    round_ = Computation(as_round(form), "round")
+    with fedc.backend(backend):
+        assert round_(1.0, [(1.0, 1.0), (3.0, 3.0)])[1] == {"m": 2.5, "a": 2.0}
+        with pytest.raises(FedcError, match="federated_weighted_mean: a client's weight is negative"):
+            round_(1.0, [(1.0, 2.0), (3.0, -1.0)])
+        with pytest.raises(FedcError, match="federated_weighted_mean: the clients' weights sum to 0"):
+            round_(1.0, [(1.0, 0.0), (3.0, 0.0)])
+    with pytest.raises(FedcError, match="federated_weighted_mean: a client's weight is negative"):
+        run_round(form, 1.0, [(1.0, 2.0), (3.0, -1.0)])
+    with pytest.raises(FedcError, match="federated_weighted_mean: the clients' weights sum to 0|zero clients"):
+        run_round(form, 1.0, [])

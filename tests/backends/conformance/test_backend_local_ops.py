@@ -93,3 +93,16 @@ def test_integer_ops_refuse_what_the_oracle_refuses(backend, dtype):
         computation = Computation(_module(uri, operands, attrs, mapped=False), "op")
         with pytest.raises(fedc.FedcError, match=fragment):
             computation()
+
+
+def test_a_failed_check_is_an_error_with_its_message(backend):
+    """local.check (how lowerings keep an intrinsic's run-time check): in a computation and mapped over clients."""
+    message = "a client's weight is negative; weights are at least 0"
+    computation = Computation(_module("check", [np.array([True, False]), np.float32(1.5)], {"message": message},
+                                      mapped=False), "op")
+    with pytest.raises(fedc.FedcError, match="a client's weight is negative; weights are at least 0"):
+        computation()
+    mapped = Computation(_module("check", [np.array(True), np.float32(1.5)], {"message": message}, mapped=True), "op")
+    assert [float(v) for v in mapped([np.array(True)] * 3)] == [1.5, 1.5, 1.5]
+    with pytest.raises(fedc.FedcError, match="a client's weight is negative"):
+        mapped([np.array(True), np.array(False), np.array(True)])

@@ -57,6 +57,7 @@ CASES = {
     "where": ((x > 0, x, y), {}, np.where(x > 0, x, y)),
     "clip": ((x, F32(-1.0), F32(2.0)), {}, np.clip(x, -1, 2)),
     "cast": ((x,), {"dtype": "int32"}, x.astype(np.int32)),
+    "check": ((x > -10, x), {"message": "every value is above -10"}, x),
     "reshape": ((x,), {"shape": [3, -1]}, x.reshape(3, 2)),
     "matmul": ((x, x.T), {}, x @ x.T),
     "reduce_sum": ((x,), {"axis": 1}, x.sum(axis=1)),
