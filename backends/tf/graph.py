@@ -336,7 +336,63 @@ class Graph(Evaluator):
             return self.evaluate(node.result, inner)
 
         closure.parameter_type = node.parameter_type
+        closure.lift_over_clients = lambda clients: self.lifted(node, env, clients)
         return closure
+
+    def lifted(self, node: bb.Lambda, env: dict, clients: "ClientValues") -> Optional["ClientValues"]:
+        """The lambda ``node`` applied to every client's value, evaluated once over all of them (or None).
+
+        The body is walked with its parameter bound to ``clients`` itself:
+        selections and structs of client values stay client values, and a call
+        on one maps its function over the clients (:meth:`map_clients`), so a
+        ``tf_computation`` that reduces its client's dataset runs as its plan
+        over all clients (:mod:`.datasets`) even inside a lambda (the MapReduce
+        form's ``work``). None when the body does something this walk does not
+        lift (a nested lambda that uses a client value, say): the caller then
+        maps client by client.
+        """
+        inner = dict(env)
+        inner[node.parameter_name] = _Lifted(clients)
+        try:
+            result = self._lifted_walk(node.result, inner)
+        except _NotLiftable:
+            return None
+        return result.clients if isinstance(result, _Lifted) else broadcast_to_clients(result, clients.count)
+
+    def _lifted_walk(self, node: bb.Node, env: dict) -> Any:
+        kind = type(node)
+        if kind is bb.Reference:
+            return env[node.name]
+        if kind is bb.Selection:
+            source = self._lifted_walk(node.source, env)
+            if isinstance(source, _Lifted):
+                return _Lifted(select_clients(source.clients, node.resolved_index))
+            return self.select(source, node.resolved_index)
+        if kind is bb.Struct:
+            parts = [self._lifted_walk(value, env) for _, value in node.elements]
+            if not any(isinstance(p, _Lifted) for p in parts):
+                return tuple(parts)
+            count = next(p.clients.count for p in parts if isinstance(p, _Lifted))
+            return _Lifted(ClientValues(count, zipped=tuple(
+                p.clients if isinstance(p, _Lifted) else broadcast_to_clients(p, count) for p in parts)))
+        if kind is bb.Block:
+            inner = dict(env)
+            for name, value in node.locals:
+                inner[name] = self._lifted_walk(value, inner)
+            return self._lifted_walk(node.result, inner)
+        if kind is bb.Call:
+            function = self._lifted_walk(node.function, env)
+            if isinstance(function, _Lifted):
+                raise _NotLiftable("a function value per client")
+            if node.argument is None:
+                return function(None)
+            argument = self._lifted_walk(node.argument, env)
+            if isinstance(argument, _Lifted):
+                return _Lifted(self.map_clients(function, argument.clients))
+            return function(argument)
+        if any(isinstance(v, _Lifted) for v in env.values()) and _uses_any(node, env):
+            raise _NotLiftable(type(node).__name__)
+        return self.evaluate(node, env)
 
     def intrinsic(self, node: bb.Intrinsic) -> Callable:
         rule = self.rules[node.uri]
@@ -372,6 +428,11 @@ class Graph(Evaluator):
         over_clients = getattr(function, "map_over_clients", None)
         if over_clients is not None and value.count:
             mapped = over_clients(value)
+            if mapped is not None:
+                return mapped
+        lift = getattr(function, "lift_over_clients", None)
+        if lift is not None and value.count and _takes_sequences(function):  # a lambda over clients' datasets
+            mapped = lift(value)
             if mapped is not None:
                 return mapped
         if value.count and value.stacked is not None and not _takes_sequences(function):
@@ -445,6 +506,36 @@ def broadcast_to_clients(value: Any, count: int) -> ClientValues:
                                                     if t.shape.is_fully_defined()
                                                     else tf.tile(t[None], [count] + [1] * t.shape.rank), value))
     return ClientValues(count, items=[value] * count)
+
+
+class _Lifted:
+    """A value of the member type standing for every client's (inside :meth:`Graph.lifted`)."""
+
+    __slots__ = ("clients",)
+
+    def __init__(self, clients: ClientValues):
+        self.clients = clients
+
+
+class _NotLiftable(Exception):
+    pass
+
+
+def _uses_any(node: bb.Node, env: dict) -> bool:
+    """Whether ``node`` refers to a lifted value of ``env``."""
+    lifted = {name for name, value in env.items() if isinstance(value, _Lifted)}
+    return any(isinstance(n, bb.Reference) and n.name in lifted for n in node.walk())
+
+
+def select_clients(value: ClientValues, index: int) -> ClientValues:
+    """Element ``index`` of every client's struct value."""
+    if value.zipped is not None:
+        return value.zipped[index]
+    if value.stacked is not None:
+        return ClientValues(value.count, stacked=value.stacked[index])
+    if value.grouped is not None:
+        return ClientValues(value.count, grouped=[(clients, stacked[index]) for clients, stacked in value.grouped])
+    return ClientValues(value.count, items=[item[index] for item in value.items()])
 
 
 def _fix_struct(member, stacked):
