@@ -96,6 +96,11 @@ class Backend(abc.ABC):
     #: The pass pipeline (text, as ``fedc opt --passes`` takes it) that brings a
     #: computation into the form :meth:`build` expects; empty for none.
     pipeline: str = ""
+    #: The passes that lower a round to its MapReduce form, for a backend that runs rounds in that form (the tf
+    #: backend on workers); empty for none. The execution context then wraps each computation from server values
+    #: and client data to server values as a round (:func:`fedc.ir.mapreduce.wrap_as_round`), lowers it, and
+    #: calls :meth:`compile_round`; a computation that does not lower is compiled with :meth:`compile`.
+    round_pipeline: str = ""
 
     def supports(self, uri: str) -> bool:
         """Whether this backend has a rule for the intrinsic or local op ``uri``."""
@@ -114,6 +119,23 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def build(self, module: Module, symbol: str) -> Executable:
         """The executable of ``@symbol``; ``module`` is verified and every op in it has a rule."""
+
+    def compile_round(self, module: Module, symbol: str, form: Module, wrapping: Any) -> Executable:
+        """The executable of ``@symbol`` given also its MapReduce form ``form`` (see :attr:`round_pipeline`).
+
+        ``wrapping`` (a :class:`fedc.ir.mapreduce.RoundWrapping`) says which
+        of the computation's parameter elements are the round's state and
+        which its client data. Both modules are verified and checked first.
+        """
+        verify(module)
+        verify(form)
+        self.check_supported(module)
+        self.check_supported(form)
+        return self.build_round(module, symbol, form, wrapping)
+
+    def build_round(self, module: Module, symbol: str, form: Module, wrapping: Any) -> Executable:
+        """The executable of ``@symbol`` run as its MapReduce form; by default, as the computation itself."""
+        return self.build(module, symbol)
 
     def close(self) -> None:
         """Releases what the backend started (processes, clusters); the default has nothing to end."""
@@ -191,7 +213,8 @@ _instances: dict[tuple, Backend] = {}
 
 def _options_key(options: Mapping[str, Any]) -> tuple:
     try:
-        key = tuple(sorted(options.items()))
+        # (the type too: workers=True is not workers=1, though they are equal and hash alike)
+        key = tuple(sorted((name, type(value).__qualname__, value) for name, value in options.items()))
         hash(key)
     except TypeError:
         raise FedcError(f"backend options must be hashable values, got {dict(options)!r}") from None

@@ -9,6 +9,7 @@ from fedc.errors import (
     FedcError,
     FedcTypeError,
     FedcValueError,
+    FedcWarning,
     ParseError,
     SerializationError,
     SourceLocation,

@@ -1,7 +1,8 @@
 """The ``fedc`` command line.
 
     fedc compile algo.fed [-o out] [--emit ir|proto|dot|svg|png] [--passes PIPELINE] [--report privacy|cost]
-    fedc run algo.fed [--entry NAME] [--args FILE.json|FILE.npz] [--rounds N] [--backend NAME] [--timeout S]
+    fedc run algo.fed [--entry NAME] [--args FILE.json|FILE.npz] [--rounds N] [--backend NAME] [--workers N]
+                  [--address ADDR] [--timeout S]
     fedc opt in.fedir --passes PIPELINE [--print-ir-after-all] [--time-passes] ...
     fedc viz algo.fed -o graph.svg
     fedc viz algo.fed --passes PIPELINE --stages -o stages.html
@@ -474,13 +475,18 @@ def cmd_run(args) -> int:
         module = load_module(args.input, args.include, args.trusted, import_externs=True)
         ir.verify(module)
         module = _apply_passes(module, args)
-        with context.backend(args.backend):
-            if args.rounds is not None:
-                return _run_rounds(module, args)
-            symbol = _entry(module, args.entry)
-            computation, lam = computation_for(module, symbol)
-            value = call_with_args(computation, lam, read_args(args.args))
-            print(format_value(value))
+        options = {k: v for k, v in (("workers", args.workers), ("address", args.address)) if v is not None}
+        with context.backend(args.backend, **options) as backend:
+            try:
+                if args.rounds is not None:
+                    return _run_rounds(module, args)
+                symbol = _entry(module, args.entry)
+                computation, lam = computation_for(module, symbol)
+                value = call_with_args(computation, lam, read_args(args.args))
+                print(format_value(value))
+            finally:
+                if options:
+                    backend.close()  # the workers (and a local Ray cluster) end with the command
     return EXIT_OK
 
 
@@ -776,6 +782,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--entry", metavar="NAME", help="the computation to run (default: the last one in the file)")
     p.add_argument("--args", metavar="FILE", help="arguments: a .json file, or .npz keyed by /-paths (e.g. data/3/0)")
     p.add_argument("--backend", default=DEFAULT_BACKEND, help=f"the backend to run on (default: {DEFAULT_BACKEND})")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="run rounds on N worker processes (the tf backend on Ray; a local cluster unless --address)")
+    p.add_argument("--address", metavar="ADDR",
+                   help="the Ray cluster to run the workers on: auto, host:port or ray://host:10001")
     p.add_argument("--rounds", type=int, metavar="N", help="run initialize, then next N times")
     p.add_argument("--initialize", default="initialize", metavar="NAME", help="the initialize computation (with --rounds)")
     p.add_argument("--next", default="next", metavar="NAME", help="the next computation (with --rounds)")

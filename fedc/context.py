@@ -25,11 +25,12 @@ import abc
 import contextlib
 import inspect
 import threading
+import warnings
 import weakref
 from typing import Any, Iterator, Optional, Sequence
 
 from fedc.backends.base import DEFAULT_BACKEND, Backend, Executable, available_backends, get_backend as _named_backend
-from fedc.errors import FedcError, FedcTypeError
+from fedc.errors import FedcError, FedcTypeError, FedcWarning
 from fedc.limits import deep_recursion
 from fedc.types import StructType, Type, infer_type
 from fedc.values import Clients, from_python, to_python
@@ -84,6 +85,10 @@ class Context(abc.ABC):
         """A call of a :class:`~fedc.PolymorphicComputation`, specialised to the arguments."""
 
 
+#: The name of the round a computation is wrapped in when its backend runs rounds as MapReduce forms.
+_ROUND_NAME = "distributed_round"
+
+
 class ExecutionContext(Context):
     """Runs computations on one backend, compiling each once (through the backend's pipeline)."""
 
@@ -110,9 +115,37 @@ class ExecutionContext(Context):
             from fedc import passes
 
             module = passes.run(module, self.pipeline).module
-        executable = self.backend.compile(module, computation.name)
+        lowered = self._as_round(module, computation.name) if self.backend.round_pipeline else None
+        if lowered is not None:
+            executable = self.backend.compile_round(module, computation.name, *lowered)
+        else:
+            executable = self.backend.compile(module, computation.name)
         with self._lock:
             return self._compiled.setdefault(computation, executable)
+
+    def _as_round(self, module, symbol: str):
+        """``(form, wrapping)``: the MapReduce form of ``@symbol`` wrapped as a round, or None when it has none.
+
+        A computation without client data, or not returning values at the
+        server, is not a round (None, silently). One that is but does not
+        lower (two rounds of broadcast and aggregation, say) runs as it is,
+        with a warning saying why it does not run as a MapReduce round.
+        """
+        from fedc import passes
+        from fedc.ir.mapreduce import wrap_as_round
+
+        try:
+            wrapped, wrapping = wrap_as_round(module, symbol, name=_ROUND_NAME)
+        except FedcError:
+            return None
+        try:
+            form = passes.run(wrapped, f"{self.backend.round_pipeline}{{entry={_ROUND_NAME}}}").module
+        except FedcError as e:
+            why = str(e).replace(f"{{entry={_ROUND_NAME}}}", "").replace(f"@{_ROUND_NAME}", f"@{symbol} as a round")
+            warnings.warn(f"@{symbol} runs as it is on the {self.backend.name} backend, not as a MapReduce round "
+                          f"on its workers ({why})", FedcWarning, stacklevel=2)
+            return None
+        return form, wrapping
 
     def is_compiled(self, computation) -> bool:
         """Whether ``computation`` has been compiled in this context."""

@@ -16,6 +16,7 @@ from bisect import bisect_right
 __all__ = [
     "FedcError",
     "FedcTypeError",
+    "FedcWarning",
     "ParseError",
     "SerializationError",
     "SourceLocation",
@@ -156,6 +157,10 @@ class UnsafeTensorFlowError(FedcError):
 
 class UnsupportedError(FedcError):
     """A backend or tool does not implement something a computation uses."""
+
+
+class FedcWarning(UserWarning):
+    """Something works, but not as the user asked for (a computation runs in-process, not on the workers)."""
 
 
 class FedcValueError(FedcError, ValueError):

@@ -70,6 +70,12 @@ def unstack(stacked: Any, count: int) -> list:
     return [stacked[i] for i in range(count)]
 
 
+def _slice_leaves(stacked: Any, start: int, stop: int) -> Any:
+    if isinstance(stacked, tuple):
+        return tuple(_slice_leaves(part, start, stop) for part in stacked)
+    return stacked[start:stop]
+
+
 def _leading_axis(stacked: Any) -> Optional[int]:
     if isinstance(stacked, tuple):
         for part in stacked:
@@ -106,6 +112,12 @@ class Clients:
         if self._items is None:
             self._items = unstack(self._stacked, self.count)
         return self._items
+
+    def select(self, start: int, stop: int) -> "Clients":
+        """Clients ``start`` to ``stop - 1`` (a shard), slicing whichever form is at hand."""
+        if self._stacked is not None:
+            return Clients.from_stacked(_slice_leaves(self._stacked, start, stop), stop - start)
+        return Clients.from_items(self._items[start:stop])
 
     def stacked(self) -> Optional[Any]:
         """The stacked form, or ``None`` when clients' values cannot be stacked."""

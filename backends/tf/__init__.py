@@ -18,25 +18,35 @@ does not) and returns a :class:`TFExecutable`. Calling it:
 A computation whose value sizes are known only while it runs (a
 ``tf_computation`` that returns a dataset) runs eagerly instead, op by op,
 with the same rules. TensorFlow places ops on a GPU when it has one.
+
+``TFBackend(workers=N)`` (``fedc.set_default_backend("tf", workers=4)``) or
+``TFBackend(address="auto")`` runs rounds on worker processes on Ray
+(:mod:`.cluster`, :mod:`.sharded`): every computation from server values and
+client data to server values runs as its MapReduce form, the clients
+sharded over the workers and pre-aggregated there; anything else runs here,
+in-process, as above.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+import warnings
 from typing import Any, Optional
 
 import numpy as np
 
 from fedc.backends.base import Backend
-from fedc.errors import FedcError
+from fedc.errors import FedcError, FedcWarning
 from fedc.ir.module import Module
 from fedc.limits import deep_recursion
 from fedc.types import FunctionType
 
+from .cluster import RayCluster, check_options, import_ray
 from .compiled import lower_compiled
 from .graph import Graph, NeedsEager
 from .intrinsics import RULES
+from .sharded import NotShardable, ShardedRound
 from .values import Shared, Stacked, eager_tensor, export, ingest, rebuild, restore, to_tensor, unshare
 
 __all__ = ["MAX_TRACES", "RULES", "TFBackend", "TFExecutable"]
@@ -193,7 +203,7 @@ class TFBackend(Backend):
     name = "tf"
     rules = RULES
 
-    def __init__(self):
+    def __init__(self, workers: Optional[int] = None, address: Optional[str] = None):
         import importlib.util
 
         try:
@@ -205,6 +215,33 @@ class TFBackend(Backend):
                             f"({sys.executable}): install it with `pip install tensorflow-cpu` (or `tensorflow` "
                             "for a GPU), or run on the reference backend: fedc.set_default_backend('reference'), "
                             "or fedc run --backend reference")
+        self.cluster: Optional[RayCluster] = None
+        if workers is not None or address is not None:
+            check_options(workers, address)
+            import_ray()  # not installed: said now, not at the first round
+            self.cluster = RayCluster(workers, address)
+            self.round_pipeline = "to-mapreduce"
 
     def build(self, module: Module, symbol: str) -> TFExecutable:
         return TFExecutable(module, symbol)
+
+    def build_round(self, module: Module, symbol: str, form: Module, wrapping) -> Any:
+        if self.cluster is None:
+            return self.build(module, symbol)
+        try:
+            return ShardedRound(self.cluster, module, symbol, form, wrapping, TFExecutable)
+        except NotShardable as e:
+            warnings.warn(f"@{symbol} runs in this process, not on the tf backend's workers: {e}", FedcWarning,
+                          stacklevel=2)
+            return self.build(module, symbol)
+
+    def close(self) -> None:
+        """Stops the workers (and the local Ray cluster this backend started)."""
+        if self.cluster is not None:
+            self.cluster.close()
+
+    def __repr__(self) -> str:
+        if self.cluster is None:
+            return "<fedc backend 'tf'>"
+        where = f", address={self.cluster.address!r}" if self.cluster.address else ""
+        return f"<fedc backend 'tf' (workers={self.cluster.requested_workers}{where})>"

@@ -26,14 +26,17 @@ these names (plus any placement-free helper computations they refer to, such
 as ``fedc.value @client_update`` holding a TensorFlow graph), so it prints,
 parses and serializes like any module. :class:`MapReduceForm` wraps such a
 module and checks that its parts fit together; :func:`as_round` turns it back
-into one federated computation. ``lower-to-mapreduce``
+into one federated computation, and :func:`wrap_as_round` makes any
+computation from server values and client data to server values a round (its
+server values the state), so that it can be lowered too. ``lower-to-mapreduce``
 (:mod:`fedc.passes.mapreduce`) produces it; backends execute it (the
 reference backend's ``run_round``, :mod:`fedc.backends.reference.mapreduce`).
 """
 
 from __future__ import annotations
 
-from typing import Optional, Union
+import dataclasses
+from typing import Any, Optional, Union
 
 from fedc.errors import FedcError
 from fedc.ir import building_blocks as bb
@@ -53,9 +56,11 @@ __all__ = [
     "PARTS",
     "SECURE_GROUPS",
     "MapReduceForm",
+    "RoundWrapping",
     "as_form",
     "as_round",
     "is_map_reduce_form",
+    "wrap_as_round",
 ]
 
 # The computations of a form module, in the order they are printed.
@@ -309,3 +314,103 @@ def as_round(form: Union[MapReduceForm, Module], name: str = "round") -> Module:
         elements.append((element_name, bind(f"result_{index}", call("federated_apply", bb.Struct([pick, updated])))))
     body = bb.Block(steps, bb.Struct(elements))
     return Module(module.name, list(module.items()) + [(name, bb.Lambda("arg", parameter, body))])
+
+
+# --------------------------------------------------------------------------
+# Any computation from server values and client data to server values, as a round
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundWrapping:
+    """Where a wrapped computation's parameter elements go in the round :func:`wrap_as_round` made of it.
+
+    ``symbol`` is the round's name; ``server`` the positions (in the
+    computation's parameter) of the values at the server, which become the
+    round's state S in that order, and ``clients`` those of the
+    ``{D}@CLIENTS`` values, its client data. ``struct_parameter`` is false
+    when the parameter is a single ``{D}@CLIENTS``.
+    """
+
+    symbol: str
+    struct_parameter: bool
+    server: tuple[int, ...]
+    clients: tuple[int, ...]
+
+    def split(self, argument: Any) -> tuple[tuple, list]:
+        """``(S, [clients' values, one per clients element])`` of an argument of the computation."""
+        if not self.struct_parameter:
+            return (), [argument]
+        return tuple(argument[i] for i in self.server), [argument[i] for i in self.clients]
+
+
+def _server_value(t: Type) -> bool:
+    return isinstance(t, FederatedType) and t.placement is SERVER
+
+
+def wrap_as_round(module: Module, symbol: str, name: str = "as_round") -> tuple[Module, RoundWrapping]:
+    """``module`` with a round ``@name`` that runs ``@symbol``, and how their parameters correspond.
+
+    ``@symbol`` must take values at the server and at least one
+    ``{D}@CLIENTS`` (a struct of them, or one ``{D}@CLIENTS``) and return a
+    value at the server or a struct of such. The round is
+    ``(<S@SERVER,{D1}@CLIENTS,...> -> <S@SERVER,X@SERVER>)``: S is the struct of
+    the computation's server values (``<>`` when there is none), returned
+    unchanged; the D's are its client values; X is its result (a struct of
+    server values zipped). Lowering the round (``to-mapreduce{entry=NAME}``)
+    gives the MapReduce form by which a distributed runtime runs the
+    computation. A computation that does not fit is a
+    :class:`~fedc.FedcError` saying why.
+    """
+    if symbol not in module:
+        module.lookup(symbol)  # raises, naming close matches
+    t = module[symbol].type_signature
+    if not isinstance(t, FunctionType) or t.parameter is None:
+        raise FedcError(f"@{symbol} has type {t}: a round takes client data")
+    parameter = t.parameter
+    elements = list(parameter.items()) if isinstance(parameter, StructType) else [(None, parameter)]
+    server, clients = [], []
+    for i, (element_name, element) in enumerate(elements):
+        if _server_value(element):
+            server.append(i)
+        elif isinstance(element, FederatedType) and element.placement is CLIENTS and not element.all_equal:
+            clients.append(i)
+        else:
+            raise FedcError(f"element {element_name or i} of the parameter of @{symbol} has type {element}: "
+                            "a round takes values at the server and {D}@CLIENTS")
+    if not clients:
+        raise FedcError(f"the parameter of @{symbol}, {parameter}, has no {{D}}@CLIENTS: a round takes client data")
+    result = t.result
+    results = list(result.items()) if isinstance(result, StructType) else None
+    if (results is None and not _server_value(result)) or (
+            results is not None and (not results or not all(_server_value(e) for _, e in results))):
+        raise FedcError(f"@{symbol} returns {result}: a round returns values at the server")
+    if name in module:
+        raise FedcError(f"wrap_as_round: the module already has a computation @{name}")
+
+    state_type = StructType([(elements[i][0], elements[i][1].member) for i in server])
+    round_parameter = StructType([FederatedType(state_type, SERVER)] + [elements[i][1] for i in clients])
+    arg = bb.Reference("arg", round_parameter)
+    steps: list[tuple[str, bb.Node]] = []
+
+    def bind(local: str, node: bb.Node) -> bb.Reference:
+        steps.append((local, node))
+        return bb.Reference(local, node.type_signature)
+
+    state = bind("state", bb.Selection(arg, index=0))
+    values: dict[int, bb.Node] = {}
+    for k, i in enumerate(server):
+        pick = bb.Lambda("s", state_type, bb.Selection(bb.Reference("s", state_type), index=k))
+        values[i] = bind(f"server_{k}", call("federated_apply", bb.Struct([pick, state])))
+    for k, i in enumerate(clients):
+        values[i] = bind(f"clients_{k}", bb.Selection(arg, index=1 + k))
+    if isinstance(parameter, StructType):
+        argument: bb.Node = bb.Struct([(elements[i][0], values[i]) for i in range(len(elements))])
+    else:
+        argument = values[0]
+    output = bind("result", bb.Call(bb.SymbolRef(symbol, t), argument))
+    if results is not None:
+        parts = [(n, bind(f"result_{k}", bb.Selection(output, index=k))) for k, (n, _) in enumerate(results)]
+        output = bind("zipped", call("federated_zip_at_server", bb.Struct(parts)))
+    body = bb.Block(steps, bb.Struct([state, output]))
+    wrapped = Module(module.name, list(module.items()) + [(name, bb.Lambda("arg", round_parameter, body))])
+    return wrapped, RoundWrapping(name, isinstance(parameter, StructType), tuple(server), tuple(clients))

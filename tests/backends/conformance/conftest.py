@@ -16,11 +16,27 @@ from fedc.backends.base import available_backends
 BACKENDS = [name for name in ("reference", "tf") if name in available_backends()]
 
 
-#: every backend but the oracle, for the tests that compare a backend with the oracle
-CHALLENGERS = [name for name in BACKENDS if name != "reference"]
+#: What the suite runs on, as (test id, backend name, options): every backend, and the tf backend on one and on
+#: two worker processes (Ray: a computation with client data runs as its MapReduce round, the clients sharded
+#: over the workers; other computations run in-process).
+CONFIGS = [(name, name, {}) for name in BACKENDS] + (
+    [("tf-workers-1", "tf", {"workers": 1}), ("tf-workers-2", "tf", {"workers": 2})] if "tf" in BACKENDS else [])
+
+#: every configuration but the oracle, for the tests that compare a backend with the oracle
+CHALLENGERS = [config for config in CONFIGS if config[1] != "reference"]
 
 
-@pytest.fixture(autouse=True, params=BACKENDS)
+@pytest.fixture(autouse=True, params=CONFIGS, ids=[config[0] for config in CONFIGS])
 def backend(request):
-    with fedc.backend(request.param):
-        yield request.param
+    _, name, options = request.param
+    with fedc.backend(name, **options):
+        yield name
+
+
+@pytest.fixture(autouse=True, scope="package")
+def _stop_the_workers():
+    """The suite's worker processes (and the local Ray cluster) end with it."""
+    yield
+    for _, name, options in CONFIGS:
+        if options:
+            fedc.context.get_backend(name, **options).close()

@@ -34,11 +34,12 @@ def on(backend: str, fn):
         return fn()
 
 
-@pytest.fixture(autouse=True, params=CHALLENGERS)
+@pytest.fixture(autouse=True, params=CHALLENGERS, ids=[config[0] for config in CHALLENGERS])
 def backend(request):
     """Here every backend but the oracle runs, each compared with the oracle."""
-    with fedc.backend(request.param):
-        yield request.param
+    _, name, options = request.param
+    with fedc.backend(name, **options):
+        yield name
 
 
 @settings(max_examples=25, deadline=None)
@@ -129,10 +130,13 @@ def test_fedavg_fed_example_on_the_command_line(backend, tmp_path):
     subprocess.run([sys.executable, str(EXAMPLES / "fedavg_data.py"), "--clients", "4", "--output", str(data)],
                    check=True, capture_output=True, timeout=300)
     outputs = {}
+    cluster = getattr(fedc.context.get_backend(), "cluster", None)
+    workers = ["--workers", str(cluster.requested_workers)] if cluster is not None else []
     for name in ("reference", backend):
         result = subprocess.run(
             [sys.executable, "-m", "fedc.cli", "run", str(EXAMPLES / "fedavg.fed"), "--rounds", "2", "--args",
-             str(data), "--backend", name], capture_output=True, text=True, timeout=600)
+             str(data), "--backend", name, *(workers if name == backend else [])],
+            capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr[-2000:]
         outputs[name] = [line for line in result.stdout.splitlines() if "loss" in line]
     assert len(outputs[backend]) == 2

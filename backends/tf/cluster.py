@@ -1,0 +1,259 @@
+"""The tf backend's worker processes on Ray: starting or joining a cluster, and ending what fedc started.
+
+A :class:`RayCluster` is made when the backend is configured with
+``workers=`` or ``address=``; it starts nothing until a round first needs
+its workers. Then:
+
+* without an address it starts a local Ray cluster (``ray.init``: no
+  dashboard, the machine's CPUs, at least one per worker) and ``workers``
+  worker processes, Ray actors of :class:`ShardWorker`, each given an equal
+  share of the CPUs;
+* with ``address`` (``"auto"``, ``"host:6379"`` or ``"ray://host:10001"``) it
+  joins that cluster and starts ``workers`` actors there (by default one per
+  CPU the cluster has).
+
+TensorFlow in a worker runs as many threads as the worker has CPUs.
+:meth:`RayCluster.close` kills the actors and, when this process started the
+cluster, shuts it down, which ends Ray's own processes (its GCS server,
+raylet and worker processes); the backend's ``close`` calls it, and fedc
+closes every backend when the program exits. A Ray connection the program
+made itself (``ray.init`` before fedc's first round) is used and left open.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any, Optional
+
+from fedc.errors import FedcError
+
+__all__ = ["RayCluster", "ShardWorker", "check_options", "import_ray"]
+
+#: How long workers may take to start (import TensorFlow, fedc) before fedc says they cannot.
+START_TIMEOUT_S = 300.0
+
+
+def check_options(workers: Any, address: Any) -> None:
+    """Raises :class:`~fedc.FedcError` for a ``workers`` or ``address`` option that cannot be used."""
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise FedcError(f"the tf backend's workers= is a number of worker processes (1 or more), not {workers!r}")
+    if address is not None and (not isinstance(address, str) or not address.strip()):
+        raise FedcError(f"the tf backend's address= names a Ray cluster ('auto', 'host:port' or "
+                        f"'ray://host:10001'), not {address!r}")
+    if address is not None and address != "auto":
+        _parse_address(address)
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError as e:
+        raise FedcError(f"the tf backend's workers run on Ray, which cannot be imported here ({e}): install it "
+                        "with `pip install 'ray>=2.30'` (fedc's install brings it), or run in-process without "
+                        "workers=/address=") from None
+    return ray
+
+
+class ShardWorker:
+    """One worker process: compiles the rounds' shard computations and runs its shard of the clients.
+
+    A Ray actor (``ray.remote`` is applied when the cluster starts, so this
+    module imports no Ray). Modules arrive serialized (fedc's protobuf form:
+    data, never code) and are compiled once with the in-process tf backend.
+    """
+
+    def __init__(self):
+        import ray
+
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+        self.threads = max(1, int(cpus))
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(self.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(self.threads)
+        self._executables: dict[str, Any] = {}
+
+    def ready(self) -> tuple[int, int]:
+        """(this process's pid, its TensorFlow thread count): the worker is up."""
+        return os.getpid(), self.threads
+
+    def run_shard(self, key: str, serialized: list, symbol: str, broadcast: Any, shard: Any) -> Any:
+        """Runs a round's shard computation (``@symbol`` of the module in ``serialized[0]``, compiled once as
+        ``key``) on ``(broadcast, shard)``; returns its result's second element (the partial aggregates)."""
+        executable = self._executables.get(key)
+        if executable is None:
+            import ray
+
+            from fedc.backends.base import get_backend
+            from fedc.ir.serialization import deserialize
+
+            module = deserialize(ray.get(serialized[0]))
+            executable = self._executables[key] = get_backend("tf").compile(module, symbol)
+        return executable((broadcast, shard), num_clients=shard.count)[1]
+
+
+#: How long fedc waits for a Ray cluster's address to answer before saying it cannot be reached.
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _parse_address(address: str) -> tuple[str, int]:
+    """``(host, port)`` of ``"host:port"`` or ``"ray://host:port"``; a :class:`~fedc.FedcError` if malformed."""
+    target = address[len("ray://"):] if address.startswith("ray://") else address
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise FedcError(f"the tf backend's address= is 'auto', 'host:port' or 'ray://host:port', not {address!r}")
+    return _split(target)
+
+
+def _probe(address: str, target: tuple[str, int]) -> None:
+    """Raises :class:`~fedc.FedcError` if ``target`` (``address`` parsed) does not accept a connection.
+
+    (``ray.init`` retries an unreachable address for minutes; a user deserves the reason at once.)
+    """
+    import socket
+
+    try:
+        socket.create_connection(target, timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise FedcError(f"the tf backend could not start the Ray cluster at {address!r}: nothing answers there "
+                        f"({type(e).__name__}: {e}); start one with `ray start --head`, or leave out address= "
+                        "for a local cluster") from None
+
+
+class _QuietRayStart:
+    """While Ray starts, its notice that the cluster it started uses token authentication is not shown.
+
+    (That is Ray's default and what fedc wants; fedc's users did not choose it
+    and need not read about it each run.) Every other warning still shows.
+    """
+
+    LOGGER = "ray._private.authentication.authentication_token_setup"
+
+    def __init__(self):
+        self._logger = logging.getLogger(self.LOGGER)
+        self._level = self._logger.level
+        self._logger.setLevel(logging.ERROR)
+
+    def restore(self) -> None:
+        self._logger.setLevel(self._level)
+
+
+class RayCluster:
+    """The Ray cluster and the worker actors of one tf backend (see the module)."""
+
+    def __init__(self, workers: Optional[int] = None, address: Optional[str] = None):
+        check_options(workers, address)
+        self.requested_workers = workers
+        self.address = address
+        self._lock = threading.Lock()
+        self._workers: Optional[list] = None
+        self._owns_ray = False
+        #: TensorFlow's thread count in each worker (set when they start)
+        self.threads: list[int] = []
+
+    @property
+    def started(self) -> bool:
+        return self._workers is not None
+
+    def workers(self) -> list:
+        """The worker actors, started on first use."""
+        with self._lock:
+            if self._workers is not None and not import_ray().is_initialized():
+                self._workers, self._owns_ray = None, False  # Ray was shut down under us (by its owner): start anew
+            if self._workers is None:
+                self._start()
+            return list(self._workers)
+
+    def worker_pids(self) -> list[int]:
+        """The process ids of the workers now (a worker Ray restarted has a new one)."""
+        import time
+
+        import ray
+
+        pids = []
+        deadline = time.monotonic() + START_TIMEOUT_S
+        for worker in self.workers():
+            while True:
+                try:
+                    pids.append(ray.get(worker.ready.remote(), timeout=START_TIMEOUT_S)[0])
+                    break
+                except ray.exceptions.ActorUnavailableError:  # restarting: ask again once it is up
+                    if time.monotonic() > deadline:
+                        raise FedcError("a worker of the tf backend did not come back after a restart") from None
+                    time.sleep(0.1)
+        return pids
+
+    def _start(self) -> None:
+        ray = import_ray()
+        cpus = os.cpu_count() or 1
+        target = _parse_address(self.address) if self.address not in (None, "auto") else None
+        if ray.is_initialized():  # one Ray connection per process: this backend's address must be that one's
+            current = ray.get_runtime_context().gcs_address
+            if target is not None and not self.address.startswith("ray://") and target != _split(current):
+                raise FedcError(f"the tf backend cannot join the Ray cluster at {self.address!r}: this process is "
+                                f"already connected to the one at {current!r} (Ray allows one per process)")
+        else:
+            options = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                           configure_logging=True)
+            if target is not None:
+                _probe(self.address, target)
+            quiet = _QuietRayStart()
+            try:
+                if self.address is None:
+                    ray.init(num_cpus=max(cpus, self.requested_workers or 1), **options)
+                else:
+                    ray.init(address=self.address, **options)
+            except Exception as e:  # ConnectionError, ValueError, RuntimeError, …: all say why
+                where = f"the Ray cluster at {self.address!r}" if self.address else "a local Ray cluster"
+                raise FedcError(f"the tf backend could not start {where}: {type(e).__name__}: {e}") from None
+            finally:
+                quiet.restore()
+            self._owns_ray = True
+        count = self.requested_workers or max(1, int(ray.cluster_resources().get("CPU", cpus)))
+        # An equal share of the CPUs free now (another backend's workers may hold some): whole CPUs when there
+        # are enough, else a fraction (Ray then shares CPUs between workers instead of waiting for free ones).
+        free = float(ray.available_resources().get("CPU", 0.0))
+        share = free / count
+        share = float(int(share)) if share >= 1 else round(share, 4)
+        actor = ray.remote(num_cpus=share, max_restarts=-1, max_task_retries=0)(ShardWorker)
+        handles = [actor.remote() for _ in range(count)]
+        try:
+            ready = ray.get([h.ready.remote() for h in handles], timeout=START_TIMEOUT_S)
+        except Exception as e:
+            for h in handles:
+                ray.kill(h)
+            self._stop_ray(ray)
+            raise FedcError(f"the tf backend's {count} worker(s) could not start on Ray "
+                            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); a worker needs "
+                            "fedc and TensorFlow installed in its Python") from None
+        self.threads = [threads for _, threads in ready]
+        self._workers = handles
+
+    def _stop_ray(self, ray) -> None:
+        if self._owns_ray:
+            self._owns_ray = False
+            ray.shutdown()
+
+    def close(self) -> None:
+        """Kills the workers and shuts down the cluster if this process started it."""
+        with self._lock:
+            handles, self._workers = self._workers, None
+            if handles is None and not self._owns_ray:
+                return
+            import ray
+
+            if ray.is_initialized():  # (a Ray call after ray.shutdown would start a new local cluster)
+                for h in handles or ():
+                    try:
+                        ray.kill(h)
+                    except Exception:
+                        pass
+            self.threads = []
+            self._stop_ray(ray)

@@ -1,0 +1,356 @@
+"""The tf backend on worker processes (Ray): rounds sharded over workers give the in-process results.
+
+One local Ray cluster serves the module (started by the first test that
+needs it, shut down at the end); tests that kill workers use their own
+backend. Nothing here asserts timings.
+"""
+
+import collections
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import fedc
+from fedc.backends.tf.sharded import ShardedRound
+
+F = fedc.FederatedType
+C, S = fedc.CLIENTS, fedc.SERVER
+
+
+@pytest.fixture(scope="module")
+def workers2():
+    backend = fedc.context.get_backend("tf", workers=2)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="module")
+def workers1(workers2):  # started after (and so sharing) the two-worker cluster
+    backend = fedc.context.get_backend("tf", workers=1)
+    yield backend
+    backend.close()
+
+
+def executable(computation, backend):
+    return fedc.context.execution_context(backend).compile(computation)
+
+
+def run_on(backend, computation, *args):
+    with fedc.context.installed(fedc.context.execution_context(backend)):
+        return computation(*args)
+
+
+def in_process(computation, *args):
+    with fedc.backend("tf"):
+        return computation(*args)
+
+
+# --------------------------------------------------------------------------
+# Options and start-up
+
+
+@pytest.mark.parametrize("workers", [0, -1, True, 1.5, "2"])
+def test_a_bad_workers_option_is_a_fedc_error(workers):
+    with pytest.raises(fedc.FedcError, match=r"workers= is a number of worker processes \(1 or more\)"):
+        fedc.context.get_backend("tf", workers=workers)
+
+
+@pytest.mark.parametrize("address", ["", "  ", 7])
+def test_a_bad_address_option_is_a_fedc_error(address):
+    with pytest.raises(fedc.FedcError, match="address= names a Ray cluster"):
+        fedc.context.get_backend("tf", address=address)
+
+
+def test_an_unreachable_cluster_is_a_fedc_error_naming_it():
+    program = textwrap.dedent("""
+        import numpy as np, fedc
+        fedc.set_default_backend("tf", address="127.0.0.1:1")
+        @fedc.federated_computation(fedc.FederatedType(np.float32, fedc.CLIENTS))
+        def mean(x):
+            return fedc.federated_mean(x)
+        try:
+            mean([1.0, 2.0])
+        except fedc.FedcError as e:
+            print("FedcError:", e)
+    """)
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "FedcError: the tf backend could not start the Ray cluster at '127.0.0.1:1': nothing answers" in \
+        result.stdout
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize("address", ["localhost", "host:port", "ray://:10001"])
+def test_a_malformed_address_is_a_fedc_error(address):
+    with pytest.raises(fedc.FedcError, match="address= is 'auto', 'host:port' or 'ray://host:port'"):
+        fedc.context.get_backend("tf", address=address)
+
+
+def test_the_command_line_takes_workers_and_says_what_is_wrong_with_them(tmp_path):
+    example = pathlib.Path(__file__).resolve().parents[3] / "examples" / "temperature.fed"
+    readings = tmp_path / "t.json"
+    readings.write_text('{"t": [68.5, 70.3, 69.8]}')
+    for args, message in [(["--workers", "0"], "workers= is a number of worker processes (1 or more), not 0"),
+                          (["--backend", "reference", "--workers", "2"], "backend 'reference' does not take"),
+                          (["--address", "nowhere"], "address= is 'auto', 'host:port' or 'ray://host:port'")]:
+        result = subprocess.run([sys.executable, "-m", "fedc", "run", str(example), "--args", str(readings), *args],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    result = subprocess.run([sys.executable, "-m", "fedc", "run", str(example), "--args", str(readings),
+                             "--workers", "2"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "69.53333", result.stderr
+    assert result.stderr == ""
+
+
+def test_workers_start_on_first_use_with_their_share_of_the_cpus(workers2):
+    assert repr(workers2) == "<fedc backend 'tf' (workers=2)>"
+    pids = workers2.cluster.worker_pids()
+    assert len(set(pids)) == 2 and os.getpid() not in pids
+    assert workers2.cluster.threads == [max(1, (os.cpu_count() or 1) // 2)] * 2
+
+
+# --------------------------------------------------------------------------
+# Computations sharded over the workers give the in-process results
+
+
+@fedc.federated_computation(F(np.float32, C))
+def mean(x):
+    return fedc.federated_mean(x)
+
+
+@fedc.federated_computation(F(np.float32, S), F(np.float32, C), F(np.float32, C))
+def scaled_weighted_mean(scale, x, w):
+    scaled = fedc.federated_map(fedc.tf_computation(lambda v, s: v * s), (x, fedc.federated_broadcast(scale)))
+    return collections.OrderedDict(mean=fedc.federated_mean(scaled, w), total=fedc.federated_sum(w), scale=scale)
+
+
+@fedc.federated_computation(F(np.int32, C))
+def integer_sums(x):
+    return (fedc.federated_sum(x), fedc.federated_secure_sum_bitwidth(x, 8), fedc.federated_secure_sum(x, 200),
+            fedc.federated_secure_modular_sum(x, 7))
+
+
+CASES = [
+    (mean, (np.linspace(-1, 1, 11, dtype=np.float32),)),
+    (scaled_weighted_mean, (np.float32(2.0), np.arange(9, dtype=np.float32), np.linspace(1, 2, 9, dtype=np.float32))),
+    (integer_sums, (np.arange(13, dtype=np.int32) * 7,)),
+]
+
+
+def assert_same(a, b, exact=False):
+    if isinstance(a, (tuple, list)) or isinstance(a, dict):
+        items_a = a.values() if isinstance(a, dict) else a
+        items_b = b.values() if isinstance(b, dict) else b
+        assert type(a) is type(b)
+        for x, y in zip(items_a, items_b, strict=True):
+            assert_same(x, y, exact)
+        return
+    if exact:
+        np.testing.assert_array_equal(a, b)
+    else:
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("computation,args", CASES, ids=[c.name for c, _ in CASES])
+def test_sharded_rounds_give_the_in_process_results(workers1, workers2, computation, args):
+    expected = in_process(computation, *args)
+    for backend in (workers1, workers2):
+        got = run_on(backend, computation, *args)
+        assert_same(got, expected, exact=computation is integer_sums)
+        ran = executable(computation, backend)
+        assert isinstance(ran, ShardedRound)  # it did run on the workers, one shard each
+        assert len(ran.last_run["shards"]) == len(backend.cluster.workers())
+    # one worker or two: the same numbers (the shard sums merge in shard order)
+    assert_same(run_on(workers1, computation, *args), run_on(workers2, computation, *args))
+
+
+def test_fewer_clients_than_workers_and_no_clients(workers2):
+    assert run_on(workers2, mean, np.array([3.0], np.float32)) == np.float32(3.0)
+    assert executable(mean, workers2).last_run["shards"] == [(0, 0, 1)]
+    with pytest.raises(fedc.FedcError, match="federated_mean over zero clients has no value"):
+        run_on(workers2, mean, np.zeros([0], np.float32))
+    assert run_on(workers2, integer_sums, np.zeros([0], np.int32)) == (0, 0, 0, 0)
+
+
+def test_what_is_not_a_round_runs_in_process(workers2):
+    @fedc.federated_computation(F(np.float32, C))
+    def doubled(x):  # the result stays at the clients
+        return fedc.federated_map(fedc.tf_computation(lambda v: v * 2), x)
+
+    @fedc.tf_computation(np.float32)
+    def plus_one(v):
+        return v + 1
+
+    np.testing.assert_array_equal(run_on(workers2, doubled, [1.0, 2.5]), [2.0, 5.0])
+    assert run_on(workers2, plus_one, 1.5) == np.float32(2.5)
+    assert not isinstance(executable(doubled, workers2), ShardedRound)
+
+
+def test_a_round_that_does_not_lower_runs_in_process_with_a_warning(workers2):
+    @fedc.federated_computation(F(np.float32, C))
+    def centred_mean(x):  # a second broadcast after the first aggregation: not one MapReduce round
+        m = fedc.federated_mean(x)
+        centred = fedc.federated_map(fedc.tf_computation(lambda v, c: v - c), (x, fedc.federated_broadcast(m)))
+        return fedc.federated_mean(fedc.federated_map(fedc.tf_computation(lambda v: v * v), centred))
+
+    with pytest.warns(fedc.FedcWarning, match=r"@centred_mean runs as it is on the tf backend, not as a MapReduce"):
+        got = run_on(workers2, centred_mean, np.array([1.0, 2.0, 6.0], np.float32))
+    np.testing.assert_allclose(got, np.var([1.0, 2.0, 6.0]), rtol=1e-6)
+
+
+def test_an_out_of_range_secure_input_names_the_clients_and_the_computation(workers2):
+    values = np.arange(10, dtype=np.int32)
+    values[7] = 300  # outside [0, 2^8)
+    with pytest.raises(fedc.FedcError) as caught:
+        run_on(workers2, integer_sums, values)
+    message = str(caught.value)
+    assert "outside" in message and "clients 5–9 of 10" in message and "@integer_sums" in message
+
+
+# --------------------------------------------------------------------------
+# FedAvg: the same weights on one, two and three workers as in-process
+
+
+def _fedavg():
+    import keras
+    import tensorflow as tf
+
+    def model_fn():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        return fedc.learning.models.from_keras_model(
+            model, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            input_spec=collections.OrderedDict(x=tf.TensorSpec([None, 4], tf.float32),
+                                               y=tf.TensorSpec([None], tf.int32)))
+
+    process = fedc.learning.algorithms.build_weighted_fed_avg(
+        model_fn, client_optimizer_fn=fedc.learning.optimizers.build_sgdm(0.1))
+    rng = np.random.default_rng(0)
+    data = [tf.data.Dataset.from_tensor_slices(collections.OrderedDict(
+        x=rng.normal(size=(5 * (1 + i % 3), 4)).astype(np.float32),
+        y=rng.integers(0, 3, 5 * (1 + i % 3)).astype(np.int32))).batch(5) for i in range(7)]
+    return process, data
+
+
+def _train(process, data, rounds=3):
+    state = process.initialize()
+    for _ in range(rounds):
+        state, metrics = process.next(state, data)
+    return process.get_model_weights(state).trainable, metrics
+
+
+@pytest.mark.slow
+def test_fedavg_on_one_two_and_three_workers_gives_the_in_process_weights(workers1, workers2):
+    process, data = _fedavg()
+    with fedc.backend("tf"):
+        expected, expected_metrics = _train(process, data)
+    for backend in (workers1, workers2):
+        with fedc.context.installed(fedc.context.execution_context(backend)):
+            weights, metrics = _train(process, data)
+        for got, want in zip(weights, expected, strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+        assert metrics["client_work"]["train"]["num_examples"] == expected_metrics["client_work"]["train"][
+            "num_examples"] == 65
+        assert isinstance(executable(process.next, backend), ShardedRound)
+    three = fedc.context.get_backend("tf", workers=3)
+    try:
+        with fedc.context.installed(fedc.context.execution_context(three)):
+            weights, _ = _train(process, data)
+        assert [s[1:] for s in executable(process.next, three).last_run["shards"]] == [(0, 3), (3, 5), (5, 7)]
+    finally:
+        three.close()
+    for got, want in zip(weights, expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+# --------------------------------------------------------------------------
+# Faults: a killed worker changes nothing
+
+
+def test_a_worker_killed_before_a_round_changes_nothing(workers2):
+    args = CASES[1][1]
+    expected = run_on(workers2, scaled_weighted_mean, *args)
+    victim = workers2.cluster.worker_pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    got = run_on(workers2, scaled_weighted_mean, *args)
+    assert_same(got, expected, exact=True)  # bit-identical: the shard ran again from the same inputs
+    assert executable(scaled_weighted_mean, workers2).last_run["reruns"] >= 1
+    assert victim not in workers2.cluster.worker_pids()  # Ray restarted the worker
+
+
+def test_a_worker_killed_during_a_round_changes_nothing(workers2, monkeypatch):
+    process, data = _fedavg()
+    with fedc.context.installed(fedc.context.execution_context(workers2)):
+        expected, _ = _train(process, data, rounds=2)
+        ran = executable(process.next, workers2)
+        pids = workers2.cluster.worker_pids()
+        submit = ShardedRound._submit
+        submitted = []
+
+        def submit_then_kill(self, worker, *rest):
+            ref = submit(self, worker, *rest)
+            submitted.append(ref)
+            if len(submitted) == 2:  # both shards are on their way: the second worker dies under its shard
+                os.kill(pids[1], signal.SIGKILL)
+            return ref
+
+        state = process.initialize()
+        monkeypatch.setattr(ShardedRound, "_submit", submit_then_kill)
+        state, _ = process.next(state, data)
+        monkeypatch.undo()
+        assert ran.last_run["reruns"] >= 1 and len(submitted) >= 3  # the second shard ran again
+        state, _ = process.next(state, data)
+        weights = process.get_model_weights(state).trainable
+    for got, want in zip(weights, expected, strict=True):
+        np.testing.assert_array_equal(got, want)  # bit-identical to the undisturbed run
+
+
+# --------------------------------------------------------------------------
+# Nothing outlives the program
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    found.append(int(entry))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_no_ray_or_worker_process_outlives_the_program():
+    program = textwrap.dedent("""
+        import numpy as np, fedc, ray
+        fedc.set_default_backend("tf", workers=2)
+        @fedc.federated_computation(fedc.FederatedType(np.float32, fedc.CLIENTS))
+        def mean(x):
+            return fedc.federated_mean(x)
+        print(float(mean([1.0, 2.0, 6.0])))
+        print(ray.get_runtime_context().get_node_id())
+        print(*fedc.context.get_backend().cluster.worker_pids())
+    """)
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    value, node, pids = result.stdout.splitlines()
+    assert value == "3.0" and result.stderr == ""
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        alive = [pid for pid in map(int, pids.split()) if os.path.exists(f"/proc/{pid}")]
+        alive += _processes_mentioning(node)
+        if not alive:
+            break
+        time.sleep(0.2)
+    assert not alive
