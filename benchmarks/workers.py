@@ -38,6 +38,13 @@ def process_rss_mb(pid: int) -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def timed(fn) -> tuple[object, float]:
+    """(fn's result, its seconds): the first call of a side, tracing included."""
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
+
+
 def interleaved(first, second, rounds: int, after=None) -> tuple[list[float], list[float]]:
     a, b = [], []
     for _ in range(rounds):
@@ -66,12 +73,7 @@ def fedavg_config(config: str, workers, rounds: int) -> dict:
         with fedc.context.installed(ctx):
             return next_round(weights, batches)
 
-    start = time.perf_counter()
-    here = on(in_process)
-    first_here = time.perf_counter() - start
-    start = time.perf_counter()
-    there = on(context)
-    first_there = time.perf_counter() - start
+    (here, first_here), (there, first_there) = timed(lambda: on(in_process)), timed(lambda: on(context))
     difference = max(float(np.max(np.abs(a - b))) for a, b in zip(here, there))
     pids = workers.cluster.worker_pids()
     driver_rss, worker_rss = [], []
@@ -117,12 +119,7 @@ def analytics(workers, clients: int, rounds: int) -> dict:
         with fedc.context.installed(ctx):
             return mean(values)
 
-    start = time.perf_counter()
-    here = on(in_process)
-    first_here = time.perf_counter() - start
-    start = time.perf_counter()
-    there = on(context)
-    first_there = time.perf_counter() - start
+    (here, first_here), (there, first_there) = timed(lambda: on(in_process)), timed(lambda: on(context))
     here_times, there_times = interleaved(lambda: on(in_process), lambda: on(context), rounds)
     result = {
         "clients": clients, "value": "float32[1000]", "workers": len(workers.cluster.workers()),

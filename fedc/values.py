@@ -119,6 +119,10 @@ class Clients:
             return Clients.from_stacked(_slice_leaves(self._stacked, start, stop), stop - start)
         return Clients.from_items(self._items[start:stop])
 
+    def stacked_if_present(self) -> Optional[Any]:
+        """The stacked form if it has been made (never stacks)."""
+        return self._stacked
+
     def stacked(self) -> Optional[Any]:
         """The stacked form, or ``None`` when clients' values cannot be stacked."""
         if self._stacked is None and self._items is not None and self.count:

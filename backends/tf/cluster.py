@@ -29,7 +29,7 @@ from typing import Any, Optional
 
 from fedc.errors import FedcError
 
-__all__ = ["RayCluster", "ShardWorker", "check_options", "import_ray"]
+__all__ = ["CachedShard", "RayCluster", "ShardNotCached", "ShardWorker", "ShippedShard", "check_options", "import_ray"]
 
 #: How long workers may take to start (import TensorFlow, fedc) before fedc says they cannot.
 START_TIMEOUT_S = 300.0
@@ -56,6 +56,35 @@ def import_ray():
     return ray
 
 
+class ShippedShard:
+    """A shard's client data, sent with a token under which the worker keeps it for the next call."""
+
+    __slots__ = ("token", "clients")
+
+    def __init__(self, token: str, clients: Any):
+        self.token = token
+        self.clients = clients
+
+    def __reduce__(self):
+        return (ShippedShard, (self.token, self.clients))
+
+
+class CachedShard:
+    """The shard the worker was last sent under ``token`` (the driver found this call's data equal to it)."""
+
+    __slots__ = ("token",)
+
+    def __init__(self, token: str):
+        self.token = token
+
+    def __reduce__(self):
+        return (CachedShard, (self.token,))
+
+
+class ShardNotCached(Exception):
+    """The worker does not hold the shard a :class:`CachedShard` names (it was restarted): send the data."""
+
+
 class ShardWorker:
     """One worker process: compiles the rounds' shard computations and runs its shard of the clients.
 
@@ -74,6 +103,7 @@ class ShardWorker:
         tf.config.threading.set_intra_op_parallelism_threads(self.threads)
         tf.config.threading.set_inter_op_parallelism_threads(self.threads)
         self._executables: dict[str, Any] = {}
+        self._shards: dict[str, tuple[str, Any]] = {}  # round key -> (token, the last shard's client data)
 
     def ready(self) -> tuple[int, int]:
         """(this process's pid, its TensorFlow thread count): the worker is up."""
@@ -81,7 +111,8 @@ class ShardWorker:
 
     def run_shard(self, key: str, serialized: list, symbol: str, broadcast: Any, shard: Any) -> Any:
         """Runs a round's shard computation (``@symbol`` of the module in ``serialized[0]``, compiled once as
-        ``key``) on ``(broadcast, shard)``; returns its result's second element (the partial aggregates)."""
+        ``key``) on ``(broadcast, the shard's clients)``; returns its result's second element (the partial
+        aggregates). ``shard`` is a :class:`ShippedShard` (kept for the next call) or a :class:`CachedShard`."""
         executable = self._executables.get(key)
         if executable is None:
             import ray
@@ -91,7 +122,15 @@ class ShardWorker:
 
             module = deserialize(ray.get(serialized[0]))
             executable = self._executables[key] = get_backend("tf").compile(module, symbol)
-        return executable((broadcast, shard), num_clients=shard.count)[1]
+        if isinstance(shard, CachedShard):
+            held = self._shards.get(key)
+            if held is None or held[0] != shard.token:
+                raise ShardNotCached(shard.token)
+            clients = held[1]
+        else:
+            clients = shard.clients
+            self._shards[key] = (shard.token, clients)
+        return executable((broadcast, clients), num_clients=clients.count)[1]
 
 
 #: How long fedc waits for a Ray cluster's address to answer before saying it cannot be reached.

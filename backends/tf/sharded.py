@@ -17,7 +17,10 @@ then runs as a MapReduce round:
    does not depend on which worker finishes first), adds the partial secure
    sums exactly, and runs ``report`` and ``update``.
 
-A worker that dies during a round (its process is killed, say) is restarted
+A worker keeps the last shard of client data it was sent (per round
+computation): when the next call's shard for it is equal (compared leaf by
+leaf at the driver, a memory comparison), only a token is sent. A worker that
+dies during a round (its process is killed, say) is restarted
 by Ray; its shard is run again, on the next worker, from the same inputs, so
 the round's result is the one an undisturbed run gives.
 """
@@ -38,9 +41,9 @@ from fedc.ir.serialization import serialize
 from fedc.types import StructType, TensorType
 from fedc.values import Clients
 
-from .cluster import RayCluster
+from .cluster import CachedShard, RayCluster, ShardNotCached, ShippedShard
 
-__all__ = ["NotShardable", "ShardedRound", "shard_bounds", "shard_module"]
+__all__ = ["NotShardable", "ShardedRound", "same_values", "shard_bounds", "shard_module"]
 
 #: The computation a worker runs on its shard, in :func:`shard_module`'s module.
 SHARD = "shard"
@@ -142,6 +145,8 @@ class ShardedRound:
         self._module_ref = None
         self._local_build = local_build
         self._here = None
+        #: worker index -> (token, shard bounds, shard data) last sent to it: data equal to it is not sent again
+        self._sent: dict[int, tuple[str, tuple[int, int], Clients]] = {}
         #: what the last call did: {"clients", "shards": [(worker, start, stop)], "reruns"}
         self.last_run: dict = {}
 
@@ -194,12 +199,18 @@ class ShardedRound:
             if self._module_ref is None:
                 self._module_ref = ray.put(self._serialized)
         shards = shard_bounds(clients.count, len(workers))
+        data = [clients.select(start, stop) for start, stop in shards]
         broadcast_ref = ray.put(broadcast)
-        pending = {}
-        assigned = {}
-        for i, (start, stop) in enumerate(shards):
+        pending, assigned = {}, {}
+        reused = 0
+        for i, shard in enumerate(data):
             assigned[i] = i % len(workers)
-            pending[i] = self._submit(workers[assigned[i]], broadcast_ref, clients.select(start, stop))
+            sent = self._sent.get(assigned[i])
+            if sent is not None and sent[1] == shards[i] and same_values(sent[2], shard):
+                reused += 1  # the worker has this shard's data from the last call: it is not sent again
+                pending[i] = self._submit(workers[assigned[i]], broadcast_ref, CachedShard(sent[0]))
+            else:
+                pending[i] = self._send(workers, assigned[i], broadcast_ref, shards[i], shard)
         results: dict[int, Any] = {}
         reruns = 0
         while pending:
@@ -208,18 +219,28 @@ class ShardedRound:
                 results[i] = ray.get(ref)
                 del pending[i]
             except Exception as e:
+                if isinstance(getattr(e, "cause", None), ShardNotCached):  # a restarted worker: send the data
+                    reused -= 1
+                    pending[i] = self._send(workers, assigned[i], broadcast_ref, shards[i], data[i])
+                    continue
                 if _is_worker_death(ray, e) and reruns < 3 * len(shards) + len(workers):
                     reruns += 1
+                    self._sent.pop(assigned[i], None)
                     assigned[i] = (assigned[i] + 1) % len(workers)
-                    start, stop = shards[i]
-                    pending[i] = self._submit(workers[assigned[i]], broadcast_ref, clients.select(start, stop))
+                    pending[i] = self._send(workers, assigned[i], broadcast_ref, shards[i], data[i])
                     continue
                 raise self._error(ray, e, shards[i], clients.count) from None
         self.last_run = {"clients": clients.count, "shards": [(assigned[i], *shards[i]) for i in range(len(shards))],
-                         "reruns": reruns}
+                         "reruns": reruns, "shards_reused": reused}
         return [results[i] for i in range(len(shards))]
 
-    def _submit(self, worker, broadcast_ref, shard: Clients):
+    def _send(self, workers: list, worker: int, broadcast_ref, bounds: tuple[int, int], shard: Clients):
+        """Submits a shard with its data, which the worker keeps (under a new token) for the next call."""
+        token = uuid.uuid4().hex
+        self._sent[worker] = (token, bounds, shard)
+        return self._submit(workers[worker], broadcast_ref, ShippedShard(token, shard))
+
+    def _submit(self, worker, broadcast_ref, shard):
         return worker.run_shard.remote(self._key, [self._module_ref], SHARD, broadcast_ref, shard)
 
     def _error(self, ray, error: BaseException, shard: tuple[int, int], count: int) -> FedcError:
@@ -228,6 +249,24 @@ class ShardedRound:
         if isinstance(cause, FedcError):
             return type(cause)(f"{cause.message} ({where})", cause.location)
         return FedcError(f"{type(cause).__name__}: {cause} ({where})")
+
+
+def same_values(a: Any, b: Any) -> bool:
+    """Whether two run-time values are equal, leaf by leaf (dtype, shape and every element)."""
+    if a is b:
+        return True
+    if isinstance(a, Clients):
+        if not isinstance(b, Clients) or a.count != b.count:
+            return False
+        stacked_a, stacked_b = a.stacked_if_present(), b.stacked_if_present()
+        if stacked_a is not None and stacked_b is not None:
+            return same_values(stacked_a, stacked_b)
+        return same_values(a.items(), b.items())
+    if isinstance(a, (tuple, list)):
+        return (isinstance(b, (tuple, list)) and type(a) is type(b) and len(a) == len(b)
+                and all(same_values(x, y) for x, y in zip(a, b)))
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b))
 
 
 def _zip_clients(data: list) -> Clients:

@@ -214,6 +214,31 @@ def test_an_out_of_range_secure_input_names_the_clients_and_the_computation(work
     assert "outside" in message and "clients 5–9 of 10" in message and "@integer_sums" in message
 
 
+def test_client_data_equal_to_the_last_calls_is_not_sent_again(workers2):
+    computation, args = CASES[1]
+    first = run_on(workers2, computation, *args)
+    ran = executable(computation, workers2)
+    again = run_on(workers2, computation, *[np.copy(a) for a in args])  # equal values, other arrays
+    assert_same(again, first, exact=True)
+    assert ran.last_run["shards_reused"] == 2
+    changed = list(args)
+    changed[1] = args[1] + 1
+    got = run_on(workers2, computation, *changed)
+    assert_same(got, in_process(computation, *changed))
+    assert ran.last_run["shards_reused"] == 0
+
+
+def test_a_restarted_worker_is_sent_its_shard_again(workers2):
+    computation, args = CASES[0]
+    expected = run_on(workers2, computation, *args)
+    ran = executable(computation, workers2)
+    victim = workers2.cluster.worker_pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    assert victim not in workers2.cluster.worker_pids()  # (waits until Ray has restarted it, empty-handed)
+    assert_same(run_on(workers2, computation, *args), expected, exact=True)
+    assert ran.last_run["shards_reused"] == 1 and ran.last_run["reruns"] == 0
+
+
 # --------------------------------------------------------------------------
 # FedAvg: the same weights on one, two and three workers as in-process
 
