@@ -166,6 +166,15 @@ def _probe(address: str, target: tuple[str, int]) -> None:
                         "for a local cluster") from None
 
 
+def _connection(ray) -> Optional[str]:
+    """This process's Ray connection now, or None: the GCS address and the id of the node it is on (a node
+    started anew has a new id, though job ids restart at 1 with each cluster)."""
+    if not ray.is_initialized():
+        return None
+    context = ray.get_runtime_context()
+    return f"{context.gcs_address}/{context.get_node_id()}"
+
+
 class _QuietRayStart:
     """While Ray starts, its notice that the cluster it started uses token authentication is not shown.
 
@@ -196,16 +205,21 @@ class RayCluster:
         self._owns_ray = False
         #: TensorFlow's thread count in each worker (set when they start)
         self.threads: list[int] = []
+        #: how many times the workers were started: what a round keeps in Ray (its module, the shards it sent)
+        #: belongs to one start
+        self.generation = 0
+        self._connection: Optional[str] = None  # the Ray connection the workers were started in
 
     @property
     def started(self) -> bool:
         return self._workers is not None
 
     def workers(self) -> list:
-        """The worker actors, started on first use."""
+        """The worker actors, started on first use (and again after :meth:`close`)."""
         with self._lock:
-            if self._workers is not None and not import_ray().is_initialized():
-                self._workers, self._owns_ray = None, False  # Ray was shut down under us (by its owner): start anew
+            if self._workers is not None and _connection(import_ray()) != self._connection:
+                # Ray was shut down under us (by another backend that started it), maybe started again: anew
+                self._workers, self._owns_ray = None, False
             if self._workers is None:
                 self._start()
             return list(self._workers)
@@ -274,6 +288,8 @@ class RayCluster:
                             "fedc and TensorFlow installed in its Python") from None
         self.threads = [threads for _, threads in ready]
         self._workers = handles
+        self._connection = _connection(ray)
+        self.generation += 1
 
     def _stop_ray(self, ray) -> None:
         if self._owns_ray:

@@ -141,13 +141,14 @@ class ShardedRound:
             raise NotShardable(reason)
         self._serialized = serialize(shard_module(self.form))
         self._key = uuid.uuid4().hex
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one call at a time: a call updates what the workers hold
         self._module_ref = None
+        self._generation = None  # the cluster start that _module_ref and _sent belong to
         self._local_build = local_build
         self._here = None
         #: worker index -> (token, shard bounds, shard data) last sent to it: data equal to it is not sent again
         self._sent: dict[int, tuple[str, tuple[int, int], Clients]] = {}
-        #: what the last call did: {"clients", "shards": [(worker, start, stop)], "reruns"}
+        #: what the last call did: {"clients", "shards": [(worker, start, stop)], "reruns", "shards_reused"}
         self.last_run: dict = {}
 
     def _unshardable(self) -> str:
@@ -171,9 +172,8 @@ class ShardedRound:
         state, data = self.wrapping.split(argument)
         clients = data[0] if len(data) == 1 else _zip_clients(data)
         if clients.count == 0:  # nothing to shard: the computation itself, here (a mean over no one fails as there)
-            with self._lock:
-                if self._here is None:
-                    self._here = self._local_build(self.module, self.symbol)
+            if self._here is None:
+                self._here = self._local_build(self.module, self.symbol)
             return self._here(argument, num_clients=0)
         broadcast = self._parts["prepare"](state)
         partials = self._run_shards(broadcast, clients)
@@ -192,12 +192,17 @@ class ShardedRound:
         return output
 
     def _run_shards(self, broadcast: Any, clients: Clients) -> list:
+        with self._lock:
+            return self._run_shards_locked(broadcast, clients)
+
+    def _run_shards_locked(self, broadcast: Any, clients: Clients) -> list:
         import ray
 
         workers = self._cluster.workers()
-        with self._lock:
-            if self._module_ref is None:
-                self._module_ref = ray.put(self._serialized)
+        if self._generation != self._cluster.generation:  # (re)started workers hold nothing of ours yet
+            self._generation = self._cluster.generation
+            self._module_ref = ray.put(self._serialized)
+            self._sent = {}
         shards = shard_bounds(clients.count, len(workers))
         data = [clients.select(start, stop) for start, stop in shards]
         broadcast_ref = ray.put(broadcast)

@@ -239,6 +239,16 @@ def test_a_restarted_worker_is_sent_its_shard_again(workers2):
     assert ran.last_run["shards_reused"] == 1 and ran.last_run["reruns"] == 0
 
 
+def test_a_closed_backend_starts_again_and_its_computations_still_run():
+    backend = fedc.context.get_backend("tf", workers=2)  # the module's backend, if it is running
+    computation, args = CASES[1]
+    expected = run_on(backend, computation, *args)
+    backend.close()
+    assert not backend.cluster.started
+    assert_same(run_on(backend, computation, *args), expected, exact=True)  # new workers, the same executable
+    assert executable(computation, backend).last_run["shards_reused"] == 0
+
+
 # --------------------------------------------------------------------------
 # FedAvg: the same weights on one, two and three workers as in-process
 
