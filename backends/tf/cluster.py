@@ -166,6 +166,17 @@ def _probe(address: str, target: tuple[str, int]) -> None:
                         "for a local cluster") from None
 
 
+def _empty_working_dir() -> str:
+    """An empty directory for the workers to start in (removed at exit)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="fedc-workers-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 def _connection(ray) -> Optional[str]:
     """This process's Ray connection now, or None: the GCS address and the id of the node it is on (a node
     started anew has a new id, though job ids restart at 1 with each cluster)."""
@@ -253,8 +264,11 @@ class RayCluster:
                 raise FedcError(f"the tf backend cannot join the Ray cluster at {self.address!r}: this process is "
                                 f"already connected to the one at {current!r} (Ray allows one per process)")
         else:
+            # The workers' working directory is an empty one of fedc's: Ray otherwise puts the driver's current
+            # directory first on the workers' sys.path, and run from a fedc checkout (a `fedc/` folder whose
+            # mapped subpackages live beside it) that would shadow the installed fedc.
             options = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-                           configure_logging=True)
+                           configure_logging=True, runtime_env={"working_dir": _empty_working_dir()})
             if target is not None:
                 _probe(self.address, target)
             quiet = _QuietRayStart()

@@ -87,6 +87,20 @@ def test_an_unreachable_cluster_is_a_fedc_error_naming_it():
     assert result.stderr == ""
 
 
+def test_workers_do_not_import_a_fedc_folder_in_the_current_directory(tmp_path):
+    """Ray puts the driver's current directory on its workers' path; run from a fedc checkout, its `fedc/`
+    folder (whose mapped subpackages live beside it) would shadow the installed fedc."""
+    (tmp_path / "fedc").mkdir()
+    (tmp_path / "fedc" / "__init__.py").write_text("raise ImportError('the fedc folder of the current directory')\n")
+    example = pathlib.Path(__file__).resolve().parents[3] / "examples" / "temperature.fed"
+    (tmp_path / "t.json").write_text('{"t": [68.5, 70.3, 69.8]}')
+    script = pathlib.Path(sys.executable).parent / "fedc"
+    result = subprocess.run([str(script), "run", str(example), "--args", "t.json", "--workers", "2"],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "69.53333" and result.stderr == ""
+
+
 @pytest.mark.parametrize("address", ["localhost", "host:port", "ray://:10001"])
 def test_a_malformed_address_is_a_fedc_error(address):
     with pytest.raises(fedc.FedcError, match="address= is 'auto', 'host:port' or 'ray://host:port'"):
