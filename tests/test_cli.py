@@ -1,7 +1,6 @@
 """The fedc command line: outputs (golden), exit statuses, argument files, the pass-manager flags."""
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -243,49 +242,6 @@ def test_console_script_help_version_and_status():
         assert "usage: fedc" in result.stdout
     result = subprocess.run([sys.executable, "-m", "fedc", "run", "nope.fed"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "no such file" in result.stderr and "Traceback" not in result.stderr
-
-
-def test_a_script_can_load_tensorflow_quietly_too():
-    program = ("import fedc\n"
-               "with fedc.quiet_tensorflow_startup():\n"
-               "    import tensorflow as tf\n"
-               "    print(float(tf.reduce_sum(tf.ones([3]))))\n"
-               "import sys; assert not any(type(f).__name__ == '_QuietImport' for f in sys.meta_path)\n")
-    # with the interpreter-wide hook (bootstrap/fedc-tensorflow-startup.pth) off: the block does it alone
-    env = {**os.environ, "FEDC_QUIET_TENSORFLOW": "0"}
-    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "3.0" and result.stderr == ""
-
-
-def test_quiet_start_up_drops_only_tensorflows_start_up_lines(tmp_path):
-    """Anything else TensorFlow prints while it loads (why it fails to, say) still shows, as it comes."""
-    fake = tmp_path / "tensorflow"
-    fake.mkdir()
-    (fake / "__init__.py").write_text(
-        "import os\n"
-        "os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n')\n"
-        "os.write(2, b'I0000 00:00:1 1 port.cc:153] oneDNN custom operations are on. You may see...\\n')\n"
-        "os.write(2, b'I0000 00:00:1 1 cpu_feature_guard.cc:227] This TensorFlow binary is optimized\\n')\n"
-        "os.write(2, b'To enable the following instructions: AVX2 FMA, in other operations, rebuild\\n')\n"
-        "os.write(2, b'E0000 could not load a kernel library: libfoo.so not found\\n')\n"
-        "os.write(2, b'no newline at the end')\n"
-        "raise ImportError('the fake TensorFlow refuses to load')\n")
-    program = ("import sys; sys.path.insert(0, sys.argv[1])\n"
-               "import fedc\n"
-               "with fedc.quiet_tensorflow_startup():\n"
-               "    try:\n"
-               "        import tensorflow\n"
-               "    except ImportError as e:\n"
-               "        print(e)\n"
-               "sys.stderr.write('after\\n')\n")
-    env = {**os.environ, "FEDC_QUIET_TENSORFLOW": "0"}
-    result = subprocess.run([sys.executable, "-c", program, str(tmp_path)], capture_output=True, text=True, timeout=120,
-                            env=env)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == "the fake TensorFlow refuses to load\n"
-    assert result.stderr == "E0000 could not load a kernel library: libfoo.so not found\nno newline at the endafter\n"
 
 
 def test_a_run_on_tensorflow_prints_no_tensorflow_start_up_lines(tmp_path):

@@ -45,14 +45,17 @@ def test_a_program_importing_tensorflow_before_fedc_prints_no_start_up_lines():
     assert loud.stdout == "3.0\n" and len(start_up_lines(loud.stderr)) >= 2
 
 
-def test_the_hook_at_start_up_passes_everything_else_through(tmp_path):
-    fake = tmp_path / "tensorflow"
+def fake_tensorflow(directory, *lines: bytes) -> None:
+    """A ``tensorflow`` package in ``directory`` that writes ``lines`` to fd 2 as it loads, then fails to."""
+    fake = directory / "tensorflow"
     fake.mkdir()
-    (fake / "__init__.py").write_text(
-        "import os\n"
-        "os.write(2, b'I0000 00:00:1 1 port.cc:153] oneDNN custom operations are on. You may see...\\n')\n"
-        "os.write(2, b'E0000 could not load a kernel library: libfoo.so not found\\n')\n"
-        "raise ImportError('the fake TensorFlow refuses to load')\n")
+    writes = "".join(f"os.write(2, {line!r})\n" for line in lines)
+    (fake / "__init__.py").write_text(f"import os\n{writes}raise ImportError('the fake TensorFlow refuses to load')\n")
+
+
+def test_the_hook_at_start_up_passes_everything_else_through(tmp_path):
+    fake_tensorflow(tmp_path, b"I0000 00:00:1 1 port.cc:153] oneDNN custom operations are on. You may see...\n",
+                    b"E0000 could not load a kernel library: libfoo.so not found\n")
     program = ("import sys; sys.path.insert(0, sys.argv[1])\n"
                "try:\n"
                "    import tensorflow\n"
@@ -61,6 +64,39 @@ def test_the_hook_at_start_up_passes_everything_else_through(tmp_path):
     result = run(program, str(tmp_path))
     assert result.stdout == "the fake TensorFlow refuses to load\n"
     assert result.stderr == "E0000 could not load a kernel library: libfoo.so not found\n"
+
+
+def test_a_script_can_load_tensorflow_quietly_too():
+    program = ("import fedc\n"
+               "with fedc.quiet_tensorflow_startup():\n"
+               "    import tensorflow as tf\n"
+               "    print(float(tf.reduce_sum(tf.ones([3]))))\n"
+               "import sys; assert not any(type(f).__name__ == '_QuietImport' for f in sys.meta_path)\n")
+    # with the interpreter-wide hook off: the block does it alone
+    result = run(program, switch="0")
+    assert result.stdout.strip() == "3.0" and result.stderr == ""
+
+
+def test_quiet_start_up_drops_only_tensorflows_start_up_lines(tmp_path):
+    """Anything else TensorFlow prints while it loads (why it fails to, say) still shows, as it comes."""
+    fake_tensorflow(tmp_path,
+                    b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+                    b"I0000 00:00:1 1 port.cc:153] oneDNN custom operations are on. You may see...\n",
+                    b"I0000 00:00:1 1 cpu_feature_guard.cc:227] This TensorFlow binary is optimized\n",
+                    b"To enable the following instructions: AVX2 FMA, in other operations, rebuild\n",
+                    b"E0000 could not load a kernel library: libfoo.so not found\n",
+                    b"no newline at the end")
+    program = ("import sys; sys.path.insert(0, sys.argv[1])\n"
+               "import fedc\n"
+               "with fedc.quiet_tensorflow_startup():\n"
+               "    try:\n"
+               "        import tensorflow\n"
+               "    except ImportError as e:\n"
+               "        print(e)\n"
+               "sys.stderr.write('after\\n')\n")
+    result = run(program, str(tmp_path), switch="0")
+    assert result.stdout == "the fake TensorFlow refuses to load\n"
+    assert result.stderr == "E0000 could not load a kernel library: libfoo.so not found\nno newline at the endafter\n"
 
 
 def test_the_hook_sees_only_tensorflow_and_costs_nothing_elsewhere():

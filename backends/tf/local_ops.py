@@ -26,6 +26,8 @@ import numpy as np
 
 from fedc.types import FunctionType, StructType, to_dtype
 
+from .graph import leaves
+
 __all__ = ["LOWERINGS", "exact_integer_sum", "tf_dtype_of", "zeros_of"]
 
 
@@ -205,15 +207,9 @@ def _where(graph, arg, signature, attrs):
 def _check(graph, arg, signature, attrs):
     tf = _tf()
     condition, x = arg
-
-    def holds(value):
-        if isinstance(value, tuple):
-            parts = [holds(v) for v in value]
-            return tf.reduce_all(tf.stack(parts)) if parts else tf.constant(True)
-        return tf.reduce_all(value)
-
+    holds = [tf.reduce_all(leaf) for leaf in leaves(condition)]
     message = attrs["message"]
-    graph.check(holds(condition), lambda: message)
+    graph.check(tf.reduce_all(tf.stack(holds)) if holds else tf.constant(True), lambda: message)
     return x
 
 

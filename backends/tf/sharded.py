@@ -42,6 +42,7 @@ from fedc.types import StructType, TensorType
 from fedc.values import Clients
 
 from .cluster import CachedShard, RayCluster, ShardNotCached, ShippedShard
+from .graph import leaves, tree_map
 
 __all__ = ["NotShardable", "ShardedRound", "same_values", "shard_bounds", "shard_module"]
 
@@ -88,15 +89,11 @@ def _is_worker_death(ray, error: BaseException) -> bool:
     return isinstance(error, kinds)
 
 
-def _tree(f, value):
-    return tuple(_tree(f, v) for v in value) if isinstance(value, tuple) else f(value)
-
-
 def _secure_combine(uri: str, partials: list, bound: Any, where: str) -> Any:
     """The secure sum ``uri`` of all clients from the shards' partial sums, exactly (Python integers)."""
     modular = uri == "federated_secure_modular_sum"
-    leaves_per_shard = [_leaves(p) for p in partials]
-    bounds = [int(np.asarray(b)) for b in _leaves(bound)]
+    leaves_per_shard = [leaves(p) for p in partials]
+    bounds = [int(np.asarray(b)) for b in leaves(bound)]
     results = []
     for k in range(len(leaves_per_shard[0])):
         column = [shard[k] for shard in leaves_per_shard]
@@ -110,13 +107,7 @@ def _secure_combine(uri: str, partials: list, bound: Any, where: str) -> Any:
             raise FedcError(f"{uri}: the sum does not fit in {dtype.name} ({where})")
         results.append(np.asarray(exact, dtype=object).astype(dtype))
     it = iter(results)
-    return _tree(lambda _: next(it), partials[0])
-
-
-def _leaves(value: Any) -> list:
-    if isinstance(value, tuple):
-        return [leaf for v in value for leaf in _leaves(v)]
-    return [value]
+    return tree_map(lambda _: next(it), partials[0])
 
 
 class NotShardable(Exception):
@@ -160,7 +151,7 @@ class ShardedRound:
         """
         for k, value_type in enumerate(self.form.secure_input_type["modulus"]):
             dtypes = [leaf.dtype for leaf in value_type.walk() if isinstance(leaf, TensorType)]
-            for bound in _leaves(self._bounds["secure_modular_sum_modulus"][k]):
+            for bound in leaves(self._bounds["secure_modular_sum_modulus"][k]):
                 modulus = int(np.asarray(bound))
                 for dtype in dtypes:
                     if modulus - 1 > np.iinfo(dtype).max:
