@@ -379,7 +379,11 @@ def _run_group(the_plan: Plan, inputs: list, input_leaves) -> list:
         return tf.compat.v1.import_graph_def(the_plan.rest, input_map=input_map,
                                              return_elements=[_tensor_name(n) for n in reduce_inputs], name="before")
 
-    initial = _vectorized(before, stacked_inputs)
+    if stacked_inputs:
+        initial = _vectorized(before, stacked_inputs)
+    else:  # the reduces' initial states and arguments depend on no client: made once, one row per client
+        clients = tf.shape(tf.nest.flatten(inputs)[0])[0]
+        initial = [tf.repeat(tf.expand_dims(o, 0), clients, axis=0) for o in before()]
     finals = {}
     position = 0
     for r in the_plan.reduces:

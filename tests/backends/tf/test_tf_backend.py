@@ -91,6 +91,20 @@ def test_a_reduce_behind_repeat_runs_every_epoch():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_a_reduce_whose_start_depends_on_no_client_counts_each_clients_batches():
+    @fedc.tf_computation(DATA)
+    def batches(dataset):
+        return dataset.reduce(np.int32(0), lambda n, batch: n + 1)  # no captured value, a constant start
+
+    @fedc.federated_computation(fedc.FederatedType(DATA, fedc.CLIENTS))
+    def counts(datasets):
+        return fedc.federated_map(batches, datasets)
+
+    data = clients(3, [[4] * k for k in (1, 3, 2, 3)])
+    with fedc.backend("tf"):
+        assert [int(n) for n in counts(data)] == [1, 3, 2, 3]
+
+
 def test_a_dataset_used_otherwise_runs_client_by_client_with_the_same_result():
     @fedc.tf_computation(DATA)
     def doubled_total(dataset):
