@@ -10,7 +10,18 @@ each config the same round runs on the in-process tf backend and on
 the JSON keeps the median round time of each, their ratio (workers /
 in-process) and difference (the per-round cost of the Ray path), the weights'
 largest difference, and the RSS of the driver and of every worker after each
-round. The analytics path: ``federated_mean`` of float32[1000] over
+round. Each config runs twice, with the clients' data given two ways:
+
+* ``values``: per client a list of ``(x, y)`` numpy batches (converted by the
+  driver each round; the workers are sent a shard only when it changed);
+* ``client_data``: the datasets of a ``TestClientData`` of the same arrays,
+  ``preprocess``-ed into the same batches, made once (as TFF's tutorials do)
+  and passed every round — the workers make and keep their clients' data by
+  client id. In-process, those datasets are iterated every round, so the
+  in-process time of ``values`` (the fastest input in-process) is the
+  baseline the JSON's ``ratio_over_in_process_values`` uses.
+
+The analytics path: ``federated_mean`` of float32[1000] over
 ``--mean-clients`` clients, same interleaving.
 
 Ray starts once (its start-up and the workers' first traces are reported as
@@ -59,11 +70,23 @@ def interleaved(first, second, rounds: int, after=None) -> tuple[list[float], li
     return a, b
 
 
-def fedavg_config(config: str, workers, rounds: int) -> dict:
+def client_data_datasets(data) -> list:
+    """The datasets of a TestClientData holding ``data`` (per client ``(x, y)``), in batches of BATCH_SIZE."""
+    from fedavg import BATCH_SIZE
+
+    from fedc.simulation.datasets import TestClientData
+
+    client_data = TestClientData({f"client_{i:05d}": (x, y) for i, (x, y) in enumerate(data)})
+    batched = client_data.preprocess(lambda dataset: dataset.batch(BATCH_SIZE))
+    return [batched.create_tf_dataset_for_client(c) for c in batched.client_ids]
+
+
+def fedavg_config(config: str, workers, rounds: int, given: str = "values") -> dict:
     import fedc
 
     clients, examples, epochs = parse_config(config)
-    batches = as_batches(make_clients(clients, examples))
+    data = make_clients(clients, examples)
+    batches = as_batches(data) if given == "values" else client_data_datasets(data)
     weights = initial_weights()
     next_round = build_fedc_round(epochs)
     context = fedc.context.execution_context(workers)
@@ -84,7 +107,7 @@ def fedavg_config(config: str, workers, rounds: int) -> dict:
 
     here_times, there_times = interleaved(lambda: on(in_process), lambda: on(context), rounds, measure)
     result = {
-        "config": config, "clients": clients, "examples": examples, "epochs": epochs,
+        "config": config, "clients": clients, "examples": examples, "epochs": epochs, "data_given_as": given,
         "workers": len(pids),
         "first_call_s": {"in_process": first_here, "workers": first_there},
         "round_s": {"in_process": statistics.median(here_times), "workers": statistics.median(there_times)},
@@ -96,7 +119,7 @@ def fedavg_config(config: str, workers, rounds: int) -> dict:
         "driver_rss_growth": (driver_rss[-1] - driver_rss[0]) / driver_rss[0],
         "worker_rss_growth": [(w[-1] - w[0]) / w[0] for w in zip(*worker_rss)],
     }
-    print(f"{config}: in-process {result['round_s']['in_process'] * 1e3:.0f} ms, {len(pids)} workers "
+    print(f"{config} ({given}): in-process {result['round_s']['in_process'] * 1e3:.0f} ms, {len(pids)} workers "
           f"{result['round_s']['workers'] * 1e3:.0f} ms, ratio {result['ratio_workers_over_in_process']:.2f}x "
           f"(+{result['workers_minus_in_process_s'] * 1e3:.0f} ms); weights within {difference:.1e}; "
           f"driver RSS {driver_rss[0]:.0f}→{driver_rss[-1]:.0f} MB, workers "
@@ -157,8 +180,15 @@ def main(argv=None) -> int:
         workers.cluster.workers()
         started = time.perf_counter() - start
         print(f"Ray and {args.workers} workers started in {started:.1f} s", flush=True)
-        record = {"workers": args.workers, "start_s": started, "rounds": args.rounds,
-                  "fedavg": [fedavg_config(c, workers, args.rounds) for c in args.configs.split(",")],
+        fedavg = [fedavg_config(c, workers, args.rounds, given) for c in args.configs.split(",")
+                  for given in ("values", "client_data")]
+        for run in fedavg:  # against in-process given its fastest input (values), the same config
+            baseline = next(r for r in fedavg if r["config"] == run["config"] and r["data_given_as"] == "values")
+            run["ratio_over_in_process_values"] = run["round_s"]["workers"] / baseline["round_s"]["in_process"]
+            print(f"{run['config']} ({run['data_given_as']}) on workers / in-process given values: "
+                  f"{run['ratio_over_in_process_values']:.2f}x", flush=True)
+        record = {"workers": args.workers, "start_s": started, "rounds": args.rounds, "fedavg": fedavg,
+                  "worker_loads": workers.cluster.load_counts(),
                   "federated_mean": analytics(workers, args.mean_clients, max(3, args.rounds // 4))}
     finally:
         workers.close()

@@ -2,7 +2,7 @@
 
     fedc compile algo.fed [-o out] [--emit ir|proto|dot|svg|png] [--passes PIPELINE] [--report privacy|cost]
     fedc run algo.fed [--entry NAME] [--args FILE.json|FILE.npz] [--rounds N] [--backend NAME] [--workers N]
-                  [--address ADDR] [--timeout S]
+                  [--address ADDR] [--on-client-error fail|drop] [--timeout S]
     fedc opt in.fedir --passes PIPELINE [--print-ir-after-all] [--time-passes] ...
     fedc viz algo.fed -o graph.svg
     fedc viz algo.fed --passes PIPELINE --stages -o stages.html
@@ -475,7 +475,8 @@ def cmd_run(args) -> int:
         module = load_module(args.input, args.include, args.trusted, import_externs=True)
         ir.verify(module)
         module = _apply_passes(module, args)
-        options = {k: v for k, v in (("workers", args.workers), ("address", args.address)) if v is not None}
+        options = {k: v for k, v in (("workers", args.workers), ("address", args.address),
+                                     ("on_client_error", args.on_client_error)) if v is not None}
         with context.backend(args.backend, **options) as backend:
             try:
                 if args.rounds is not None:
@@ -485,9 +486,20 @@ def cmd_run(args) -> int:
                 value = call_with_args(computation, lam, read_args(args.args))
                 print(format_value(value))
             finally:
+                _say_dropped(backend)
                 if options:
                     backend.close()  # the workers (and a local Ray cluster) end with the command
     return EXIT_OK
+
+
+def _say_dropped(backend) -> None:
+    """Tells stderr which clients the last round on workers dropped (--on-client-error drop), if any."""
+    last = getattr(backend, "last_round", None)
+    if last and last["dropped"]:
+        shown = "; ".join(f"client {p}{f' ({i!r})' if i else ''}: {m}" for p, i, m in last["dropped"][:3])
+        more = f"; and {len(last['dropped']) - 3} more" if len(last["dropped"]) > 3 else ""
+        print(f"fedc run: the last round of @{last['computation']} dropped {len(last['dropped'])} of its "
+              f"{last['clients']} clients: {shown}{more}", file=sys.stderr)
 
 
 class TimeoutExceeded(FedcError):
@@ -786,6 +798,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="run rounds on N worker processes (the tf backend on Ray; a local cluster unless --address)")
     p.add_argument("--address", metavar="ADDR",
                    help="the Ray cluster to run the workers on: auto, host:port or ray://host:10001")
+    p.add_argument("--on-client-error", choices=("fail", "drop"),
+                   help="on workers, whether a client whose data or work fails fails the round (fail, the default) "
+                        "or is dropped from it (drop; said on stderr)")
     p.add_argument("--rounds", type=int, metavar="N", help="run initialize, then next N times")
     p.add_argument("--initialize", default="initialize", metavar="NAME", help="the initialize computation (with --rounds)")
     p.add_argument("--next", default="next", metavar="NAME", help="the next computation (with --rounds)")

@@ -9,7 +9,10 @@ Backends share this representation at the API boundary:
 * ``T@SERVER`` and all-equal ``T@CLIENTS`` are the member value itself;
 * ``{T}@CLIENTS`` is a :class:`Clients`: one member value per client, kept as
   a list or *stacked* (every tensor leaf with a leading client axis), whichever
-  was produced last; each form is computed from the other when asked for.
+  was produced last; each form is computed from the other when asked for. Clients'
+  datasets can also be *named* rather than held (:class:`ClientSource`: a
+  simulation ``ClientData`` and client ids), loaded when first asked for — by
+  this process, or by the workers that run those clients.
 """
 
 from __future__ import annotations
@@ -32,9 +35,11 @@ from fedc.types import (
     Type,
     dtype_name,
     is_namedtuple,
+    to_type,
 )
 
-__all__ = ["Clients", "convert", "from_python", "stack", "strings", "to_python", "unstack"]
+__all__ = ["ClientSource", "Clients", "convert", "from_python", "load_client", "stack", "strings", "to_python",
+           "unstack"]
 
 
 def stack(values: list) -> Optional[Any]:
@@ -86,17 +91,90 @@ def _leading_axis(stacked: Any) -> Optional[int]:
     return stacked.shape[0]
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class ClientSource:
+    """Clients' datasets named, not held: client ``k``'s value is ``origin``'s dataset of ``ids[k]`` as ``member``.
+
+    ``origin`` is a simulation ``ClientData`` (``fedc.simulation``; anything
+    with ``create_tf_dataset_for_client``), ``member`` the sequence type each
+    dataset is converted to, ``what`` names the value in errors. ``datasets``
+    are the user's own dataset objects when they were passed as a list (this
+    process then iterates those); ``repeatable`` says whether a client's
+    dataset, made again, gives the same elements (no shuffling or random ops),
+    so that its converted value may be kept and used again.
+    """
+
+    origin: Any
+    ids: tuple
+    member: Type
+    what: str
+    datasets: Optional[tuple] = None
+    repeatable: bool = False
+
+    def load(self, k: int) -> Any:
+        """Client ``k``'s value (from the user's dataset object if there is one, else made from ``origin``).
+
+        A repeatable dataset object keeps its value (on itself, for this
+        member type): passed again, as TFF's tutorials pass the same datasets
+        every round, it is not iterated again.
+        """
+        if self.datasets is None:
+            return load_client(self.origin, self.ids[k], self.member, f"{self.what}, client {k}")
+        dataset = self.datasets[k]
+        kept = getattr(dataset, "__fedc_value__", None)
+        if kept is not None and kept[0] == self.member:
+            return kept[1]
+        value = from_python(dataset, self.member, f"{self.what}, client {k} ({self.ids[k]!r})")
+        if self.repeatable:
+            try:
+                dataset.__fedc_value__ = (self.member, value)
+            except AttributeError:
+                pass
+        return value
+
+    def pick(self, indices) -> "ClientSource":
+        """The source of clients ``indices`` (in that order)."""
+        datasets = None if self.datasets is None else tuple(self.datasets[i] for i in indices)
+        return dataclasses.replace(self, ids=tuple(self.ids[i] for i in indices), datasets=datasets)
+
+
+def load_client(origin: Any, client_id: str, member: Type, what: str) -> Any:
+    """Client ``client_id``'s dataset of ``origin`` (a ClientData) as a value of ``member``; errors name the client."""
+    where = f"{what} ({client_id!r})"
+    try:
+        dataset = origin.create_tf_dataset_for_client(client_id)
+    except FedcError as e:
+        raise type(e)(f"{where}: {e.message}", e.location) from None
+    except Exception as e:  # the user's dataset function, a file that cannot be read, …
+        raise FedcError(f"{where}: making the client's dataset failed: {type(e).__name__}: {e}") from None
+    try:
+        return from_python(dataset, member, where)
+    except FedcError:
+        raise
+    except Exception as e:  # reading the dataset (tf.errors.OpError from a pipeline, say)
+        message = getattr(e, "message", None) or str(e)
+        raise FedcError(f"{where}: reading the client's dataset failed: {type(e).__name__}: "
+                        f"{message.splitlines()[0] if message else ''}") from None
+
+
 class Clients:
-    """A ``{T}@CLIENTS`` value: one member value per client."""
+    """A ``{T}@CLIENTS`` value: one member value per client (held, or named by a :class:`ClientSource`)."""
 
-    __slots__ = ("count", "_items", "_stacked")
+    __slots__ = ("count", "_items", "_stacked", "source")
 
-    def __init__(self, count: int, items: Optional[list] = None, stacked: Any = None):
-        if items is None and stacked is None:
-            raise ValueError("Clients needs items or a stacked value")
+    def __init__(self, count: int, items: Optional[list] = None, stacked: Any = None,
+                 source: Optional[ClientSource] = None):
+        if items is None and stacked is None and source is None:
+            raise ValueError("Clients needs items, a stacked value or a source")
         self.count = count
         self._items = items
         self._stacked = stacked
+        #: where the clients' values come from when they are named, not held (None when held)
+        self.source = source
+
+    @classmethod
+    def from_source(cls, source: ClientSource) -> "Clients":
+        return cls(len(source.ids), source=source)
 
     @classmethod
     def from_items(cls, items: list) -> "Clients":
@@ -110,13 +188,18 @@ class Clients:
 
     def items(self) -> list:
         if self._items is None:
-            self._items = unstack(self._stacked, self.count)
+            if self._stacked is not None:
+                self._items = unstack(self._stacked, self.count)
+            else:  # named clients: loaded here, now
+                self._items = [self.source.load(k) for k in range(self.count)]
         return self._items
 
     def select(self, start: int, stop: int) -> "Clients":
         """Clients ``start`` to ``stop - 1`` (a shard), slicing whichever form is at hand."""
         if self._stacked is not None:
             return Clients.from_stacked(_slice_leaves(self._stacked, start, stop), stop - start)
+        if self._items is None:
+            return Clients.from_source(self.source.pick(range(start, stop)))
         return Clients.from_items(self._items[start:stop])
 
     def stacked_if_present(self) -> Optional[Any]:
@@ -366,6 +449,10 @@ def from_python(value: Any, t: Type, what: str) -> Any:
             return from_python(value, t.member, what)
         if isinstance(value, Clients):
             return value
+        if isinstance(t.member, SequenceType):
+            source = _client_source(value, t, what)
+            if source is not None:
+                return Clients.from_source(source)
         if isinstance(value, np.ndarray) and isinstance(t.member, TensorType):
             if value.ndim == 0:
                 raise FedcTypeError(
@@ -395,6 +482,45 @@ def from_python(value: Any, t: Type, what: str) -> Any:
             return value
         raise FedcTypeError(f"{what}: expected a placement (fedc.CLIENTS or fedc.SERVER), got {_describe(value)}")
     raise FedcTypeError(f"{what}: values of type {t} cannot be passed in")
+
+
+def _client_source(value: Any, t: FederatedType, what: str) -> Optional[ClientSource]:
+    """The clients' datasets as a :class:`ClientSource`, when ``value`` names them (else None: converted now).
+
+    A simulation ``ClientData`` (it has ``__fedc_clients__``, giving the
+    ClientData that makes its datasets and the ids, and
+    ``__fedc_repeatable__``) names all its clients; a list of datasets made by one ClientData's
+    ``create_tf_dataset_for_client`` (each tagged ``__fedc_client__``) names
+    those clients — if the ClientData's datasets are repeatable, since a
+    worker makes its own copy of each; otherwise the list is converted here,
+    from the user's dataset objects, as any other list.
+    """
+    clients_of = getattr(value, "__fedc_clients__", None)
+    if callable(clients_of):
+        origin, ids = clients_of()
+        try:
+            spec = value.element_type_structure
+        except FedcError:
+            raise
+        except Exception as e:  # the first client's dataset is made to find it: the user's function failed
+            raise FedcError(f"{what}: the element type of the ClientData's datasets: making client {ids[0]!r}'s "
+                            f"dataset failed: {type(e).__name__}: {e}") from None
+        actual = SequenceType(to_type(spec))
+        if not t.member.is_assignable_from(actual):
+            raise FedcTypeError(f"{what}: expected {t}, got a ClientData whose datasets are {actual}")
+        return ClientSource(origin, tuple(ids), t.member, what, None, origin.__fedc_repeatable__())
+    if not isinstance(value, (list, tuple)) or not value:
+        return None
+    tags = [getattr(v, "__fedc_client__", None) for v in value]
+    if tags[0] is None or not _is_tf_dataset(value[0]):
+        return None
+    origin = tags[0][0]
+    if any(tag is None or tag[0] is not origin for tag in tags) or not origin.__fedc_repeatable__():
+        return None
+    spec = value[0].element_spec
+    if any(v.element_spec != spec for v in value[1:]) or not t.member.is_assignable_from(SequenceType(to_type(spec))):
+        return None  # converted now, which says what is wrong
+    return ClientSource(origin, tuple(tag[1] for tag in tags), t.member, what, tuple(value), True)
 
 
 class _ClientsStacked(NamedTuple):

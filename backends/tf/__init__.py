@@ -24,7 +24,9 @@ with the same rules. TensorFlow places ops on a GPU when it has one.
 (:mod:`.cluster`, :mod:`.sharded`): every computation from server values and
 client data to server values runs as its MapReduce form, the clients
 sharded over the workers and pre-aggregated there; anything else runs here,
-in-process, as above.
+in-process, as above. ``on_client_error="drop"`` lets such a round go on
+without a client whose data or work fails (``last_round["dropped"]`` names
+them); by default (``"fail"``) the round fails, naming the client.
 """
 
 from __future__ import annotations
@@ -203,7 +205,7 @@ class TFBackend(Backend):
     name = "tf"
     rules = RULES
 
-    def __init__(self, workers: Optional[int] = None, address: Optional[str] = None):
+    def __init__(self, workers: Optional[int] = None, address: Optional[str] = None, on_client_error: str = "fail"):
         import importlib.util
 
         try:
@@ -216,6 +218,16 @@ class TFBackend(Backend):
                             "for a GPU), or run on the reference backend: fedc.set_default_backend('reference'), "
                             "or fedc run --backend reference")
         self.cluster: Optional[RayCluster] = None
+        #: what the last round on the workers did (None before one ran): a dict with "computation", "clients",
+        #: "dropped" ([(client's place in the round, its id or None, the error)]), "reruns", "shards", "by_id"
+        self.last_round: Optional[dict] = None
+        if on_client_error not in ("fail", "drop"):
+            raise FedcError(f"the tf backend's on_client_error= is 'fail' (a failing client fails the round) or "
+                            f"'drop' (the round goes on without it), not {on_client_error!r}")
+        if on_client_error != "fail" and workers is None and address is None:
+            raise FedcError("the tf backend's on_client_error='drop' applies to rounds on workers: give workers= "
+                            "or address= too (in-process, a failing client fails the call)")
+        self.on_client_error = on_client_error
         if workers is not None or address is not None:
             check_options(workers, address)
             import_ray()  # not installed: said now, not at the first round
@@ -229,11 +241,15 @@ class TFBackend(Backend):
         if self.cluster is None:
             return self.build(module, symbol)
         try:
-            return ShardedRound(self.cluster, module, symbol, form, wrapping, TFExecutable)
+            return ShardedRound(self.cluster, module, symbol, form, wrapping, TFExecutable, self.on_client_error,
+                                self._record)
         except NotShardable as e:
             warnings.warn(f"@{symbol} runs in this process, not on the tf backend's workers: {e}", FedcWarning,
                           stacklevel=2)
             return self.build(module, symbol)
+
+    def _record(self, run: dict) -> None:
+        self.last_round = dict(run, dropped=list(run["dropped"]))
 
     def close(self) -> None:
         """Stops the workers (and the local Ray cluster this backend started)."""
@@ -244,4 +260,5 @@ class TFBackend(Backend):
         if self.cluster is None:
             return "<fedc backend 'tf'>"
         where = f", address={self.cluster.address!r}" if self.cluster.address else ""
-        return f"<fedc backend 'tf' (workers={self.cluster.requested_workers}{where})>"
+        policy = f", on_client_error={self.on_client_error!r}" if self.on_client_error != "fail" else ""
+        return f"<fedc backend 'tf' (workers={self.cluster.requested_workers}{where}{policy})>"

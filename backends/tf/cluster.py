@@ -22,17 +22,27 @@ made itself (``ray.init`` before fedc's first round) is used and left open.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import threading
+import uuid
 from typing import Any, Optional
 
 from fedc.errors import FedcError
 
-__all__ = ["CachedShard", "RayCluster", "ShardNotCached", "ShardWorker", "ShippedShard", "check_options", "import_ray"]
+__all__ = ["CachedShard", "ClientFailed", "NamedShard", "NotShareable", "RayCluster", "ShardNotCached", "ShardWorker", "ShippedShard",
+           "check_options", "import_ray"]
 
 #: How long workers may take to start (import TensorFlow, fedc) before fedc says they cannot.
 START_TIMEOUT_S = 300.0
+
+#: How much of the clients' data loaded by id a worker keeps across rounds (MB; the least recently used goes
+#: first). ``FEDC_WORKER_CACHE_MB`` in the environment sets it.
+WORKER_CACHE_MB = 2048.0
+
+#: How many ClientData a cluster and its workers keep (the most recently used).
+SHARED_ORIGINS = 8
 
 
 def check_options(workers: Any, address: Any) -> None:
@@ -85,6 +95,48 @@ class ShardNotCached(Exception):
     """The worker does not hold the shard a :class:`CachedShard` names (it was restarted): send the data."""
 
 
+class NamedShard:
+    """A shard's clients by id: the worker makes their datasets itself with the ClientData put in Ray under
+    ``origin_token`` (``origin[0]``, an object ref), and keeps the values if ``repeatable``.
+
+    ``positions`` are the clients' places in the round (errors name them), ``what`` the argument.
+    """
+
+    __slots__ = ("origin_token", "origin", "ids", "positions", "what", "repeatable")
+
+    def __init__(self, origin_token: str, origin: list, ids: tuple, positions: tuple, what: str, repeatable: bool):
+        self.origin_token = origin_token
+        self.origin = origin
+        self.ids = ids
+        self.positions = positions
+        self.what = what
+        self.repeatable = repeatable
+
+    def __reduce__(self):
+        return (NamedShard, (self.origin_token, self.origin, self.ids, self.positions, self.what, self.repeatable))
+
+
+class ClientFailed(Exception):
+    """Client ``index`` of a shard failed: its data could not be loaded, or its work raised ``error`` — run
+    ``alone``, so that the error's "client 0" is that client."""
+
+    def __init__(self, index: int, error: Exception, alone: bool = False):
+        super().__init__(index, error, alone)
+        self.index = index
+        self.error = error
+        self.alone = alone
+
+
+class NotShareable(Exception):
+    """A value cannot be put in Ray's object store (it cannot be pickled); the message says why."""
+
+
+def _nbytes(value: Any) -> int:
+    if isinstance(value, (tuple, list)):
+        return sum(_nbytes(v) for v in value)
+    return int(getattr(value, "nbytes", 0))
+
+
 class ShardWorker:
     """One worker process: compiles the rounds' shard computations and runs its shard of the clients.
 
@@ -104,15 +156,29 @@ class ShardWorker:
         tf.config.threading.set_inter_op_parallelism_threads(self.threads)
         self._executables: dict[str, Any] = {}
         self._shards: dict[str, tuple[str, Any]] = {}  # round key -> (token, the last shard's client data)
+        self._origins: "collections.OrderedDict[str, Any]" = collections.OrderedDict()  # token -> ClientData
+        #: (origin token, client id, member type) -> the client's value, least recently used first
+        self._loaded: "collections.OrderedDict[tuple, Any]" = collections.OrderedDict()
+        self._loaded_bytes = 0
+        self._cache_bytes = float(os.environ.get("FEDC_WORKER_CACHE_MB", WORKER_CACHE_MB)) * 2**20
+        #: clients loaded by id, and those of them found in the cache, since the worker started
+        self.loads = {"loaded": 0, "cached": 0}
 
     def ready(self) -> tuple[int, int]:
         """(this process's pid, its TensorFlow thread count): the worker is up."""
         return os.getpid(), self.threads
 
-    def run_shard(self, key: str, serialized: list, symbol: str, broadcast: Any, shard: Any) -> Any:
+    def run_shard(self, key: str, serialized: list, symbol: str, broadcast: Any, shard: Any,
+                  drop_failing: bool = False) -> tuple[list, list]:
         """Runs a round's shard computation (``@symbol`` of the module in ``serialized[0]``, compiled once as
-        ``key``) on ``(broadcast, the shard's clients)``; returns its result's second element (the partial
-        aggregates). ``shard`` is a :class:`ShippedShard` (kept for the next call) or a :class:`CachedShard`."""
+        ``key``) on ``(broadcast, the shard's clients)``. ``shard`` is a :class:`ShippedShard` (kept for the next
+        call), a :class:`CachedShard` or a :class:`NamedShard`.
+
+        Returns ``(partials, failures)``: the partial aggregates (the shard computation's result's second
+        element) — one for the whole shard, or, when it failed, one per client that did not, in order — and
+        ``failures``, ``[(client's index in the shard, message, location)]`` of the clients that failed, which
+        are dropped. Unless ``drop_failing``, the first failing client is raised instead, as
+        :class:`ClientFailed`. (Clients are run one by one only when the whole shard fails.)"""
         executable = self._executables.get(key)
         if executable is None:
             import ray
@@ -122,15 +188,115 @@ class ShardWorker:
 
             module = deserialize(ray.get(serialized[0]))
             executable = self._executables[key] = get_backend("tf").compile(module, symbol)
-        if isinstance(shard, CachedShard):
+        failures: list = []
+        if isinstance(shard, NamedShard):
+            clients, indices = self._named(shard, executable.type_signature.parameter[1].member, failures,
+                                           drop_failing)
+        elif isinstance(shard, CachedShard):
             held = self._shards.get(key)
             if held is None or held[0] != shard.token:
                 raise ShardNotCached(shard.token)
-            clients = held[1]
+            clients, indices = held[1], None
         else:
-            clients = shard.clients
+            clients, indices = _owned(shard.clients), None
             self._shards[key] = (shard.token, clients)
-        return executable((broadcast, clients), num_clients=clients.count)[1]
+        return self._run(executable, broadcast, clients, indices, failures, drop_failing), failures
+
+    @staticmethod
+    def _run(executable, broadcast: Any, clients: Any, indices: Optional[list], failures: list,
+             drop_failing: bool) -> list:
+        """The partials of the shard's clients (``indices``: their places in the shard, None for all)."""
+        from fedc.errors import FedcError
+
+        if clients.count == 0:
+            return []
+        try:
+            return [executable((broadcast, clients), num_clients=clients.count)[1]]
+        except FedcError as error:
+            if clients.count == 1:
+                index = indices[0] if indices else 0
+                if not drop_failing:
+                    raise ClientFailed(index, error, alone=True) from None
+                failures.append((index, error.message, error.location))
+                return []
+            whole = error
+        partials = []
+        for k in range(clients.count):  # which clients fail: each alone
+            try:
+                partials.append(executable((broadcast, clients.select(k, k + 1)), num_clients=1)[1])
+            except FedcError as error:
+                index = indices[k] if indices is not None else k
+                if not drop_failing:
+                    raise ClientFailed(index, error, alone=True) from None
+                failures.append((index, error.message, error.location))
+        if len(partials) == clients.count:  # no client fails alone: the shard's failure is theirs together
+            raise whole
+        return partials
+
+    def _named(self, shard: NamedShard, member, failures: list, drop_failing: bool) -> tuple[Any, list]:
+        """The shard's clients' values, each from this worker's cache or loaded (and kept if repeatable), and
+        their indices in the shard (a client whose data cannot be loaded is a failure)."""
+        from fedc.errors import FedcError
+
+        from fedc.values import Clients, load_client
+
+        origin = self._origins.get(shard.origin_token)
+        if origin is None:
+            import ray
+
+            origin = self._origins[shard.origin_token] = ray.get(shard.origin[0])
+            while len(self._origins) > SHARED_ORIGINS:
+                self._origins.popitem(last=False)
+        self._origins.move_to_end(shard.origin_token)
+        kind = str(member)
+        values, indices = [], []
+        for index, (client_id, position) in enumerate(zip(shard.ids, shard.positions)):
+            key = (shard.origin_token, client_id, kind)
+            value = self._loaded.get(key)
+            if value is not None:
+                self._loaded.move_to_end(key)
+                self.loads["cached"] += 1
+            else:
+                try:
+                    value = load_client(origin, client_id, member, f"{shard.what}, client {position}")
+                except FedcError as error:
+                    if not drop_failing:
+                        raise ClientFailed(index, error) from None
+                    failures.append((index, error.message, error.location))
+                    continue
+                self.loads["loaded"] += 1
+                if shard.repeatable:
+                    self._keep(key, value)
+            values.append(value)
+            indices.append(index)
+        return Clients.from_items(values), indices
+
+    def _keep(self, key: tuple, value: Any) -> None:
+        size = _nbytes(value)
+        if size > self._cache_bytes:
+            return
+        self._loaded[key] = value
+        self._loaded_bytes += size
+        while self._loaded_bytes > self._cache_bytes:
+            _, dropped = self._loaded.popitem(last=False)
+            self._loaded_bytes -= _nbytes(dropped)
+
+    def load_counts(self) -> dict:
+        """How many clients this worker loaded by id, and found already loaded, since it started."""
+        return dict(self.loads, kept=len(self._loaded), kept_mb=self._loaded_bytes / 2**20)
+
+
+def _owned(clients: Any) -> Any:
+    """Shipped clients whose large arrays TensorFlow can read in place on every call (copied once, if need be)."""
+    from fedc.values import Clients
+
+    from .values import owned
+
+    def own(value):
+        return tuple(own(v) for v in value) if isinstance(value, tuple) else owned(value)
+
+    stacked = clients.stacked_if_present()
+    return clients if stacked is None else Clients.from_stacked(own(stacked), clients.count)
 
 
 #: How long fedc waits for a Ray cluster's address to answer before saying it cannot be reached.
@@ -220,6 +386,8 @@ class RayCluster:
         #: belongs to one start
         self.generation = 0
         self._connection: Optional[str] = None  # the Ray connection the workers were started in
+        #: id(value) -> (value, token, object ref): what :meth:`share` put in Ray in this start, oldest first
+        self._shared: "collections.OrderedDict[int, tuple]" = collections.OrderedDict()
 
     @property
     def started(self) -> bool:
@@ -234,6 +402,33 @@ class RayCluster:
             if self._workers is None:
                 self._start()
             return list(self._workers)
+
+    def share(self, value: Any) -> tuple[str, Any]:
+        """``(token, object ref)`` of ``value`` put in Ray's object store, once per start of the workers (the
+        :data:`SHARED_ORIGINS` most recent are kept); :class:`NotShareable` if it cannot be pickled."""
+        ray = import_ray()
+        with self._lock:
+            generation = self.generation
+            held = self._shared.get(id(value))
+            if held is not None and held[0] is value and held[3] == generation:
+                self._shared.move_to_end(id(value))
+                return held[1], held[2]
+        try:
+            ref = ray.put(value)
+        except Exception as e:  # noqa: BLE001 - Ray's pickling fails in many ways; each says why
+            raise NotShareable(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        token = uuid.uuid4().hex
+        with self._lock:
+            self._shared[id(value)] = (value, token, ref, generation)
+            while len(self._shared) > SHARED_ORIGINS:
+                self._shared.popitem(last=False)
+        return token, ref
+
+    def load_counts(self) -> list[dict]:
+        """Per worker: how many clients it loaded by id, and found already loaded (:class:`NamedShard`)."""
+        import ray
+
+        return ray.get([w.load_counts.remote() for w in self.workers()], timeout=START_TIMEOUT_S)
 
     def worker_pids(self) -> list[int]:
         """The process ids of the workers now (a worker Ray restarted has a new one)."""
@@ -301,6 +496,7 @@ class RayCluster:
                             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); a worker needs "
                             "fedc and TensorFlow installed in its Python") from None
         self.threads = [threads for _, threads in ready]
+        self._shared.clear()
         self._workers = handles
         self._connection = _connection(ray)
         self.generation += 1

@@ -220,7 +220,7 @@ def map_over_clients(graph, node, the_plan: Plan, clients: ClientValues) -> Opti
     for index, members in enumerate(groups):
         order.extend(members)
         inputs = _group_inputs(columns, index, members, clients.count, input_leaves)
-        outputs_by_group.append(_run_group_function(the_plan, inputs, input_leaves))
+        outputs_by_group.append(_run_group_function(the_plan, inputs, input_leaves, len(members)))
     results = [tf.concat(parts, axis=0) if len(parts) > 1 else parts[0] for parts in zip(*outputs_by_group)]
     if order != list(range(len(order))):
         inverse = [0] * len(order)
@@ -311,7 +311,7 @@ def _is_struct(t) -> bool:
 _MAX_GROUP_FUNCTIONS = 64
 
 
-def _run_group_function(the_plan: Plan, inputs: list, input_leaves) -> list:
+def _run_group_function(the_plan: Plan, inputs: list, input_leaves, size: int) -> list:
     """:func:`_run_group` as a call of a ``tf.function`` kept on the plan, traced once per group layout.
 
     Its signature leaves each segment's number of steps open, so a later
@@ -336,14 +336,15 @@ def _run_group_function(the_plan: Plan, inputs: list, input_leaves) -> list:
             flat.append(value)
             signature.append(tf.TensorSpec(value.shape, value.dtype))
             structure.append(None)
-    key = (tuple(structure), tuple((tuple(spec.shape.as_list()), spec.dtype.name) for spec in signature))
+    key = (tuple(structure), tuple((tuple(spec.shape.as_list()), spec.dtype.name) for spec in signature),
+           None if flat else size)  # (clients whose datasets are all empty: no tensor says how many they are)
     function = the_plan.group_functions.get(key)
     if function is None:
         def run(*tensors):
             remaining = iter(tensors)
             rebuilt = [next(remaining) if counts is None else [[next(remaining) for _ in range(n)] for n in counts]
                        for counts in structure]
-            return _run_group(the_plan, rebuilt, input_leaves)
+            return _run_group(the_plan, rebuilt, input_leaves, tf.shape(tensors[0])[0] if tensors else size)
 
         function = tf.function(run, input_signature=signature, autograph=False)
         if len(the_plan.group_functions) >= _MAX_GROUP_FUNCTIONS:
@@ -353,8 +354,8 @@ def _run_group_function(the_plan: Plan, inputs: list, input_leaves) -> list:
     return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
 
-def _run_group(the_plan: Plan, inputs: list, input_leaves) -> list:
-    """The graph's outputs for clients of one layout, each stacked over the clients.
+def _run_group(the_plan: Plan, inputs: list, input_leaves, size) -> list:
+    """The graph's outputs for the ``size`` clients of one layout, each stacked over the clients.
 
     ``inputs`` has, per input leaf, a tensor stacked over the clients or (for
     a sequence) its segments (see :func:`_group_inputs`).
@@ -382,8 +383,7 @@ def _run_group(the_plan: Plan, inputs: list, input_leaves) -> list:
     if stacked_inputs:
         initial = _vectorized(before, stacked_inputs)
     else:  # the reduces' initial states and arguments depend on no client: made once, one row per client
-        clients = tf.shape(tf.nest.flatten(inputs)[0])[0]
-        initial = [tf.repeat(tf.expand_dims(o, 0), clients, axis=0) for o in before()]
+        initial = [tf.repeat(tf.expand_dims(o, 0), size, axis=0) for o in before()]
     finals = {}
     position = 0
     for r in the_plan.reduces:

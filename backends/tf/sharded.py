@@ -7,8 +7,8 @@ then runs as a MapReduce round:
 
 1. ``prepare`` at the driver (this process) gives the broadcast value, put
    in Ray's object store once for the round;
-2. the clients are cut into one contiguous shard per worker, in the order
-   given (:func:`shard_bounds`); each
+2. the clients are cut into one shard per worker — contiguous, in the order
+   given (:func:`shard_bounds`), or by client id (below); each
    worker runs its shard's *shard computation* — the form's ``work``, then
    ``zero``/``accumulate``/``merge`` and the secure sums over its clients, as
    one batched TensorFlow function on the in-process tf backend — so only an
@@ -17,23 +17,32 @@ then runs as a MapReduce round:
    does not depend on which worker finishes first), adds the partial secure
    sums exactly, and runs ``report`` and ``update``.
 
-A worker keeps the last shard of client data it was sent (per round
-computation): when the next call's shard for it is equal (compared leaf by
-leaf at the driver, a memory comparison), only a token is sent. A worker that
-dies during a round (its process is killed, say) is restarted
-by Ray; its shard is run again, on the next worker, from the same inputs, so
-the round's result is the one an undisturbed run gives.
+Client data named by a simulation ``ClientData`` (its datasets, or the
+ClientData itself: :class:`fedc.values.ClientSource`) is not loaded here:
+the ClientData is put in Ray once, each client goes to the worker its id
+hashes to (:func:`sticky_shards`, the same worker every round), and a worker
+makes its clients' datasets itself and keeps their values across rounds
+(when the pipeline is repeatable), so a round sends client ids. Other client
+data is converted here and sent: a worker keeps the last shard it was sent
+(per round computation), and when the next call's shard for it is equal
+(compared leaf by leaf at the driver, a memory comparison), only a token is
+sent. A worker that dies during a round (its process is killed, say) is
+restarted by Ray; its shard is run again, on the next worker, from the same
+inputs, so the round's result is the one an undisturbed run gives.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
+import warnings
+import zlib
 from typing import Any, Optional
 
 import numpy as np
 
-from fedc.errors import FedcError
+from fedc.errors import FedcError, FedcWarning
 from fedc.ir import building_blocks as bb
 from fedc.ir.mapreduce import SECURE_GROUPS, MapReduceForm, RoundWrapping, as_round
 from fedc.ir.module import Module
@@ -41,10 +50,10 @@ from fedc.ir.serialization import serialize
 from fedc.types import StructType, TensorType
 from fedc.values import Clients
 
-from .cluster import CachedShard, RayCluster, ShardNotCached, ShippedShard
+from .cluster import CachedShard, ClientFailed, NamedShard, NotShareable, RayCluster, ShardNotCached, ShippedShard
 from .graph import leaves, tree_map
 
-__all__ = ["NotShardable", "ShardedRound", "same_values", "shard_bounds", "shard_module"]
+__all__ = ["NotShardable", "ShardedRound", "same_values", "shard_bounds", "shard_module", "sticky_shards"]
 
 #: The computation a worker runs on its shard, in :func:`shard_module`'s module.
 SHARD = "shard"
@@ -80,6 +89,15 @@ def shard_bounds(count: int, shards: int) -> list[tuple[int, int]]:
         bounds.append((start, stop))
         start = stop
     return bounds
+
+
+def sticky_shards(ids: tuple, workers: int) -> list[tuple[int, list[int]]]:
+    """``[(worker, positions)]``: each client (by id) goes to the worker ``crc32(id) % workers``, in every round,
+    so a worker meets the same clients again and has their data; positions keep the round's order."""
+    by_worker: list[list[int]] = [[] for _ in range(workers)]
+    for position, client_id in enumerate(ids):
+        by_worker[zlib.crc32(client_id.encode("utf-8")) % workers].append(position)
+    return [(w, positions) for w, positions in enumerate(by_worker) if positions]
 
 
 def _is_worker_death(ray, error: BaseException) -> bool:
@@ -118,19 +136,24 @@ class ShardedRound:
     """The executable of a computation that runs as a MapReduce round on the workers (see the module)."""
 
     def __init__(self, cluster: RayCluster, module: Module, symbol: str, form_module: Module,
-                 wrapping: RoundWrapping, local_build):
+                 wrapping: RoundWrapping, local_build, on_client_error: str = "fail", record=None):
         self.module = module
         self.symbol = symbol
         self.type_signature = module[symbol].type_signature
         self.form = MapReduceForm(form_module)
         self.wrapping = wrapping
         self._cluster = cluster
+        self._drop = on_client_error == "drop"
+        self._record = record  # called with last_run after each call (the backend's last_round)
         self._parts = {p: local_build(form_module, p) for p in ("prepare", "merge", "report", "update")}
         self._bounds = {part: local_build(form_module, part)() for _, part, _ in SECURE_GROUPS}
         reason = self._unshardable()
         if reason:
             raise NotShardable(reason)
-        self._serialized = serialize(shard_module(self.form))
+        shard = shard_module(self.form)
+        self._serialized = serialize(shard)
+        self._member = shard[SHARD].type_signature.parameter[1].member  # one client's data in the shard computation
+        self._unshared: set = set()  # ids of ClientData that could not be sent to the workers (warned once)
         self._key = uuid.uuid4().hex
         self._lock = threading.Lock()  # one call at a time: a call updates what the workers hold
         self._module_ref = None
@@ -139,7 +162,9 @@ class ShardedRound:
         self._here = None
         #: worker index -> (token, shard bounds, shard data) last sent to it: data equal to it is not sent again
         self._sent: dict[int, tuple[str, tuple[int, int], Clients]] = {}
-        #: what the last call did: {"clients", "shards": [(worker, start, stop)], "reruns", "shards_reused"}
+        #: what the last call did: {"computation", "clients", "shards": [(worker, positions)], "reruns",
+        #: "shards_reused", "by_id", "dropped": [(position, client id or None, message)]} (positions a range,
+        #: or the clients' places in the round when they were sent by id)
         self.last_run: dict = {}
 
     def _unshardable(self) -> str:
@@ -168,6 +193,10 @@ class ShardedRound:
             return self._here(argument, num_clients=0)
         broadcast = self._parts["prepare"](state)
         partials = self._run_shards(broadcast, clients)
+        if not partials:
+            first = self.last_run["dropped"][0]
+            raise FedcError(f"@{self.symbol}: every one of the {clients.count} clients failed and was dropped "
+                            f"(on_client_error='drop'); the first, client {first[0]}: {first[2]}")
         accumulator = partials[0][0]
         for other, _ in partials[1:]:
             accumulator = self._parts["merge"]((accumulator, other))
@@ -194,19 +223,35 @@ class ShardedRound:
             self._generation = self._cluster.generation
             self._module_ref = ray.put(self._serialized)
             self._sent = {}
-        shards = shard_bounds(clients.count, len(workers))
-        data = [clients.select(start, stop) for start, stop in shards]
+        named = self._named(clients)
+        if named is not None:  # by client id: each worker makes its clients' datasets (and keeps them)
+            shards = sticky_shards(clients.source.ids, len(workers))
+        else:
+            if clients.source is not None:  # named, but sent as data: loaded here, the user's datasets iterated
+                clients = Clients.from_items(clients.items())
+            shards = [(i, range(a, b)) for i, (a, b) in enumerate(shard_bounds(clients.count, len(workers)))]
         broadcast_ref = ray.put(broadcast)
+        data: dict[int, Clients] = {}
         pending, assigned = {}, {}
         reused = 0
-        for i, shard in enumerate(data):
-            assigned[i] = i % len(workers)
-            sent = self._sent.get(assigned[i])
-            if sent is not None and sent[1] == shards[i] and same_values(sent[2], shard):
+        for i, (worker, positions) in enumerate(shards):
+            assigned[i] = worker
+            if named is not None:
+                pending[i] = self._submit(workers[worker], broadcast_ref, named(positions))
+                continue
+            data[i] = clients.select(positions.start, positions.stop)
+            sent = self._sent.get(worker)
+            if sent is not None and sent[1] == (positions.start, positions.stop) and same_values(sent[2], data[i]):
                 reused += 1  # the worker has this shard's data from the last call: it is not sent again
-                pending[i] = self._submit(workers[assigned[i]], broadcast_ref, CachedShard(sent[0]))
+                pending[i] = self._submit(workers[worker], broadcast_ref, CachedShard(sent[0]))
             else:
-                pending[i] = self._send(workers, assigned[i], broadcast_ref, shards[i], shard)
+                pending[i] = self._send(workers, worker, broadcast_ref, positions, data[i])
+
+        def resend(i):
+            if named is not None:
+                return self._submit(workers[assigned[i]], broadcast_ref, named(shards[i][1]))
+            return self._send(workers, assigned[i], broadcast_ref, shards[i][1], data[i])
+
         results: dict[int, Any] = {}
         reruns = 0
         while pending:
@@ -215,33 +260,78 @@ class ShardedRound:
                 results[i] = ray.get(ref)
                 del pending[i]
             except Exception as e:
+                if isinstance(getattr(e, "cause", None), ClientFailed):
+                    raise self._client_error(e.cause, shards[i][1], clients) from None
                 if isinstance(getattr(e, "cause", None), ShardNotCached):  # a restarted worker: send the data
                     reused -= 1
-                    pending[i] = self._send(workers, assigned[i], broadcast_ref, shards[i], data[i])
+                    pending[i] = resend(i)
                     continue
                 if _is_worker_death(ray, e) and reruns < 3 * len(shards) + len(workers):
                     reruns += 1
                     self._sent.pop(assigned[i], None)
                     assigned[i] = (assigned[i] + 1) % len(workers)
-                    pending[i] = self._send(workers, assigned[i], broadcast_ref, shards[i], data[i])
+                    pending[i] = resend(i)
                     continue
-                raise self._error(ray, e, shards[i], clients.count) from None
-        self.last_run = {"clients": clients.count, "shards": [(assigned[i], *shards[i]) for i in range(len(shards))],
-                         "reruns": reruns, "shards_reused": reused}
-        return [results[i] for i in range(len(shards))]
+                raise self._error(e, shards[i][1], clients) from None
+        ids = clients.source.ids if named is not None else None
+        dropped = sorted((shards[i][1][index], ids[shards[i][1][index]] if ids else None, message)
+                         for i in range(len(shards)) for index, message, _ in results[i][1])
+        self.last_run = {"computation": self.symbol, "clients": clients.count,
+                         "shards": [(assigned[i], shards[i][1]) for i in range(len(shards))],
+                         "reruns": reruns, "shards_reused": reused, "by_id": named is not None, "dropped": dropped}
+        if self._record is not None:
+            self._record(self.last_run)
+        return [partial for i in range(len(shards)) for partial in results[i][0]]
 
-    def _send(self, workers: list, worker: int, broadcast_ref, bounds: tuple[int, int], shard: Clients):
+    def _named(self, clients: Clients):
+        """For clients named by a ClientData (:class:`fedc.values.ClientSource`) that the workers can make
+        themselves: a function from a shard's positions to its :class:`.cluster.NamedShard`; else None (the
+        clients' data is then sent). A ClientData that cannot be sent (pickled) is said once, as a warning."""
+        source = clients.source
+        if source is None or source.member != self._member:
+            return None
+        try:
+            token, ref = self._cluster.share(source.origin)
+        except NotShareable as e:
+            if id(source.origin) not in self._unshared:
+                self._unshared.add(id(source.origin))
+                warnings.warn(f"@{self.symbol}: the workers cannot be sent the ClientData {source.origin!r} to make "
+                              f"their clients' datasets themselves ({e}); its clients' data is sent instead",
+                              FedcWarning, stacklevel=4)
+            return None
+        return lambda positions: NamedShard(token, [ref], tuple(source.ids[p] for p in positions), tuple(positions),
+                                            source.what, source.repeatable)
+
+    def _send(self, workers: list, worker: int, broadcast_ref, positions: range, shard: Clients):
         """Submits a shard with its data, which the worker keeps (under a new token) for the next call."""
         token = uuid.uuid4().hex
-        self._sent[worker] = (token, bounds, shard)
+        self._sent[worker] = (token, (positions.start, positions.stop), shard)
         return self._submit(workers[worker], broadcast_ref, ShippedShard(token, shard))
 
     def _submit(self, worker, broadcast_ref, shard):
-        return worker.run_shard.remote(self._key, [self._module_ref], SHARD, broadcast_ref, shard)
+        return worker.run_shard.remote(self._key, [self._module_ref], SHARD, broadcast_ref, shard, self._drop)
 
-    def _error(self, ray, error: BaseException, shard: tuple[int, int], count: int) -> FedcError:
+    def _client_error(self, failed: ClientFailed, positions, clients: Clients) -> FedcError:
+        """The error of one client of a shard, naming it (its place in the round, and its id if it has one)."""
+        position = positions[failed.index]
+        name = f" ({clients.source.ids[position]!r})" if clients.source is not None else ""
+        where = f"client {position}{name} of {clients.count}, on a worker, running @{self.symbol}"
+        cause = failed.error
+        message = cause.message if isinstance(cause, FedcError) else f"{type(cause).__name__}: {cause}"
+        if failed.alone:  # it ran as the only client: its "client 0" is this one
+            message = re.sub(r"\bclient 0\b", f"client {position}", message)
+        if isinstance(cause, FedcError):
+            return type(cause)(f"{message} ({where})", cause.location)
+        return FedcError(f"{message} ({where})")
+
+    def _error(self, error: BaseException, positions, clients: Clients) -> FedcError:
         cause = getattr(error, "cause", None) or error
-        where = f"clients {shard[0]}–{shard[1] - 1} of {count}, on a worker, running @{self.symbol}"
+        if isinstance(positions, range):
+            which = f"clients {positions.start}–{positions.stop - 1} of {clients.count}"
+        else:
+            ids = ", ".join(repr(clients.source.ids[p]) for p in positions[:3]) + (", …" if len(positions) > 3 else "")
+            which = f"{len(positions)} of the {clients.count} clients ({ids})"
+        where = f"{which}, on a worker, running @{self.symbol}"
         if isinstance(cause, FedcError):
             return type(cause)(f"{cause.message} ({where})", cause.location)
         return FedcError(f"{type(cause).__name__}: {cause} ({where})")

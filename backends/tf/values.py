@@ -32,7 +32,7 @@ from fedc.values import Clients
 
 from .graph import ClientValues, SequenceValue, leaves, tree_map
 
-__all__ = ["Shared", "Stacked", "eager_tensor", "unshare", "export", "to_tensor", "from_graph_value", "ingest", "rebuild", "restore", "to_graph_value"]
+__all__ = ["Shared", "Stacked", "aligned_copy", "eager_tensor", "owned", "unshare", "export", "to_tensor", "from_graph_value", "ingest", "rebuild", "restore", "to_graph_value"]
 
 
 def _tf():
@@ -70,12 +70,26 @@ def to_tensor(array: np.ndarray):
     """
     tf = _tf()
     if array.dtype in _DLPACK_DTYPES and array.nbytes >= _DLPACK_MIN_BYTES:
-        buffer = np.empty(array.nbytes + _ALIGN, np.uint8)
-        offset = (-buffer.ctypes.data) % _ALIGN
-        aligned = buffer[offset: offset + array.nbytes].view(array.dtype).reshape(array.shape)
-        np.copyto(aligned, array)
-        return tf.experimental.dlpack.from_dlpack(aligned.__dlpack__())
+        return tf.experimental.dlpack.from_dlpack(aligned_copy(array).__dlpack__())
     return tf.constant(array)
+
+
+def aligned_copy(array: np.ndarray) -> np.ndarray:
+    """A writable, C-contiguous copy of ``array`` in 64-byte-aligned memory (which TensorFlow can read in place)."""
+    buffer = np.empty(array.nbytes + _ALIGN, np.uint8)
+    offset = (-buffer.ctypes.data) % _ALIGN
+    aligned = buffer[offset: offset + array.nbytes].view(array.dtype).reshape(array.shape)
+    np.copyto(aligned, array)
+    return aligned
+
+
+def owned(array: np.ndarray) -> np.ndarray:
+    """``array`` if TensorFlow can read it in place (see :class:`Shared`), else such a copy of it when it is large
+    (an array Ray delivers is read-only memory of its object store: each call would copy it)."""
+    if (array.dtype not in _DLPACK_DTYPES or array.nbytes < _DLPACK_MIN_BYTES
+            or (array.flags.writeable and array.flags.c_contiguous and array.ctypes.data % _ALIGN == 0)):
+        return array
+    return aligned_copy(array)
 
 
 class Shared:

@@ -243,3 +243,79 @@ def test_uniform_sampling_is_seeded_per_round_as_in_tff():
     with pytest.raises(fedc.FedcValueError, match="cannot draw 101 distinct clients from a population of 100"):
         sample(0, 101)
     assert len(fedc.simulation.build_uniform_sampling_fn(["a"], replace=True)(0, 3)) == 3
+
+
+# --------------------------------------------------------------------------
+# A ClientData as client data: named clients, made again where they run
+
+
+def test_a_clients_dataset_says_which_client_data_made_it_for_whom():
+    data = small().preprocess(lambda d: d.batch(2))
+    dataset = data.create_tf_dataset_for_client("c2")
+    assert dataset.__fedc_client__ == (data, "c2")
+    subset = data.subset(["c3", "c0"])
+    assert subset.create_tf_dataset_for_client("c3").__fedc_client__ == (data, "c3")  # a subset's are its parent's
+    assert subset.__fedc_clients__() == (data, ["c3", "c0"])
+    assert not hasattr(dataset.batch(1), "__fedc_client__")  # the user's own pipeline is not the ClientData's
+
+
+@pytest.mark.parametrize("pipeline, repeatable", [
+    (lambda d: d.batch(2), True),
+    (lambda d: d.map(lambda e: e["x"] * 2.0).repeat(2).batch(3), True),
+    (lambda d: d.map(lambda e: tf.random.stateless_normal([3], seed=[1, 2]) + e["x"]), True),
+    (lambda d: d.shuffle(4, seed=1).batch(2), False),
+    (lambda d: d.map(lambda e: tf.random.normal([3]) + e["x"]), False),
+    (lambda d: d.map(lambda e: e["x"], num_parallel_calls=2, deterministic=False), False),
+])
+def test_a_pipeline_is_repeatable_only_without_shuffles_random_ops_or_reordering(pipeline, repeatable):
+    assert small().preprocess(pipeline).__fedc_repeatable__() is repeatable
+
+
+def test_a_client_data_pickles_without_its_tensorflow_caches(tmp_path):
+    from ray import cloudpickle as pickle  # as Ray sends it to fedc's workers (functions by value)
+
+    data = small()
+    list(data.create_tf_dataset_from_all_clients())  # builds its in-graph table
+    copy = pickle.loads(pickle.dumps(data.preprocess(lambda d: d.batch(2)).subset(["c2"])))
+    assert labels(copy.create_tf_dataset_for_client("c2").unbatch()) == [200, 201, 202, 203, 204, 205]
+    assert sum(1 for _ in copy.__fedc_clients__()[0].create_tf_dataset_from_all_clients().unbatch()) == 12
+    write_emnist_file(tmp_path / "emnist_all.sqlite")
+    train, _ = emnist.load_data(cache_dir=str(tmp_path))
+    list(train.create_tf_dataset_from_all_clients())
+    again = pickle.loads(pickle.dumps(train))
+    assert [int(e["label"]) for e in again.create_tf_dataset_for_client("f0002_07")] == [0, 1, 2, 3]
+
+
+ELEMENT = fedc.SequenceType(fedc.StructType([("x", fedc.TensorType(np.float32, [None, 3])),
+                                             ("y", fedc.TensorType(np.int32, [None]))]))
+
+
+@fedc.tf_computation(ELEMENT)
+def _label_total(dataset):
+    return dataset.reduce(np.int32(0), lambda total, batch: total + tf.reduce_sum(batch["y"]))
+
+
+@fedc.federated_computation(fedc.FederatedType(ELEMENT, fedc.CLIENTS))
+def label_totals(datasets):
+    return fedc.federated_map(_label_total, datasets)
+
+
+@pytest.mark.parametrize("backend", ["reference", "tf"])
+def test_a_client_data_or_its_datasets_are_client_data_on_every_backend(backend):
+    data = small().preprocess(lambda d: d.batch(3))
+    expected = [sum(labels(data.create_tf_dataset_for_client(c).unbatch())) for c in data.client_ids]
+    with fedc.backend(backend):
+        assert [int(t) for t in label_totals(data)] == expected
+        assert [int(t) for t in label_totals(data.subset(["c3", "c2"]))] == [expected[3], expected[2]]
+        datasets = [data.create_tf_dataset_for_client(c) for c in data.client_ids]
+        assert [int(t) for t in label_totals(datasets)] == expected
+        assert [int(t) for t in label_totals(datasets[:1] + [datasets[2].map(lambda e: e)])] == [expected[0], expected[2]]
+
+
+def test_a_client_data_of_other_elements_is_a_type_error_naming_both():
+    data = small()  # unbatched: elements x float32[3], not batches float32[?,3]
+    with pytest.raises(fedc.FedcTypeError) as caught:
+        label_totals(data)
+    message = str(caught.value)
+    assert "argument 'datasets' of label_totals" in message and "a ClientData whose datasets are" in message
+    assert "float32[3]" in message and "float32[?,3]" in message

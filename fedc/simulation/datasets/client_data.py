@@ -91,7 +91,42 @@ class ClientData(abc.ABC):
     def create_tf_dataset_for_client(self, client_id: str):
         """The ``tf.data.Dataset`` of client ``client_id``'s examples."""
         self._check_client(client_id)
+        dataset = self._make_dataset(client_id)
+        try:  # which ClientData made it, and for whom: fedc's workers can then make it themselves
+            dataset.__fedc_client__ = (self._origin(), client_id)
+        except AttributeError:
+            pass
+        return dataset
+
+    def _make_dataset(self, client_id: str):
+        """Client ``client_id``'s dataset (the id is known to be one of this ClientData's)."""
         return self.serializable_dataset_fn(client_id)
+
+    def _origin(self) -> "ClientData":
+        """The ClientData whose ``create_tf_dataset_for_client`` makes this one's datasets (itself, or a subset's
+        parent's): what fedc sends to its workers, once, so that they make their clients' datasets themselves."""
+        return self
+
+    def __fedc_clients__(self) -> tuple["ClientData", list[str]]:
+        """(the ClientData that makes the datasets, the client ids): how fedc takes a ClientData as client data."""
+        return self._origin(), self.client_ids
+
+    def __fedc_repeatable__(self) -> bool:
+        """Whether a client's dataset, made again, gives the same elements: no shuffling or random ops in its
+        pipeline (looked at once, in the first client's dataset graph). A worker keeps such a client's data."""
+        repeatable = self.__dict__.get("_repeatable")
+        if repeatable is None:
+            repeatable = self.__dict__["_repeatable"] = _repeatable(self._make_dataset(self.client_ids[0]))
+        return repeatable
+
+    def __getstate__(self) -> dict:
+        """What is sent to fedc's workers: the data and functions, not caches of TensorFlow objects (remade)."""
+        state = dict(self.__dict__)
+        state.pop("_client_id_set", None)
+        for name in ("_table", "_rowids", "_element_spec"):
+            if name in state:
+                state[name] = None
+        return state
 
     def _check_client(self, client_id: Any) -> None:
         if not isinstance(client_id, str):
@@ -191,10 +226,37 @@ class ClientData(abc.ABC):
         ids = list(client_ids)
         for client_id in ids:
             self._check_client(client_id)
-        return _FromFunction(ids, self.serializable_dataset_fn, self.element_type_structure)
+        return _Subset(self, ids)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: {len(self.client_ids)} clients, elements {self.element_type_structure}>"
+
+
+#: op names (``Experimental`` taken off) that make a pipeline's elements differ from one run to the next
+_RANDOM_OPS = ("Random", "Shuffle", "Stateful", "Rng", "Sampling", "Multinomial", "TruncatedNormal", "PyFunc")
+
+
+def _repeatable(dataset) -> bool:
+    """Whether ``dataset`` gives the same elements each time it is made and iterated.
+
+    False if its graph (the dataset ops and the functions they call) has a
+    shuffle, a random op (``tf.random.stateless_*`` ops are repeatable), a
+    Python function, or an op told it need not keep the elements' order —
+    or if the graph cannot be read.
+    """
+    tf = _tf()
+    try:
+        graph_def = tf.compat.v1.GraphDef.FromString(dataset._as_serialized_graph().numpy())
+    except Exception:  # noqa: BLE001 - an unreadable pipeline is not known to be repeatable
+        return False
+    nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
+    for node in nodes:
+        op = node.op[len("Experimental"):] if node.op.startswith("Experimental") else node.op
+        if not op.startswith("Stateless") and any(word in op for word in _RANDOM_OPS):
+            return False
+        if "deterministic" in node.attr and node.attr["deterministic"].s == b"false":
+            return False
+    return True
 
 
 def _is_empty(dataset) -> bool:
@@ -263,9 +325,26 @@ class _FromFunction(ClientData):
                                 "not a tf.data.Dataset")
         return dataset
 
-    def create_tf_dataset_for_client(self, client_id: str):
-        self._check_client(client_id)
+    def _make_dataset(self, client_id: str):
         return self._dataset(client_id)
+
+
+class _Subset(_FromFunction):
+    """Some of another ClientData's clients: its datasets are the other's."""
+
+    def __init__(self, parent: ClientData, client_ids: list[str]):
+        super().__init__(client_ids, parent.serializable_dataset_fn)
+        self._parent = parent
+
+    @property
+    def element_type_structure(self) -> Any:
+        return self._parent.element_type_structure
+
+    def _make_dataset(self, client_id: str):
+        return self._parent.create_tf_dataset_for_client(client_id)
+
+    def _origin(self) -> ClientData:
+        return self._parent._origin()
 
 
 class _Preprocessed(ClientData):
@@ -291,7 +370,7 @@ class _Preprocessed(ClientData):
             self._element_spec = self.create_tf_dataset_for_client(self.client_ids[0]).element_spec
         return self._element_spec
 
-    def create_tf_dataset_for_client(self, client_id: str):
+    def _make_dataset(self, client_id: str):
         tf = _tf()
         dataset = self._preprocess(self._underlying.create_tf_dataset_for_client(client_id))
         if not isinstance(dataset, tf.data.Dataset):
@@ -353,8 +432,7 @@ class TestClientData(ClientData):
 
         return _map_leaves(view, self._slices[client_id])
 
-    def create_tf_dataset_for_client(self, client_id: str):
-        self._check_client(client_id)
+    def _make_dataset(self, client_id: str):
         return _tf().data.Dataset.from_tensor_slices(self._slices[client_id])
 
     @property

@@ -103,8 +103,7 @@ class SqlClientData(ClientData):
         with _connect(self._path) as connection:
             return [bytes(row[0]) for row in connection.execute(sql + " ORDER BY rowid", parameters)]
 
-    def create_tf_dataset_for_client(self, client_id: str):
-        self._check_client(client_id)
+    def _make_dataset(self, client_id: str):
         tf = _tf()
         return tf.data.Dataset.from_tensor_slices(tf.constant(self._query(client_id), dtype=tf.string))
 

@@ -113,12 +113,13 @@ def test_the_command_line_takes_workers_and_says_what_is_wrong_with_them(tmp_pat
     readings.write_text('{"t": [68.5, 70.3, 69.8]}')
     for args, message in [(["--workers", "0"], "workers= is a number of worker processes (1 or more), not 0"),
                           (["--backend", "reference", "--workers", "2"], "backend 'reference' does not take"),
-                          (["--address", "nowhere"], "address= is 'auto', 'host:port' or 'ray://host:port'")]:
+                          (["--address", "nowhere"], "address= is 'auto', 'host:port' or 'ray://host:port'"),
+                          (["--on-client-error", "drop"], "on_client_error='drop' applies to rounds on workers")]:
         result = subprocess.run([sys.executable, "-m", "fedc", "run", str(example), "--args", str(readings), *args],
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
     result = subprocess.run([sys.executable, "-m", "fedc", "run", str(example), "--args", str(readings),
-                             "--workers", "2"], capture_output=True, text=True, timeout=300)
+                             "--workers", "2", "--on-client-error", "drop"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and result.stdout.strip() == "69.53333", result.stderr
     assert result.stderr == ""
 
@@ -187,7 +188,7 @@ def test_sharded_rounds_give_the_in_process_results(workers1, workers2, computat
 
 def test_fewer_clients_than_workers_and_no_clients(workers2):
     assert run_on(workers2, mean, np.array([3.0], np.float32)) == np.float32(3.0)
-    assert executable(mean, workers2).last_run["shards"] == [(0, 0, 1)]
+    assert executable(mean, workers2).last_run["shards"] == [(0, range(0, 1))]
     with pytest.raises(fedc.FedcError, match="federated_mean over zero clients has no value"):
         run_on(workers2, mean, np.zeros([0], np.float32))
     assert run_on(workers2, integer_sums, np.zeros([0], np.int32)) == (0, 0, 0, 0)
@@ -219,13 +220,75 @@ def test_a_round_that_does_not_lower_runs_in_process_with_a_warning(workers2):
     np.testing.assert_allclose(got, np.var([1.0, 2.0, 6.0]), rtol=1e-6)
 
 
-def test_an_out_of_range_secure_input_names_the_clients_and_the_computation(workers2):
+def test_an_out_of_range_secure_input_names_the_client_and_the_computation(workers2):
     values = np.arange(10, dtype=np.int32)
     values[7] = 300  # outside [0, 2^8)
     with pytest.raises(fedc.FedcError) as caught:
         run_on(workers2, integer_sums, values)
     message = str(caught.value)
-    assert "outside" in message and "clients 5–9 of 10" in message and "@integer_sums" in message
+    assert "client 7 has value 300 outside [0, 2**8)" in message
+    assert "(client 7 of 10, on a worker, running @integer_sums)" in message
+
+
+def test_an_overflow_of_the_clients_together_names_their_shard(workers2):
+    @fedc.federated_computation(F(np.int32, C))
+    def total(x):
+        return fedc.federated_sum(x)
+
+    values = np.full(10, 2**29, np.int32)  # each fits; five of them (a shard's sum) do not
+    with pytest.raises(fedc.FedcError) as caught:
+        run_on(workers2, total, values)
+    assert "(clients 0–4 of 10, on a worker, running @total)" in str(caught.value)
+
+
+@pytest.fixture(scope="module")
+def dropping(workers2):
+    backend = fedc.context.get_backend("tf", workers=2, on_client_error="drop")
+    yield backend
+    backend.close()
+
+
+def test_bad_client_error_policies_are_fedc_errors():
+    with pytest.raises(fedc.FedcError, match="on_client_error= is 'fail' .* or 'drop' .*, not 'skip'"):
+        fedc.context.get_backend("tf", workers=2, on_client_error="skip")
+    with pytest.raises(fedc.FedcError, match="on_client_error='drop' applies to rounds on workers"):
+        fedc.context.get_backend("tf", on_client_error="drop")
+
+
+def test_with_drop_a_failing_client_is_left_out_and_counted(dropping):
+    values = np.arange(10, dtype=np.int32)
+    values[7] = 300
+    got = run_on(dropping, integer_sums, values)
+    assert_same(got, in_process(integer_sums, np.delete(values, 7)), exact=True)
+    assert dropping.last_round["computation"] == "integer_sums" and dropping.last_round["clients"] == 10
+    [(position, client_id, message)] = dropping.last_round["dropped"]
+    assert position == 7 and client_id is None and "outside" in message
+    assert_same(run_on(dropping, integer_sums, np.delete(values, 7)), got, exact=True)
+    assert dropping.last_round["dropped"] == []
+
+
+def test_with_drop_a_client_whose_data_cannot_be_made_is_left_out_by_id(dropping):
+    import tensorflow as tf
+
+    from fedc.simulation.datasets import ClientData
+
+    def dataset_fn(client_id):
+        if client_id.startswith("broken"):
+            raise OSError(f"no such file: {client_id}.tfrecord")
+        return tf.data.Dataset.from_tensor_slices(collections.OrderedDict(
+            x=np.full((3, 2), float(len(client_id)), np.float32), y=np.zeros(3, np.int32))).batch(2)
+
+    data = ClientData.from_clients_and_tf_fn(["a", "broken_1", "bb", "ccc", "broken_2", "broken_3"], dataset_fn)
+    w = np.ones(2, np.float32)
+    got = run_on(dropping, datasets_round, w, data.subset(["a", "broken_1", "bb", "ccc"]))
+    np.testing.assert_allclose(got, in_process(datasets_round, w, data.subset(["a", "bb", "ccc"])), rtol=1e-6)
+    assert [(p, i) for p, i, _ in dropping.last_round["dropped"]] == [(1, "broken_1")]
+    assert "no such file: broken_1.tfrecord" in dropping.last_round["dropped"][0][2]
+    with pytest.raises(fedc.FedcError, match="every one of the 2 clients failed and was dropped"):
+        run_on(dropping, datasets_round, w, data.subset(["broken_2", "broken_3"]))
+    with pytest.raises(fedc.FedcError, match=r"the element type of the ClientData's datasets: making client "
+                                              r"'broken_2''s dataset failed: OSError: no such file"):
+        run_on(dropping, datasets_round, w, ClientData.from_clients_and_tf_fn(["broken_2", "broken_3"], dataset_fn))
 
 
 def test_client_data_equal_to_the_last_calls_is_not_sent_again(workers2):
@@ -261,6 +324,131 @@ def test_a_closed_backend_starts_again_and_its_computations_still_run():
     assert not backend.cluster.started
     assert_same(run_on(backend, computation, *args), expected, exact=True)  # new workers, the same executable
     assert executable(computation, backend).last_run["shards_reused"] == 0
+
+
+# --------------------------------------------------------------------------
+# Client data named by a ClientData: the workers make their clients' datasets, by id, and keep them
+
+ELEMENT = fedc.StructType([("x", fedc.TensorType(np.float32, [None, 2])), ("y", fedc.TensorType(np.int32, [None]))])
+WEIGHTS2 = fedc.TensorType(np.float32, [2])
+
+
+def _client_data(clients=12, **preprocess):
+    from fedc.simulation.datasets import TestClientData
+
+    rng = np.random.default_rng(1)
+    data = TestClientData({f"client_{i:02d}": collections.OrderedDict(
+        x=rng.normal(size=(3 + i % 4, 2)).astype(np.float32), y=np.arange(3 + i % 4, dtype=np.int32))
+        for i in range(clients)})
+    return data.preprocess(preprocess.get("fn", lambda d: d.batch(2)))
+
+
+@fedc.tf_computation(fedc.SequenceType(ELEMENT), WEIGHTS2)
+def _local_steps(dataset, w):
+    import tensorflow as tf
+
+    return dataset.reduce(w, lambda w, batch: 0.5 * w + 0.5 * tf.reduce_mean(batch["x"], axis=0))
+
+
+@fedc.federated_computation(F(WEIGHTS2, S), F(fedc.SequenceType(ELEMENT), C))
+def datasets_round(w, datasets):
+    return fedc.federated_mean(fedc.federated_map(_local_steps, (datasets, fedc.federated_broadcast(w))))
+
+
+def test_sticky_shards_give_each_client_one_worker_in_the_rounds_order():
+    from fedc.backends.tf.sharded import sticky_shards
+
+    ids = tuple(f"c{i}" for i in range(50))
+    shards = sticky_shards(ids, 3)
+    assert sorted(p for _, positions in shards for p in positions) == list(range(50))
+    assert all(positions == sorted(positions) for _, positions in shards)
+    worker_of = {ids[p]: w for w, positions in shards for p in positions}
+    for w, positions in sticky_shards(ids[10:30][::-1], 3):  # another round's sample, in another order
+        assert all(worker_of[ids[10:30][::-1][p]] == w for p in positions)
+
+
+def test_client_data_datasets_are_made_by_the_workers_by_id_and_kept(workers2):
+    data = _client_data()
+    datasets = [data.create_tf_dataset_for_client(c) for c in data.client_ids]
+    w = np.ones(2, np.float32)
+    expected = in_process(datasets_round, w, datasets)
+    before = workers2.cluster.load_counts()
+    np.testing.assert_allclose(run_on(workers2, datasets_round, w, datasets), expected, rtol=1e-6)
+    ran = executable(datasets_round, workers2)
+    assert ran.last_run["by_id"] and len(ran.last_run["shards"]) == 2
+    after = workers2.cluster.load_counts()
+    assert sum(a["loaded"] - b["loaded"] for a, b in zip(after, before)) <= 12  # each client once (if not kept yet)
+    sample = [datasets[i] for i in (7, 2, 9)]  # a sampled round: its clients' data is already in the workers
+    np.testing.assert_allclose(run_on(workers2, datasets_round, w, sample), in_process(datasets_round, w, sample),
+                               rtol=1e-6)
+    again = workers2.cluster.load_counts()
+    assert [a["loaded"] for a in again] == [a["loaded"] for a in after]
+    assert sum(a["cached"] for a in again) - sum(a["cached"] for a in after) == 3
+    whole = data.subset([data.client_ids[i] for i in (7, 2, 9)])  # a ClientData itself is client data too
+    np.testing.assert_allclose(run_on(workers2, datasets_round, w, whole), in_process(datasets_round, w, sample),
+                               rtol=1e-6)
+    assert [a["loaded"] for a in workers2.cluster.load_counts()] == [a["loaded"] for a in after]
+
+
+def test_shuffled_datasets_are_not_kept_and_a_list_of_them_is_sent_as_data(workers2):
+    data = _client_data(fn=lambda d: d.shuffle(8, seed=3).batch(2))
+    datasets = [data.create_tf_dataset_for_client(c) for c in data.client_ids[:4]]
+    w = np.ones(2, np.float32)
+    run_on(workers2, datasets_round, w, datasets)
+    assert not executable(datasets_round, workers2).last_run["by_id"]  # the user's own dataset objects, here
+    before = workers2.cluster.load_counts()
+    for _ in range(2):
+        run_on(workers2, datasets_round, w, data.subset(data.client_ids[:4]))
+        assert executable(datasets_round, workers2).last_run["by_id"]
+    after = workers2.cluster.load_counts()
+    assert sum(a["loaded"] - b["loaded"] for a, b in zip(after, before)) == 8  # made anew each round
+    assert [a["kept"] for a in after] == [b["kept"] for b in before]
+
+
+def test_a_client_whose_dataset_cannot_be_made_is_named(workers2):
+    import tensorflow as tf
+
+    from fedc.simulation.datasets import ClientData
+
+    def dataset_fn(client_id):
+        if client_id == "broken":
+            raise OSError("no such file: broken.tfrecord")
+        return tf.data.Dataset.from_tensor_slices(collections.OrderedDict(
+            x=np.ones((2, 2), np.float32), y=np.zeros(2, np.int32))).batch(2)
+
+    data = ClientData.from_clients_and_tf_fn(["a", "b", "broken", "c"], dataset_fn)
+    with pytest.raises(fedc.FedcError) as caught:
+        run_on(workers2, datasets_round, np.ones(2, np.float32), data)
+    message = str(caught.value)
+    assert "client 2 ('broken')" in message and "no such file: broken.tfrecord" in message
+    assert "on a worker, running @datasets_round" in message
+
+
+class _Unpicklable:
+    """A ClientData's datasets' maker holding what cannot be pickled (a lock)."""
+
+    def __init__(self):
+        import threading
+
+        self.lock = threading.Lock()
+
+    def __call__(self, client_id):
+        import tensorflow as tf
+
+        with self.lock:
+            return tf.data.Dataset.from_tensor_slices(collections.OrderedDict(
+                x=np.full((3, 2), float(len(client_id)), np.float32), y=np.zeros(3, np.int32))).batch(2)
+
+
+def test_a_client_data_that_cannot_be_sent_to_the_workers_is_sent_as_data_with_a_warning(workers2):
+    from fedc.simulation.datasets import ClientData
+
+    data = ClientData.from_clients_and_tf_fn(["a", "bb", "ccc"], _Unpicklable())
+    w = np.ones(2, np.float32)
+    with pytest.warns(fedc.FedcWarning, match="cannot be sent the ClientData"):
+        got = run_on(workers2, datasets_round, w, data)
+    np.testing.assert_allclose(got, in_process(datasets_round, w, data), rtol=1e-6)
+    assert not executable(datasets_round, workers2).last_run["by_id"]
 
 
 # --------------------------------------------------------------------------
@@ -312,7 +500,8 @@ def test_fedavg_on_one_two_and_three_workers_gives_the_in_process_weights(worker
     try:
         with fedc.context.installed(fedc.context.execution_context(three)):
             weights, _ = _train(process, data)
-        assert [s[1:] for s in executable(process.next, three).last_run["shards"]] == [(0, 3), (3, 5), (5, 7)]
+        shards = [s[1] for s in executable(process.next, three).last_run["shards"]]
+        assert shards == [range(0, 3), range(3, 5), range(5, 7)]
     finally:
         three.close()
     for got, want in zip(weights, expected, strict=True):
