@@ -38,8 +38,8 @@ from fedc.types import (
     to_type,
 )
 
-__all__ = ["ClientSource", "Clients", "convert", "from_python", "load_client", "stack", "strings", "to_python",
-           "unstack"]
+__all__ = ["ClientSource", "Clients", "convert", "freeze", "from_python", "load_client", "stack", "strings",
+           "to_python", "unstack"]
 
 
 def stack(values: list) -> Optional[Any]:
@@ -127,10 +127,21 @@ class ClientSource:
         value = from_python(dataset, self.member, f"{self.what}, client {k} ({self.ids[k]!r})")
         if self.repeatable:
             try:
-                dataset.__fedc_value__ = (self.member, value)
+                dataset.__fedc_value__ = (self.member, freeze(value))
             except AttributeError:
                 pass
         return value
+
+
+def freeze(value: Any) -> Any:
+    """``value`` with its arrays made read-only (in place): a value fedc keeps to use again, which nothing may
+    change — so that a backend may take an array it sees again, unchanged, without comparing it."""
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            freeze(v)
+    elif isinstance(value, np.ndarray):
+        value.flags.writeable = False
+    return value
 
     def pick(self, indices) -> "ClientSource":
         """The source of clients ``indices`` (in that order)."""

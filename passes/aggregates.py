@@ -57,6 +57,16 @@ import numpy as np
 from fedc.errors import FedcError
 from fedc.ir import building_blocks as bb
 from fedc.ir import intrinsics
+from fedc.ir.sums import (
+    intrinsic_call_parts,
+    is_summable,
+    is_zero,
+    match_accumulate,
+    match_merge,
+    struct_operands,
+    tensor_leaves,
+    uses_only,
+)
 from fedc.ir.transform import rewrite
 from fedc.types import FunctionType, StructType, TensorType, Type
 
@@ -134,22 +144,6 @@ def select_path(node: bb.Node, path: Sequence[int]) -> bb.Node:
     return node
 
 
-def tensor_leaves(t: Type, path: tuple = ()) -> list[tuple[tuple, Type]]:
-    """``(path, leaf type)`` of each non-struct element of ``t``, in order."""
-    if isinstance(t, StructType):
-        leaves = []
-        for index, element in enumerate(t):
-            leaves.extend(tensor_leaves(element, path + (index,)))
-        return leaves
-    return [(path, t)]
-
-
-def type_at(t: Type, path: Sequence[int]) -> Type:
-    for index in path:
-        t = t[index]
-    return t
-
-
 def rebuild_like(t: Type, leaf: Callable[[tuple, Type], bb.Node], path: tuple = ()) -> bb.Node:
     """A struct with the structure (and names) of ``t`` whose leaves are ``leaf(path, type)``."""
     if isinstance(t, StructType):
@@ -157,14 +151,6 @@ def rebuild_like(t: Type, leaf: Callable[[tuple, Type], bb.Node], path: tuple = 
             [(name, rebuild_like(element, leaf, path + (index,))) for index, (name, element) in enumerate(t.items())]
         )
     return leaf(path, t)
-
-
-def is_summable(t: Type, known_shapes: bool = True) -> bool:
-    """Whether ``t`` can be a sum form's summand type: numeric tensors (with fully known shapes)."""
-    return all(
-        isinstance(leaf, TensorType) and (leaf.is_fully_defined() or not known_shapes) and leaf.dtype.kind in "iufc"
-        for _, leaf in tensor_leaves(t)
-    )
 
 
 def simplify_selections(node: bb.Node) -> bb.Node:
@@ -303,20 +289,6 @@ def check_cdf(computation: CDFComputation, pass_name: str) -> None:
             raise fail(inner, "is not called as the value of a local of the computation's block")
     for inner in _federated_intrinsics(computation.result):
         raise fail(inner, "is in the result of the computation, not bound to a local")
-
-
-def intrinsic_call_parts(value: bb.Node) -> Optional[tuple[str, Optional[bb.Node]]]:
-    """``(uri, argument)`` when ``value`` is a call of an intrinsic."""
-    if isinstance(value, bb.Call) and isinstance(value.function, bb.Intrinsic):
-        return value.function.uri, value.argument
-    return None
-
-
-def struct_operands(argument: Optional[bb.Node], count: int) -> Optional[list[bb.Node]]:
-    """The elements of an intrinsic's struct argument written as a struct literal."""
-    if isinstance(argument, bb.Struct) and len(argument) == count:
-        return [v for _, v in argument.elements]
-    return None
 
 
 def reference_uses(nodes: Iterable[bb.Node]) -> dict[str, int]:
@@ -640,85 +612,6 @@ def build_sum_aggregate(
     return new_locals, call("federated_aggregate", argument, location)
 
 
-def _is_zero(node: bb.Node, defs: dict) -> bool:
-    for _ in range(len(defs) + 1):
-        if isinstance(node, bb.Reference) and node.name in defs:
-            node = defs[node.name]
-        else:
-            break
-    if isinstance(node, bb.Literal):
-        return node.value.dtype.kind in "iufc" and not np.any(node.value)
-    if isinstance(node, bb.Struct):
-        return all(_is_zero(v, defs) for _, v in node.elements)
-    if isinstance(node, bb.Call) and isinstance(node.function, bb.Intrinsic):
-        if node.function.uri == "zeros":
-            return True
-        if node.function.uri == "cast" and node.argument is not None:
-            return _is_zero(node.argument, defs)
-    return False
-
-
-def _is_path(node: bb.Node, root: str, path: Sequence[int]) -> bool:
-    """Whether ``node`` is ``%root[path[0]][path[1]]...``."""
-    for index in reversed(path):
-        if not isinstance(node, bb.Selection) or node.resolved_index != index:
-            return False
-        node = node.source
-    return isinstance(node, bb.Reference) and node.name == root
-
-
-def _uses_only(node: bb.Node, root: str, index: int) -> bool:
-    """Whether every reference to ``root`` in ``node`` is inside a selection of its element ``index``."""
-    if isinstance(node, bb.Selection) and isinstance(node.source, bb.Reference) and node.source.name == root:
-        return node.resolved_index == index
-    if isinstance(node, bb.Reference):
-        return node.name != root
-    return all(_uses_only(child, root, index) for child in node.children())
-
-
-def _add_operands(node: bb.Node) -> Optional[tuple[bb.Node, bb.Node]]:
-    parts = intrinsic_call_parts(node)
-    if parts is None or parts[0] != "add":
-        return None
-    return tuple(struct_operands(parts[1], 2) or ()) or None
-
-
-def _match_accumulate(node: bb.Node, a: str, path: tuple, u: Type) -> Optional[bb.Node]:
-    """The summand expression when ``node`` adds something to ``%a[0]`` at ``path`` (element-wise)."""
-    operands = _add_operands(node)
-    if operands is not None:
-        for acc, summand in (operands, operands[::-1]):
-            if _is_path(acc, a, (0,) + path) and _uses_only(summand, a, 1):
-                if summand.type_signature == type_at(u, path):
-                    return summand
-        return None
-    t = type_at(u, path)
-    if isinstance(node, bb.Struct) and isinstance(t, StructType) and len(node) == len(t):
-        if [n for n, _ in node.elements] != t.names():
-            return None
-        parts = []
-        for index, (name, element) in enumerate(node.elements):
-            part = _match_accumulate(element, a, path + (index,), u)
-            if part is None:
-                return None
-            parts.append((name, part))
-        return bb.Struct(parts)
-    return None
-
-
-def _match_merge(node: bb.Node, m: str, path: tuple, u: Type) -> bool:
-    operands = _add_operands(node)
-    if operands is not None:
-        x, y = operands
-        return (_is_path(x, m, (0,) + path) and _is_path(y, m, (1,) + path)) or (
-            _is_path(x, m, (1,) + path) and _is_path(y, m, (0,) + path)
-        )
-    t = type_at(u, path)
-    if isinstance(node, bb.Struct) and isinstance(t, StructType) and len(node) == len(t):
-        return all(_match_merge(e, m, path + (i,), u) for i, (_, e) in enumerate(node.elements))
-    return False
-
-
 def recognize_sum_aggregate(value: bb.Node, defs: dict, names: Names) -> Optional[tuple[bb.Node, bb.Lambda, bb.Node]]:
     """``(client value, summands lambda, report)`` when ``value`` is a sum-form ``federated_aggregate``.
 
@@ -733,14 +626,14 @@ def recognize_sum_aggregate(value: bb.Node, defs: dict, names: Names) -> Optiona
         return None
     x, zero, accumulate, merge, report = operands
     u = zero.type_signature
-    if not is_summable(u) or not _is_zero(zero, defs):
+    if not is_summable(u) or not is_zero(zero, defs):
         return None
     merge_fn = function_value(merge, defs)
     if isinstance(merge_fn, bb.Intrinsic):
         if merge_fn.uri != "add" or merge_fn.type_signature != FunctionType(StructType([u, u]), u):
             return None
     elif isinstance(merge_fn, bb.Lambda):
-        if merge_fn.parameter_name is None or not _match_merge(merge_fn.result, merge_fn.parameter_name, (), u):
+        if merge_fn.parameter_name is None or not match_merge(merge_fn.result, merge_fn.parameter_name, (), u):
             return None
     else:
         return None
@@ -751,10 +644,10 @@ def recognize_sum_aggregate(value: bb.Node, defs: dict, names: Names) -> Optiona
     a = acc.parameter_name
     body, prefix = acc.result, []
     if isinstance(body, bb.Block):
-        if not all(_uses_only(v, a, 1) for _, v in body.locals):
+        if not all(uses_only(v, a, 1) for _, v in body.locals):
             return None
         prefix, body = list(body.locals), body.result
-    summand = _match_accumulate(body, a, (), u)
+    summand = match_accumulate(body, a, (), u)
     if summand is None:
         return None
     element_type = acc.parameter_type[1]

@@ -135,12 +135,13 @@ class TFExecutable:
         tensors, kept = [], []
         for position, item in enumerate(flat):
             if isinstance(item, Stacked):
-                if previous is not None and previous[position] is not None and item.equals(previous[position][0]):
-                    array, tensor = previous[position]
+                if (previous is not None and previous[position] is not None
+                        and item.equals(previous[position][0], previous[position][2])):
+                    array, tensor, _ = previous[position]
                 else:
                     array = item.array()
                     tensor = to_tensor(array)
-                kept.append((array, tensor))
+                kept.append((array, tensor, item.parts))
                 tensors.append(tensor)
             elif isinstance(item, Shared):  # read in place for this call only; not kept
                 kept.append(None)

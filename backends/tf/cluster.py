@@ -238,7 +238,7 @@ class ShardWorker:
         their indices in the shard (a client whose data cannot be loaded is a failure)."""
         from fedc.errors import FedcError
 
-        from fedc.values import Clients, load_client
+        from fedc.values import Clients, freeze, load_client
 
         origin = self._origins.get(shard.origin_token)
         if origin is None:
@@ -266,7 +266,7 @@ class ShardWorker:
                     continue
                 self.loads["loaded"] += 1
                 if shard.repeatable:
-                    self._keep(key, value)
+                    self._keep(key, freeze(value))
             values.append(value)
             indices.append(index)
         return Clients.from_items(values), indices

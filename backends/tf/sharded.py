@@ -76,7 +76,7 @@ def shard_module(form: MapReduceForm) -> Module:
         "update": bb.Lambda("x", update_in, bb.Struct([bb.Selection(x, index=0), bb.Selection(x, index=1)])),
     }
     table = [(s, replaced.get(s, node)) for s, node in form.module.items()]
-    return as_round(Module(form.module.name, table), SHARD)
+    return as_round(Module(form.module.name, table), SHARD, sum_aggregation=True)
 
 
 def shard_bounds(count: int, shards: int) -> list[tuple[int, int]]:

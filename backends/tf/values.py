@@ -21,7 +21,7 @@ a client's row is 64-byte aligned (:class:`Shared`); ``("n",)`` no value.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
@@ -247,11 +247,19 @@ class Stacked:
         stacked = np.stack([_array(p) for p in self.parts]) if self.parts else np.zeros(self.shape, self.dtype)
         return stacked.reshape(self.shape)
 
-    def equals(self, array: np.ndarray) -> bool:
-        """Whether the stacked parts would equal ``array`` (compared piece by piece, nothing copied)."""
+    def equals(self, array: np.ndarray, parts: Optional[list] = None) -> bool:
+        """Whether the stacked parts would equal ``array`` (compared piece by piece, nothing copied).
+
+        ``parts``, the pieces ``array`` was stacked from: a piece that is the
+        very same read-only array as the one in its place is equal without a
+        look (fedc's kept client values are read-only: :func:`fedc.values.freeze`).
+        """
         if array.shape != self.shape or array.dtype != self.dtype or self.dtype == object:
             return False
         flat = array.reshape((-1,) + self.shape[len(self.lead):])
+        if parts is not None and len(parts) == len(self.parts):
+            return all((part is old and not part.flags.writeable) or np.array_equal(part, flat[i])
+                       for i, (part, old) in enumerate(zip(self.parts, parts)))
         return all(np.array_equal(part, flat[i]) for i, part in enumerate(self.parts))
 
 

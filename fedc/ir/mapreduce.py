@@ -42,6 +42,7 @@ from fedc.errors import FedcError
 from fedc.ir import building_blocks as bb
 from fedc.ir.build import call
 from fedc.ir.module import Module
+from fedc.ir.sums import summands
 from fedc.types import (
     CLIENTS,
     SERVER,
@@ -245,7 +246,7 @@ def as_form(form: Union[MapReduceForm, Module]) -> MapReduceForm:
     return form if isinstance(form, MapReduceForm) else MapReduceForm(form)
 
 
-def as_round(form: Union[MapReduceForm, Module], name: str = "round") -> Module:
+def as_round(form: Union[MapReduceForm, Module], name: str = "round", sum_aggregation: bool = False) -> Module:
     """The form as one federated computation ``@name`` of type ``form.type_signature``.
 
     The round is built from the parts with ``federated_apply`` (prepare,
@@ -254,6 +255,13 @@ def as_round(form: Union[MapReduceForm, Module], name: str = "round") -> Module:
     intrinsics, so that any backend that runs federated computations runs a
     form (TFF's ``get_computation_for_map_reduce_form``). The module keeps
     the form's computations, which the round refers to by symbol.
+
+    With ``sum_aggregation``, an aggregation that is a sum (zeros,
+    ``accumulate(a, v) = a + g(v)``, ``merge`` adding: :func:`fedc.ir.sums.summands`,
+    as the forms of sums and means are) becomes ``federated_sum`` of ``g``
+    over the clients, then ``report`` — one reduction over the clients where
+    ``federated_aggregate`` folds them one after another. The result is the
+    same up to the order of floating-point additions.
     """
     form = as_form(form)
     module = form.module
@@ -287,10 +295,16 @@ def as_round(form: Union[MapReduceForm, Module], name: str = "round") -> Module:
     work = bind("work", call("federated_map", bb.Struct([ref("work"), zipped])))
     work_type = module["work"].type_signature.result
     a = bind("aggregation_input", call("federated_map", bb.Struct([selector(work_type, (0,)), work])))
-    zero = bind("zero", bb.Call(ref("zero")))
-    report = bind(
-        "report", call("federated_aggregate", bb.Struct([a, zero, ref("accumulate"), ref("merge"), ref("report")]))
-    )
+    g = summands(module["zero"], module["accumulate"], module["merge"]) if sum_aggregation else None
+    if g is not None:
+        mapped = bind("summands", call("federated_map", bb.Struct([bind("summand", g), a])))
+        total = bind("total", call("federated_sum", mapped))
+        report = bind("report", call("federated_apply", bb.Struct([ref("report"), total])))
+    else:
+        zero = bind("zero", bb.Call(ref("zero")))
+        report = bind(
+            "report", call("federated_aggregate", bb.Struct([a, zero, ref("accumulate"), ref("merge"), ref("report")]))
+        )
     groups = []
     for index, (group, part, uri) in enumerate(SECURE_GROUPS):
         elements = []

@@ -197,9 +197,10 @@ def assert_form_runs_like(module: Module, form: MapReduceForm, seeds=(0, 1), num
             assert_close(state, expected_state, path="state")
             assert_close(x, expected_x, path="x")
         if check_as_round:
-            reassembled = as_round(form)
-            got = run(reassembled, "round", [argument["s"], client_data(parameter, argument)], num_clients)
-            assert_close(got["s"] if isinstance(got, dict) else got[0], state, path="as_round state")
+            for sums in (False, True):  # the aggregation folded, or (when it is a sum) one federated_sum
+                reassembled = as_round(form, sum_aggregation=sums)
+                got = run(reassembled, "round", [argument["s"], client_data(parameter, argument)], num_clients)
+                assert_close(got["s"] if isinstance(got, dict) else got[0], state, path=f"as_round state ({sums})")
 
 
 @settings(max_examples=80, deadline=None)
@@ -616,14 +617,42 @@ def test_the_form_keeps_the_means_run_time_checks(backend):
     from fedc.frontend import fed
 
     form = MapReduceForm(passes.run(fed.parse(WEIGHTED_ROUND, filename="w.fed"), "to-mapreduce").module)
-    round_ = Computation(as_round(form), "round")
-    with fedc.backend(backend):
-        assert round_(1.0, [(1.0, 1.0), (3.0, 3.0)])[1] == {"m": 2.5, "a": 2.0}
-        with pytest.raises(FedcError, match="federated_weighted_mean: a client's weight is negative"):
-            round_(1.0, [(1.0, 2.0), (3.0, -1.0)])
-        with pytest.raises(FedcError, match="federated_weighted_mean: the clients' weights sum to 0"):
-            round_(1.0, [(1.0, 0.0), (3.0, 0.0)])
+    for sums in (False, True):
+        round_ = Computation(as_round(form, sum_aggregation=sums), "round")
+        with fedc.backend(backend):
+            assert round_(1.0, [(1.0, 1.0), (3.0, 3.0)])[1] == {"m": 2.5, "a": 2.0}
+            with pytest.raises(FedcError, match="federated_weighted_mean: a client's weight is negative"):
+                round_(1.0, [(1.0, 2.0), (3.0, -1.0)])
+            with pytest.raises(FedcError, match="federated_weighted_mean: the clients' weights sum to 0"):
+                round_(1.0, [(1.0, 0.0), (3.0, 0.0)])
     with pytest.raises(FedcError, match="federated_weighted_mean: a client's weight is negative"):
         run_round(form, 1.0, [(1.0, 2.0), (3.0, -1.0)])
     with pytest.raises(FedcError, match="federated_weighted_mean: the clients' weights sum to 0|zero clients"):
         run_round(form, 1.0, [])
+
+
+def _intrinsic_uris(module: Module, symbol: str) -> set:
+    return {n.uri for n in module[symbol].walk() if isinstance(n, ir.Intrinsic)}
+
+
+def test_a_sum_shaped_aggregation_becomes_one_federated_sum_and_nothing_else_does():
+    from fedc.frontend import fed
+
+    form = MapReduceForm(passes.run(fed.parse(WEIGHTED_ROUND, filename="w.fed"), "to-mapreduce").module)
+    summed = _intrinsic_uris(as_round(form, sum_aggregation=True), "round")
+    assert "federated_sum" in summed and "federated_aggregate" not in summed
+    assert "federated_aggregate" in _intrinsic_uris(as_round(form), "round")
+    # an accumulate that is not "accumulator + g(value)" (here: a running maximum) stays a fold
+    from fedc.ir import sums
+
+    u = TensorType(np.float32)
+    pair = ir.Reference("p", StructType([u, u]))
+    maximum = ir.Lambda("p", pair.type_signature, ir.Call(ir.Intrinsic("maximum", FunctionType(
+        StructType([u, u]), u)), ir.Struct([ir.Selection(pair, index=0), ir.Selection(pair, index=1)])))
+    adding = ir.Lambda("p", pair.type_signature, ir.Call(ir.Intrinsic("add", FunctionType(StructType([u, u]), u)),
+                                                         ir.Struct([ir.Selection(pair, index=0), ir.Selection(pair, index=1)])))
+    zero = ir.Literal(np.float32(0.0), u)
+    assert sums.summands(zero, maximum, adding) is None
+    assert sums.summands(ir.Literal(np.float32(1.0), u), adding, adding) is None  # not a zero
+    g = sums.summands(zero, adding, adding)
+    assert g is not None and g.type_signature == FunctionType(u, u)

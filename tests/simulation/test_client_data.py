@@ -319,3 +319,17 @@ def test_a_client_data_of_other_elements_is_a_type_error_naming_both():
     message = str(caught.value)
     assert "argument 'datasets' of label_totals" in message and "a ClientData whose datasets are" in message
     assert "float32[3]" in message and "float32[?,3]" in message
+
+
+def test_datasets_passed_again_are_not_iterated_again_unless_they_shuffle():
+    data = small().preprocess(lambda d: d.batch(3))
+    datasets = [data.create_tf_dataset_for_client(c) for c in data.client_ids]
+    with fedc.backend("tf"):
+        first = [int(t) for t in label_totals(datasets)]
+        kept = datasets[2].__fedc_value__[1]
+        assert all(not leaf.flags.writeable for batch in kept for leaf in batch)  # kept, and nothing may change it
+        assert [int(t) for t in label_totals(datasets)] == first
+        assert datasets[2].__fedc_value__[1] is kept
+        shuffled = [d.shuffle(4) for d in datasets]  # the user's own pipelines: iterated each call
+        assert sorted(int(t) for t in label_totals(shuffled)) == sorted(first)
+        assert not hasattr(shuffled[2], "__fedc_value__")
