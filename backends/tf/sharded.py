@@ -316,13 +316,10 @@ class ShardedRound:
         position = positions[failed.index]
         name = f" ({clients.source.ids[position]!r})" if clients.source is not None else ""
         where = f"client {position}{name} of {clients.count}, on a worker, running @{self.symbol}"
-        cause = failed.error
-        message = cause.message if isinstance(cause, FedcError) else f"{type(cause).__name__}: {cause}"
+        message = _message(failed.error)
         if failed.alone:  # it ran as the only client: its "client 0" is this one
             message = re.sub(r"\bclient 0\b", f"client {position}", message)
-        if isinstance(cause, FedcError):
-            return type(cause)(f"{message} ({where})", cause.location)
-        return FedcError(f"{message} ({where})")
+        return _placed(failed.error, message, where)
 
     def _error(self, error: BaseException, positions, clients: Clients) -> FedcError:
         cause = getattr(error, "cause", None) or error
@@ -331,10 +328,18 @@ class ShardedRound:
         else:
             ids = ", ".join(repr(clients.source.ids[p]) for p in positions[:3]) + (", …" if len(positions) > 3 else "")
             which = f"{len(positions)} of the {clients.count} clients ({ids})"
-        where = f"{which}, on a worker, running @{self.symbol}"
-        if isinstance(cause, FedcError):
-            return type(cause)(f"{cause.message} ({where})", cause.location)
-        return FedcError(f"{type(cause).__name__}: {cause} ({where})")
+        return _placed(cause, _message(cause), f"{which}, on a worker, running @{self.symbol}")
+
+
+def _message(cause: BaseException) -> str:
+    return cause.message if isinstance(cause, FedcError) else f"{type(cause).__name__}: {cause}"
+
+
+def _placed(cause: BaseException, message: str, where: str) -> FedcError:
+    """``cause`` (with ``message``) as the driver raises it: of its kind, at its location, saying where it ran."""
+    if isinstance(cause, FedcError):
+        return type(cause)(f"{message} ({where})", cause.location)
+    return FedcError(f"{message} ({where})")
 
 
 def same_values(a: Any, b: Any) -> bool:
