@@ -2,7 +2,7 @@
 
     fedc compile algo.fed [-o out] [--emit ir|proto|dot|svg|png] [--passes PIPELINE] [--report privacy|cost]
     fedc run algo.fed [--entry NAME] [--args FILE.json|FILE.npz] [--rounds N] [--backend NAME] [--workers N]
-                  [--address ADDR] [--on-client-error fail|drop] [--timeout S]
+                  [--address ADDR] [--on-client-error fail|drop] [--progress|--no-progress] [--timeout S]
     fedc opt in.fedir --passes PIPELINE [--print-ir-after-all] [--time-passes] ...
     fedc viz algo.fed -o graph.svg
     fedc viz algo.fed --passes PIPELINE --stages -o stages.html
@@ -476,7 +476,8 @@ def cmd_run(args) -> int:
         ir.verify(module)
         module = _apply_passes(module, args)
         options = {k: v for k, v in (("workers", args.workers), ("address", args.address),
-                                     ("on_client_error", args.on_client_error)) if v is not None}
+                                     ("on_client_error", args.on_client_error), ("progress", args.progress))
+                   if v is not None}
         with context.backend(args.backend, **options) as backend:
             try:
                 if args.rounds is not None:
@@ -801,6 +802,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--on-client-error", choices=("fail", "drop"),
                    help="on workers, whether a client whose data or work fails fails the round (fail, the default) "
                         "or is dropped from it (drop; said on stderr)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="on workers, show how many of a long round's clients are done on stderr (default: when "
+                        "stderr is a terminal)")
     p.add_argument("--rounds", type=int, metavar="N", help="run initialize, then next N times")
     p.add_argument("--initialize", default="initialize", metavar="NAME", help="the initialize computation (with --rounds)")
     p.add_argument("--next", default="next", metavar="NAME", help="the next computation (with --rounds)")

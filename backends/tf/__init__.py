@@ -26,7 +26,10 @@ client data to server values runs as its MapReduce form, the clients
 sharded over the workers and pre-aggregated there; anything else runs here,
 in-process, as above. ``on_client_error="drop"`` lets such a round go on
 without a client whose data or work fails (``last_round["dropped"]`` names
-them); by default (``"fail"``) the round fails, naming the client.
+them); by default (``"fail"``) the round fails, naming the client. A round on
+workers that runs longer than a second shows how many clients are done on
+stderr when it is a terminal (``progress=True``: wherever it is; ``False``:
+never).
 """
 
 from __future__ import annotations
@@ -206,7 +209,8 @@ class TFBackend(Backend):
     name = "tf"
     rules = RULES
 
-    def __init__(self, workers: Optional[int] = None, address: Optional[str] = None, on_client_error: str = "fail"):
+    def __init__(self, workers: Optional[int] = None, address: Optional[str] = None, on_client_error: str = "fail",
+                 progress: Optional[bool] = None):
         import importlib.util
 
         try:
@@ -229,6 +233,13 @@ class TFBackend(Backend):
             raise FedcError("the tf backend's on_client_error='drop' applies to rounds on workers: give workers= "
                             "or address= too (in-process, a failing client fails the call)")
         self.on_client_error = on_client_error
+        if progress not in (None, True, False):
+            raise FedcError(f"the tf backend's progress= is True (show how many clients are done), False, or None "
+                            f"(show it when stderr is a terminal), not {progress!r}")
+        if progress is not None and workers is None and address is None:
+            raise FedcError("the tf backend's progress= applies to rounds on workers: give workers= or address= "
+                            "too (in-process, a round is one TensorFlow call)")
+        self.progress = progress
         if workers is not None or address is not None:
             check_options(workers, address)
             import_ray()  # not installed: said now, not at the first round
@@ -243,7 +254,7 @@ class TFBackend(Backend):
             return self.build(module, symbol)
         try:
             return ShardedRound(self.cluster, module, symbol, form, wrapping, TFExecutable, self.on_client_error,
-                                self._record)
+                                self._record, self.progress)
         except NotShardable as e:
             warnings.warn(f"@{symbol} runs in this process, not on the tf backend's workers: {e}", FedcWarning,
                           stacklevel=2)
@@ -262,4 +273,5 @@ class TFBackend(Backend):
             return "<fedc backend 'tf'>"
         where = f", address={self.cluster.address!r}" if self.cluster.address else ""
         policy = f", on_client_error={self.on_client_error!r}" if self.on_client_error != "fail" else ""
+        policy += f", progress={self.progress!r}" if self.progress is not None else ""
         return f"<fedc backend 'tf' (workers={self.cluster.requested_workers}{where}{policy})>"

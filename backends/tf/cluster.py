@@ -155,7 +155,8 @@ class ShardWorker:
         tf.config.threading.set_intra_op_parallelism_threads(self.threads)
         tf.config.threading.set_inter_op_parallelism_threads(self.threads)
         self._executables: dict[str, Any] = {}
-        self._shards: dict[str, tuple[str, Any]] = {}  # round key -> (token, the last shard's client data)
+        #: (round key, chunk) -> (token, the client data last sent for that chunk)
+        self._shards: dict[tuple[str, int], tuple[str, Any]] = {}
         self._origins: "collections.OrderedDict[str, Any]" = collections.OrderedDict()  # token -> ClientData
         #: (origin token, client id, member type) -> the client's value, least recently used first
         self._loaded: "collections.OrderedDict[tuple, Any]" = collections.OrderedDict()
@@ -169,10 +170,10 @@ class ShardWorker:
         return os.getpid(), self.threads
 
     def run_shard(self, key: str, serialized: list, symbol: str, broadcast: Any, shard: Any,
-                  drop_failing: bool = False) -> tuple[list, list]:
+                  drop_failing: bool = False, chunk: int = 0) -> tuple[list, list]:
         """Runs a round's shard computation (``@symbol`` of the module in ``serialized[0]``, compiled once as
         ``key``) on ``(broadcast, the shard's clients)``. ``shard`` is a :class:`ShippedShard` (kept for the next
-        call), a :class:`CachedShard` or a :class:`NamedShard`.
+        call as the round's chunk ``chunk``), a :class:`CachedShard` or a :class:`NamedShard`.
 
         Returns ``(partials, failures)``: the partial aggregates (the shard computation's result's second
         element) — one for the whole shard, or, when it failed, one per client that did not, in order — and
@@ -193,13 +194,13 @@ class ShardWorker:
             clients, indices = self._named(shard, executable.type_signature.parameter[1].member, failures,
                                            drop_failing)
         elif isinstance(shard, CachedShard):
-            held = self._shards.get(key)
+            held = self._shards.get((key, chunk))
             if held is None or held[0] != shard.token:
                 raise ShardNotCached(shard.token)
             clients, indices = held[1], None
         else:
             clients, indices = _owned(shard.clients), None
-            self._shards[key] = (shard.token, clients)
+            self._shards[(key, chunk)] = (shard.token, clients)
         return self._run(executable, broadcast, clients, indices, failures, drop_failing), failures
 
     @staticmethod

@@ -8,14 +8,22 @@ then runs as a MapReduce round:
 1. ``prepare`` at the driver (this process) gives the broadcast value, put
    in Ray's object store once for the round;
 2. the clients are cut into one shard per worker — contiguous, in the order
-   given (:func:`shard_bounds`), or by client id (below); each
-   worker runs its shard's *shard computation* — the form's ``work``, then
+   given (:func:`shard_bounds`), or by client id (below) — and a worker's
+   shard of many clients into chunks (:func:`chunked`: at least
+   :data:`CHUNK_CLIENTS` clients each, at most :data:`CHUNKS_PER_WORKER`), one
+   task each, so that a long round can say how many clients are done; each
+   task runs the *shard computation* — the form's ``work``, then
    ``zero``/``accumulate``/``merge`` and the secure sums over its clients, as
    one batched TensorFlow function on the in-process tf backend — so only an
    accumulator and partial secure sums leave a worker;
-3. the driver merges the partial accumulators in shard order (so the result
-   does not depend on which worker finishes first), adds the partial secure
-   sums exactly, and runs ``report`` and ``update``.
+3. the driver merges the partial accumulators in chunk order (so the result
+   depends on the number of clients and workers, never on which worker
+   finishes first), adds the partial secure sums exactly, and runs
+   ``report`` and ``update``.
+
+A round that runs longer than :data:`PROGRESS_AFTER_S` shows how many of its
+clients are done on stderr when that is a terminal (``progress=True`` shows
+it anywhere, ``False`` never: :class:`RoundProgress`).
 
 Client data named by a simulation ``ClientData`` (its datasets, or the
 ClientData itself: :class:`fedc.values.ClientSource`) is not loaded here:
@@ -23,10 +31,10 @@ the ClientData is put in Ray once, each client goes to the worker its id
 hashes to (:func:`sticky_shards`, the same worker every round), and a worker
 makes its clients' datasets itself and keeps their values across rounds
 (when the pipeline is repeatable), so a round sends client ids. Other client
-data is converted here and sent: a worker keeps the last shard it was sent
-(per round computation), and when the next call's shard for it is equal
-(compared leaf by leaf at the driver, a memory comparison), only a token is
-sent. A worker that dies during a round (its process is killed, say) is
+data is converted here and sent: a worker keeps the last chunk it was sent
+in each place (per round computation), and when the next call's chunk there
+is equal (compared leaf by leaf at the driver, a memory comparison), only a
+token is sent. A worker that dies during a round (its process is killed, say) is
 restarted by Ray; its shard is run again, on the next worker, from the same
 inputs, so the round's result is the one an undisturbed run gives.
 """
@@ -34,7 +42,9 @@ inputs, so the round's result is the one an undisturbed run gives.
 from __future__ import annotations
 
 import re
+import sys
 import threading
+import time
 import uuid
 import warnings
 import zlib
@@ -53,10 +63,19 @@ from fedc.values import Clients
 from .cluster import CachedShard, ClientFailed, NamedShard, NotShareable, RayCluster, ShardNotCached, ShippedShard
 from .graph import leaves, tree_map
 
-__all__ = ["NotShardable", "ShardedRound", "same_values", "shard_bounds", "shard_module", "sticky_shards"]
+__all__ = ["CHUNKS_PER_WORKER", "CHUNK_CLIENTS", "NotShardable", "PROGRESS_AFTER_S", "RoundProgress",
+           "ShardedRound", "chunked", "same_values", "shard_bounds", "shard_module", "sticky_shards"]
 
 #: The computation a worker runs on its shard, in :func:`shard_module`'s module.
 SHARD = "shard"
+
+#: A worker's shard is cut into chunks of at least this many clients (one task each) ...
+CHUNK_CLIENTS = 256
+#: ... and at most this many chunks.
+CHUNKS_PER_WORKER = 8
+
+#: A round shows its progress once it has run this long (seconds).
+PROGRESS_AFTER_S = 1.0
 
 
 def shard_module(form: MapReduceForm) -> Module:
@@ -100,6 +119,58 @@ def sticky_shards(ids: tuple, workers: int) -> list[tuple[int, list[int]]]:
     return [(w, positions) for w, positions in enumerate(by_worker) if positions]
 
 
+def chunked(shards: list, clients: Optional[int] = None, most: Optional[int] = None) -> list:
+    """``[(worker, positions)]``: each worker's shard cut into ``len(positions) // clients`` chunks (at least 1, at
+    most ``most``), contiguous and as even as can be; which only the shard's size decides, so a round's merges are
+    the same whichever worker finishes first, and whether or not its progress is shown."""
+    clients = CHUNK_CLIENTS if clients is None else clients
+    most = CHUNKS_PER_WORKER if most is None else most
+    out = []
+    for worker, positions in shards:
+        count = min(most, max(1, len(positions) // clients))
+        out.extend((worker, positions[a:b]) for a, b in shard_bounds(len(positions), count))
+    return out
+
+
+class RoundProgress:
+    """How many of a round's clients are done, on ``stream`` (stderr): one line rewritten in place on a terminal
+    (and erased when the round ends), a line every few seconds elsewhere. Nothing shows before the round has run
+    :data:`PROGRESS_AFTER_S`, so short rounds say nothing."""
+
+    def __init__(self, what: str, total: int, workers: int, stream=None, clock=time.monotonic):
+        self.what, self.total, self.workers = what, total, workers
+        self.stream = sys.stderr if stream is None else stream
+        self.clock = clock
+        self.began = clock()
+        self.live = _isatty(self.stream)
+        self.every = 0.25 if self.live else 5.0  # seconds between lines
+        self._last = None  # when a line was last written
+        self._shown = False
+
+    def update(self, done: int) -> None:
+        now = self.clock()
+        if now - self.began < PROGRESS_AFTER_S or (self._last is not None and now - self._last < self.every):
+            return
+        self._last = now
+        line = (f"{self.what}: {done:,}/{self.total:,} clients done ({100 * done // max(self.total, 1)}%) on "
+                f"{self.workers} worker{'s' if self.workers != 1 else ''}, {now - self.began:.1f} s")
+        self.stream.write(f"\r{line}\x1b[K" if self.live else line + "\n")
+        self.stream.flush()
+        self._shown = True
+
+    def close(self) -> None:
+        if self._shown and self.live:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
 def _is_worker_death(ray, error: BaseException) -> bool:
     kinds = tuple(getattr(ray.exceptions, n) for n in ("RayActorError", "ActorDiedError", "ActorUnavailableError",
                                                        "WorkerCrashedError", "LocalRayletDiedError")
@@ -136,7 +207,8 @@ class ShardedRound:
     """The executable of a computation that runs as a MapReduce round on the workers (see the module)."""
 
     def __init__(self, cluster: RayCluster, module: Module, symbol: str, form_module: Module,
-                 wrapping: RoundWrapping, local_build, on_client_error: str = "fail", record=None):
+                 wrapping: RoundWrapping, local_build, on_client_error: str = "fail", record=None,
+                 progress: Optional[bool] = None):
         self.module = module
         self.symbol = symbol
         self.type_signature = module[symbol].type_signature
@@ -144,6 +216,7 @@ class ShardedRound:
         self.wrapping = wrapping
         self._cluster = cluster
         self._drop = on_client_error == "drop"
+        self._progress = progress  # None: shown when stderr is a terminal
         self._record = record  # called with last_run after each call (the backend's last_round)
         self._parts = {p: local_build(form_module, p) for p in ("prepare", "merge", "report", "update")}
         self._bounds = {part: local_build(form_module, part)() for _, part, _ in SECURE_GROUPS}
@@ -160,11 +233,11 @@ class ShardedRound:
         self._generation = None  # the cluster start that _module_ref and _sent belong to
         self._local_build = local_build
         self._here = None
-        #: worker index -> (token, shard bounds, shard data) last sent to it: data equal to it is not sent again
-        self._sent: dict[int, tuple[str, tuple[int, int], Clients]] = {}
-        #: what the last call did: {"computation", "clients", "shards": [(worker, positions)], "reruns",
-        #: "shards_reused", "by_id", "dropped": [(position, client id or None, message)]} (positions a range,
-        #: or the clients' places in the round when they were sent by id)
+        #: chunk index -> (token, worker, bounds, data) last sent for it: data equal to it is not sent again
+        self._sent: dict[int, tuple[str, int, tuple[int, int], Clients]] = {}
+        #: what the last call did: {"computation", "clients", "shards": [(worker, positions)] (one per chunk),
+        #: "reruns", "shards_reused", "by_id", "dropped": [(position, client id or None, message)]} (positions a
+        #: range, or the clients' places in the round when they were sent by id)
         self.last_run: dict = {}
 
     def _unshardable(self) -> str:
@@ -230,6 +303,7 @@ class ShardedRound:
             if clients.source is not None:  # named, but sent as data: loaded here, the user's datasets iterated
                 clients = Clients.from_items(clients.items())
             shards = [(i, range(a, b)) for i, (a, b) in enumerate(shard_bounds(clients.count, len(workers)))]
+        shards = chunked(shards)
         broadcast_ref = ray.put(broadcast)
         data: dict[int, Clients] = {}
         pending, assigned = {}, {}
@@ -237,42 +311,63 @@ class ShardedRound:
         for i, (worker, positions) in enumerate(shards):
             assigned[i] = worker
             if named is not None:
-                pending[i] = self._submit(workers[worker], broadcast_ref, named(positions))
+                pending[i] = self._submit(workers[worker], broadcast_ref, named(positions), i)
                 continue
             data[i] = clients.select(positions.start, positions.stop)
-            sent = self._sent.get(worker)
-            if sent is not None and sent[1] == (positions.start, positions.stop) and same_values(sent[2], data[i]):
-                reused += 1  # the worker has this shard's data from the last call: it is not sent again
-                pending[i] = self._submit(workers[worker], broadcast_ref, CachedShard(sent[0]))
+            sent = self._sent.get(i)
+            if (sent is not None and sent[1] == worker and sent[2] == (positions.start, positions.stop)
+                    and same_values(sent[3], data[i])):
+                reused += 1  # the worker has this chunk's data from the last call: it is not sent again
+                pending[i] = self._submit(workers[worker], broadcast_ref, CachedShard(sent[0]), i)
             else:
-                pending[i] = self._send(workers, worker, broadcast_ref, positions, data[i])
+                pending[i] = self._send(workers, worker, broadcast_ref, i, positions, data[i])
 
         def resend(i):
             if named is not None:
-                return self._submit(workers[assigned[i]], broadcast_ref, named(shards[i][1]))
-            return self._send(workers, assigned[i], broadcast_ref, shards[i][1], data[i])
+                return self._submit(workers[assigned[i]], broadcast_ref, named(shards[i][1]), i)
+            return self._send(workers, assigned[i], broadcast_ref, i, shards[i][1], data[i])
 
+        show = _isatty(sys.stderr) if self._progress is None else self._progress
+        progress = RoundProgress(f"@{self.symbol}", clients.count, len(workers)) if show else None
         results: dict[int, Any] = {}
-        reruns = 0
-        while pending:
-            i, ref = next(iter(pending.items()))
-            try:
-                results[i] = ray.get(ref)
-                del pending[i]
-            except Exception as e:
-                if isinstance(getattr(e, "cause", None), ClientFailed):
-                    raise self._client_error(e.cause, shards[i][1], clients) from None
-                if isinstance(getattr(e, "cause", None), ShardNotCached):  # a restarted worker: send the data
-                    reused -= 1
-                    pending[i] = resend(i)
-                    continue
-                if _is_worker_death(ray, e) and reruns < 3 * len(shards) + len(workers):
-                    reruns += 1
-                    self._sent.pop(assigned[i], None)
-                    assigned[i] = (assigned[i] + 1) % len(workers)
-                    pending[i] = resend(i)
-                    continue
-                raise self._error(e, shards[i][1], clients) from None
+        errors: dict[int, FedcError] = {}  # the first (by chunk) is raised once the chunks before it are done
+        reruns, done = 0, 0
+        try:
+            while pending and not (errors and min(pending) > min(errors)):
+                by_ref = {ref: i for i, ref in pending.items()}
+                ready, _ = ray.wait(list(by_ref), num_returns=1, timeout=0.25 if progress else None)
+                for ref in ready:
+                    i = by_ref[ref]
+                    del pending[i]
+                    try:
+                        results[i] = ray.get(ref)
+                        done += len(shards[i][1])
+                    except Exception as e:
+                        cause = getattr(e, "cause", None)
+                        if isinstance(cause, ClientFailed):
+                            errors[i] = self._client_error(cause, shards[i][1], clients)
+                        elif isinstance(cause, ShardNotCached):  # a restarted worker: send the data
+                            reused -= 1
+                            pending[i] = resend(i)
+                        elif _is_worker_death(ray, e) and reruns < 3 * len(shards) + len(workers):
+                            reruns += 1
+                            self._sent.pop(i, None)
+                            assigned[i] = (assigned[i] + 1) % len(workers)
+                            pending[i] = resend(i)
+                        else:
+                            errors[i] = self._error(e, shards[i][1], clients)
+                if progress is not None:
+                    progress.update(done)
+        finally:
+            if progress is not None:
+                progress.close()
+        if errors:
+            for ref in pending.values():  # chunks after the failing one: their results are not wanted
+                try:
+                    ray.cancel(ref)
+                except Exception:  # noqa: BLE001 - already finished, or its worker is gone: nothing to stop
+                    pass
+            raise errors[min(errors)]
         ids = clients.source.ids if named is not None else None
         dropped = sorted((shards[i][1][index], ids[shards[i][1][index]] if ids else None, message)
                          for i in range(len(shards)) for index, message, _ in results[i][1])
@@ -302,14 +397,14 @@ class ShardedRound:
         return lambda positions: NamedShard(token, [ref], tuple(source.ids[p] for p in positions), tuple(positions),
                                             source.what, source.repeatable)
 
-    def _send(self, workers: list, worker: int, broadcast_ref, positions: range, shard: Clients):
-        """Submits a shard with its data, which the worker keeps (under a new token) for the next call."""
+    def _send(self, workers: list, worker: int, broadcast_ref, chunk: int, positions: range, shard: Clients):
+        """Submits chunk ``chunk`` with its data, which the worker keeps (under a new token) for the next call."""
         token = uuid.uuid4().hex
-        self._sent[worker] = (token, (positions.start, positions.stop), shard)
-        return self._submit(workers[worker], broadcast_ref, ShippedShard(token, shard))
+        self._sent[chunk] = (token, worker, (positions.start, positions.stop), _snapshot(shard))
+        return self._submit(workers[worker], broadcast_ref, ShippedShard(token, shard), chunk)
 
-    def _submit(self, worker, broadcast_ref, shard):
-        return worker.run_shard.remote(self._key, [self._module_ref], SHARD, broadcast_ref, shard, self._drop)
+    def _submit(self, worker, broadcast_ref, shard, chunk: int):
+        return worker.run_shard.remote(self._key, [self._module_ref], SHARD, broadcast_ref, shard, self._drop, chunk)
 
     def _client_error(self, failed: ClientFailed, positions, clients: Clients) -> FedcError:
         """The error of one client of a shard, naming it (its place in the round, and its id if it has one)."""
@@ -358,6 +453,18 @@ def same_values(a: Any, b: Any) -> bool:
                 and all(same_values(x, y) for x, y in zip(a, b)))
     a, b = np.asarray(a), np.asarray(b)
     return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+def _snapshot(clients: Clients) -> Clients:
+    """A copy of a chunk's data, for the next call to be compared with: the caller's arrays may be changed in place
+    before it (a copy that shared their memory would then compare equal, and the worker's stale data be used)."""
+    def copy(value):
+        return type(value)(copy(v) for v in value) if isinstance(value, (tuple, list)) else np.array(value)
+
+    stacked = clients.stacked_if_present()
+    if stacked is not None:
+        return Clients.from_stacked(copy(stacked), clients.count)
+    return Clients.from_items([copy(v) for v in clients.items()])
 
 
 def _zip_clients(data: list) -> Clients:

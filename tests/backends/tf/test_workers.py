@@ -8,6 +8,7 @@ backend. Nothing here asserts timings.
 import collections
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -305,6 +306,14 @@ def test_client_data_equal_to_the_last_calls_is_not_sent_again(workers2):
     assert ran.last_run["shards_reused"] == 0
 
 
+def test_client_data_changed_in_place_between_calls_is_sent_again(workers2):
+    values = np.linspace(0, 1, 11, dtype=np.float32)
+    run_on(workers2, mean, values)
+    values *= 3  # the same array object, other values: the workers' copies are stale
+    assert_same(run_on(workers2, mean, values), in_process(mean, values))
+    assert executable(mean, workers2).last_run["shards_reused"] == 0
+
+
 def test_a_restarted_worker_is_sent_its_shard_again(workers2):
     computation, args = CASES[0]
     expected = run_on(workers2, computation, *args)
@@ -324,6 +333,104 @@ def test_a_closed_backend_starts_again_and_its_computations_still_run():
     assert not backend.cluster.started
     assert_same(run_on(backend, computation, *args), expected, exact=True)  # new workers, the same executable
     assert executable(computation, backend).last_run["shards_reused"] == 0
+
+
+# --------------------------------------------------------------------------
+# Chunks and progress
+
+
+def test_a_workers_shard_is_cut_into_chunks_by_its_size_alone():
+    from fedc.backends.tf.sharded import chunked
+
+    shards = [(0, range(0, 10)), (1, range(10, 19))]
+    assert chunked(shards, clients=4, most=8) == [(0, range(0, 5)), (0, range(5, 10)), (1, range(10, 15)),
+                                                  (1, range(15, 19))]
+    assert chunked(shards, clients=3, most=2) == [(0, range(0, 5)), (0, range(5, 10)), (1, range(10, 15)),
+                                                  (1, range(15, 19))]
+    assert chunked(shards, clients=20, most=8) == shards  # small shards stay whole
+    assert chunked([(1, [4, 9, 2])], clients=1, most=8) == [(1, [4]), (1, [9]), (1, [2])]  # clients by id
+
+
+def test_a_round_in_chunks_gives_the_in_process_result_and_reuses_each_chunks_data(workers2, monkeypatch):
+    from fedc.backends.tf import sharded
+
+    monkeypatch.setattr(sharded, "CHUNK_CLIENTS", 3)
+    values = (np.arange(20, dtype=np.int32) * 5) % 97
+    got = run_on(workers2, integer_sums, values)
+    assert_same(got, in_process(integer_sums, values), exact=True)
+    ran = executable(integer_sums, workers2)
+    assert [(w, len(p)) for w, p in ran.last_run["shards"]] == [(0, 4), (0, 3), (0, 3), (1, 4), (1, 3), (1, 3)]
+    assert_same(run_on(workers2, integer_sums, values.copy()), got, exact=True)
+    assert ran.last_run["shards_reused"] == 6
+    values[[4, 15]] = 300  # two clients out of range, in chunks 1 and 4: the first in the round is named
+    for _ in range(3):
+        with pytest.raises(fedc.FedcError, match=r"\(client 4 of 20, on a worker, running @integer_sums\)"):
+            run_on(workers2, integer_sums, values)
+
+
+def test_round_progress_on_a_terminal_is_one_line_rewritten_then_erased(monkeypatch):
+    import io
+
+    from fedc.backends.tf import sharded
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    now = [0.0]
+    stream = Terminal()
+    progress = sharded.RoundProgress("@next", 1000, 2, stream=stream, clock=lambda: now[0])
+    progress.update(0)
+    assert stream.getvalue() == ""  # a round shorter than PROGRESS_AFTER_S says nothing
+    now[0] = 1.5
+    progress.update(250)
+    now[0] = 1.6
+    progress.update(300)  # too soon after the last line: not written
+    now[0] = 2.0
+    progress.update(500)
+    progress.close()
+    assert stream.getvalue() == ("\r@next: 250/1,000 clients done (25%) on 2 workers, 1.5 s\x1b[K"
+                                 "\r@next: 500/1,000 clients done (50%) on 2 workers, 2.0 s\x1b[K\r\x1b[K")
+    piped = io.StringIO()
+    progress = sharded.RoundProgress("@next", 10, 1, stream=piped, clock=lambda: now[0])
+    now[0] = 3.5
+    progress.update(10)
+    progress.close()
+    assert piped.getvalue() == "@next: 10/10 clients done (100%) on 1 worker, 1.5 s\n"
+
+
+@pytest.fixture(scope="module")
+def showing(workers2):
+    backend = fedc.context.get_backend("tf", workers=2, progress=True)
+    yield backend
+    backend.close()
+
+
+def test_a_long_round_shows_how_many_clients_are_done(showing, monkeypatch, capsys):
+    from fedc.backends.tf import sharded
+
+    monkeypatch.setattr(sharded, "PROGRESS_AFTER_S", 0.0)
+    monkeypatch.setattr(sharded, "CHUNK_CLIENTS", 2)
+    values = np.linspace(0, 1, 16, dtype=np.float32)
+    assert_same(run_on(showing, mean, values), in_process(mean, values))
+    shown = capsys.readouterr().err.splitlines()
+    assert shown and all(re.fullmatch(r"@mean: \d+/16 clients done \(\d+%\) on 2 workers, [\d.]+ s", line)
+                         for line in shown), shown
+
+
+def test_bad_progress_options_are_fedc_errors():
+    with pytest.raises(fedc.FedcError, match="progress= is True .*, False, or None .*, not 'yes'"):
+        fedc.context.get_backend("tf", workers=2, progress="yes")
+    with pytest.raises(fedc.FedcError, match="progress= applies to rounds on workers"):
+        fedc.context.get_backend("tf", progress=True)
+
+
+def test_the_command_line_shows_progress_only_for_long_rounds(tmp_path):
+    example = pathlib.Path(__file__).resolve().parents[3] / "examples" / "temperature.fed"
+    (tmp_path / "t.json").write_text('{"t": [68.5, 70.3, 69.8]}')
+    result = subprocess.run([sys.executable, "-m", "fedc", "run", str(example), "--args", str(tmp_path / "t.json"),
+                             "--workers", "2", "--progress"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "69.53333" and result.stderr == "", result.stderr
 
 
 # --------------------------------------------------------------------------
