@@ -288,8 +288,10 @@ class ShardWorker:
 
 
 def _owned(clients: Any) -> Any:
-    """Shipped clients whose large arrays TensorFlow can read in place on every call (copied once, if need be)."""
-    from fedc.values import Clients
+    """Shipped clients as the worker keeps them: stacked arrays that TensorFlow can read in place on every call
+    (copied once, if need be), or per-client values made read-only — the worker's own, which nothing changes, so
+    that the next call's ingestion takes each piece it saw before without comparing it."""
+    from fedc.values import Clients, freeze
 
     from .values import owned
 
@@ -297,7 +299,10 @@ def _owned(clients: Any) -> Any:
         return tuple(own(v) for v in value) if isinstance(value, tuple) else owned(value)
 
     stacked = clients.stacked_if_present()
-    return clients if stacked is None else Clients.from_stacked(own(stacked), clients.count)
+    if stacked is None:
+        freeze(clients.items())
+        return clients
+    return Clients.from_stacked(own(stacked), clients.count)
 
 
 #: How long fedc waits for a Ray cluster's address to answer before saying it cannot be reached.

@@ -132,8 +132,15 @@ class ClientValues:
         return None
 
     def stacked_value(self) -> Any:
-        """The clients' values stacked in client order: ``stacked``, or tensor groups put together; else None."""
+        """The clients' values stacked in client order: ``stacked``, tensor groups put together, or zipped values
+        whose parts all stack; else None."""
         if self.stacked is not None:
+            return self.stacked
+        if self.zipped is not None:
+            parts = [part.stacked_value() for part in self.zipped]
+            if any(part is None for part in parts):
+                return None
+            self.stacked = tuple(parts)
             return self.stacked
         groups = self.tensor_groups()
         if not groups:
@@ -435,9 +442,11 @@ class Graph(Evaluator):
             mapped = lift(value)
             if mapped is not None:
                 return mapped
-        if value.count and value.stacked is not None and not _takes_sequences(function):
+        # Zipped values (a client's data with the broadcast, say) whose parts all stack, stack together.
+        stacked = value.stacked if value.stacked is not None or value.zipped is None else value.stacked_value()
+        if value.count and stacked is not None and not _takes_sequences(function):
             try:
-                return ClientValues(value.count, stacked=self.vectorized(function, value.stacked))
+                return ClientValues(value.count, stacked=self.vectorized(function, stacked))
             except NotVectorizable:
                 pass
         groups = value.tensor_groups() if value.count and not _takes_sequences(function) else None
