@@ -44,6 +44,9 @@ WORKER_CACHE_MB = 2048.0
 #: How many ClientData a cluster and its workers keep (the most recently used).
 SHARED_ORIGINS = 8
 
+#: How many shards of clients named by id a worker keeps assembled (the most recently used).
+SHARDS_BY_ID = 16
+
 
 def check_options(workers: Any, address: Any) -> None:
     """Raises :class:`~fedc.FedcError` for a ``workers`` or ``address`` option that cannot be used."""
@@ -161,6 +164,8 @@ class ShardWorker:
         #: (origin token, client id, member type) -> the client's value, least recently used first
         self._loaded: "collections.OrderedDict[tuple, Any]" = collections.OrderedDict()
         self._loaded_bytes = 0
+        #: (origin token, member type, client ids) -> the frozen Clients of those kept values, most recent last
+        self._shards_by_id: "collections.OrderedDict[tuple, Any]" = collections.OrderedDict()
         self._cache_bytes = float(os.environ.get("FEDC_WORKER_CACHE_MB", WORKER_CACHE_MB)) * 2**20
         #: clients loaded by id, and those of them found in the cache, since the worker started
         self.loads = {"loaded": 0, "cached": 0}
@@ -170,16 +175,21 @@ class ShardWorker:
         return os.getpid(), self.threads
 
     def run_shard(self, key: str, serialized: list, symbol: str, broadcast: Any, shard: Any,
-                  drop_failing: bool = False, chunk: int = 0) -> tuple[list, list]:
+                  drop_failing: bool = False, chunk: int = 0) -> tuple[list, list, dict]:
         """Runs a round's shard computation (``@symbol`` of the module in ``serialized[0]``, compiled once as
         ``key``) on ``(broadcast, the shard's clients)``. ``shard`` is a :class:`ShippedShard` (kept for the next
         call as the round's chunk ``chunk``), a :class:`CachedShard` or a :class:`NamedShard`.
 
-        Returns ``(partials, failures)``: the partial aggregates (the shard computation's result's second
+        Returns ``(partials, failures, seconds)``: the partial aggregates (the shard computation's result's second
         element) — one for the whole shard, or, when it failed, one per client that did not, in order — and
         ``failures``, ``[(client's index in the shard, message, location)]`` of the clients that failed, which
-        are dropped. Unless ``drop_failing``, the first failing client is raised instead, as
-        :class:`ClientFailed`. (Clients are run one by one only when the whole shard fails.)"""
+        are dropped; ``seconds``, where the worker's time went: ``{"load": making or finding the clients'
+        values, "run": the shard computation}`` (compiling and tracing included on a first call). Unless
+        ``drop_failing``, the first failing client is raised instead, as :class:`ClientFailed`. (Clients are run
+        one by one only when the whole shard fails.)"""
+        import time
+
+        began = time.perf_counter()
         executable = self._executables.get(key)
         if executable is None:
             import ray
@@ -201,7 +211,9 @@ class ShardWorker:
         else:
             clients, indices = _owned(shard.clients), None
             self._shards[(key, chunk)] = (shard.token, clients)
-        return self._run(executable, broadcast, clients, indices, failures, drop_failing), failures
+        loaded = time.perf_counter()
+        partials = self._run(executable, broadcast, clients, indices, failures, drop_failing)
+        return partials, failures, {"load": loaded - began, "run": time.perf_counter() - loaded}
 
     @staticmethod
     def _run(executable, broadcast: Any, clients: Any, indices: Optional[list], failures: list,
@@ -270,7 +282,18 @@ class ShardWorker:
                     self._keep(key, freeze(value))
             values.append(value)
             indices.append(index)
-        return Clients.from_items(values), indices
+        if failures or not shard.repeatable:
+            return Clients.from_items(values), indices
+        # The same clients as a recent call, every value the same kept object: the same (frozen) Clients, so
+        # that what the tf backend derived from them (their grouping into batches) is used again.
+        key = (shard.origin_token, kind, shard.ids)
+        held = self._shards_by_id.get(key)
+        if held is None or any(a is not b for a, b in zip(held.items(), values)):
+            held = self._shards_by_id[key] = freeze(Clients.from_items(values))
+            while len(self._shards_by_id) > SHARDS_BY_ID:
+                self._shards_by_id.popitem(last=False)
+        self._shards_by_id.move_to_end(key)
+        return held, indices
 
     def _keep(self, key: tuple, value: Any) -> None:
         size = _nbytes(value)
@@ -300,8 +323,7 @@ def _owned(clients: Any) -> Any:
 
     stacked = clients.stacked_if_present()
     if stacked is None:
-        freeze(clients.items())
-        return clients
+        return freeze(clients)
     return Clients.from_stacked(own(stacked), clients.count)
 
 

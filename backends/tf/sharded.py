@@ -236,8 +236,9 @@ class ShardedRound:
         #: chunk index -> (token, worker, bounds, data) last sent for it: data equal to it is not sent again
         self._sent: dict[int, tuple[str, int, tuple[int, int], Clients]] = {}
         #: what the last call did: {"computation", "clients", "shards": [(worker, positions)] (one per chunk),
-        #: "reruns", "shards_reused", "by_id", "dropped": [(position, client id or None, message)]} (positions a
-        #: range, or the clients' places in the round when they were sent by id)
+        #: "reruns", "shards_reused", "by_id", "dropped": [(position, client id or None, message)], "worker_s":
+        #: [{"load": s, "run": s}] (per chunk, the worker's seconds)} (positions a range, or the clients' places in
+        #: the round when they were sent by id)
         self.last_run: dict = {}
 
     def _unshardable(self) -> str:
@@ -373,7 +374,8 @@ class ShardedRound:
                          for i in range(len(shards)) for index, message, _ in results[i][1])
         self.last_run = {"computation": self.symbol, "clients": clients.count,
                          "shards": [(assigned[i], shards[i][1]) for i in range(len(shards))],
-                         "reruns": reruns, "shards_reused": reused, "by_id": named is not None, "dropped": dropped}
+                         "reruns": reruns, "shards_reused": reused, "by_id": named is not None, "dropped": dropped,
+                         "worker_s": [results[i][2] for i in range(len(shards))]}
         if self._record is not None:
             self._record(self.last_run)
         return [partial for i in range(len(shards)) for partial in results[i][0]]

@@ -21,6 +21,7 @@ a client's row is 64-byte aligned (:class:`Shared`); ``("n",)`` no value.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Iterator, Optional
 
 import numpy as np
@@ -159,7 +160,16 @@ def ingest(value: Any, t: Type, flat: list) -> tuple:
         if not isinstance(value, Clients):
             raise FedcError(f"the tf backend expected clients' values for {t}, got {type(value).__name__}")
         if value.count and _has_sequence(t.member):
-            return _grouped(value.items(), t.member, flat)
+            if not value.frozen:
+                return _grouped(value.items(), t.member, flat)
+            held = _GROUPED.get(value)  # frozen clients (a worker's shard, kept): grouped once
+            if held is None or held[0] != t.member:
+                start = len(flat)
+                skeleton = _grouped(value.items(), t.member, flat)
+                _GROUPED[value] = (t.member, skeleton, flat[start:])
+                return skeleton
+            flat.extend(held[2])
+            return held[1]
         stacked = value.stacked() if value.count else None
         if isinstance(stacked, np.ndarray):
             shared = _shared(stacked, value.count, flat)
@@ -177,6 +187,10 @@ def ingest(value: Any, t: Type, flat: list) -> tuple:
         flat.append(_array(value))
         return ("t",)
     raise FedcError(f"the tf backend cannot take an argument of type {t}")
+
+
+#: frozen Clients -> (member type, skeleton, the arrays :func:`_grouped` made of them), while they live
+_GROUPED: "weakref.WeakKeyDictionary[Clients, tuple]" = weakref.WeakKeyDictionary()
 
 
 def _layout(value: Any, t: Type) -> tuple:

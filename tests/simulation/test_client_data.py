@@ -333,3 +333,18 @@ def test_datasets_passed_again_are_not_iterated_again_unless_they_shuffle():
         shuffled = [d.shuffle(4) for d in datasets]  # the user's own pipelines: iterated each call
         assert sorted(int(t) for t in label_totals(shuffled)) == sorted(first)
         assert not hasattr(shuffled[2], "__fedc_value__")
+
+
+def test_datasets_checked_in_one_call_do_not_let_a_dataset_of_other_elements_through_in_the_next():
+    def dataset_fn(client_id):
+        examples = tf.data.Dataset.from_tensor_slices(collections.OrderedDict(
+            x=np.ones((4, 3), np.float32), y=np.arange(4, dtype=np.int32)))
+        return examples if client_id == "odd" else examples.batch(3)  # "odd": unbatched elements
+
+    data = ClientData.from_clients_and_tf_fn(["a", "b", "odd"], dataset_fn)
+    good = [data.create_tf_dataset_for_client(c) for c in ("a", "b")]
+    with fedc.backend("tf"):
+        assert [int(t) for t in label_totals(good)] == [6, 6]
+        assert all(d.__fedc_checked__ is label_totals.type_signature.parameter.member for d in good)
+        with pytest.raises(fedc.FedcTypeError, match="float32\\[3\\]"):
+            label_totals(good + [data.create_tf_dataset_for_client("odd")])

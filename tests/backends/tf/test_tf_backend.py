@@ -274,3 +274,21 @@ def test_without_tensorflow_the_tf_backend_says_what_to_install():
     assert out.returncode == 0, out.stderr
     assert "the tf backend needs TensorFlow, which is not installed" in out.stdout
     assert "pip install tensorflow-cpu" in out.stdout and "--backend reference" in out.stdout
+
+
+def test_frozen_clients_are_grouped_once_and_others_every_call():
+    from fedc.backends.tf.values import ingest
+    from fedc.values import Clients, freeze
+
+    element = fedc.TensorType(np.float32, [2])
+    t = fedc.FederatedType(fedc.SequenceType(element), fedc.CLIENTS)
+    items = [[np.ones(2, np.float32) * k, np.zeros(2, np.float32)] for k in range(3)]
+    frozen = freeze(Clients.from_items(items))
+    assert frozen.frozen and not items[1][0].flags.writeable
+    first, again = [], []
+    assert ingest(frozen, t, first) == ingest(frozen, t, again)
+    assert len(first) == len(again) and all(a is b for a, b in zip(first, again))  # the same pieces, not regrouped
+    loose = Clients.from_items([[np.ones(2, np.float32)]])
+    one, two = [], []
+    ingest(loose, t, one), ingest(loose, t, two)
+    assert one[0] is not two[0]

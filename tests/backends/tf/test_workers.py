@@ -183,6 +183,8 @@ def test_sharded_rounds_give_the_in_process_results(workers1, workers2, computat
         ran = executable(computation, backend)
         assert isinstance(ran, ShardedRound)  # it did run on the workers, one shard each
         assert len(ran.last_run["shards"]) == len(backend.cluster.workers())
+        assert [set(seconds) for seconds in ran.last_run["worker_s"]] == [{"load", "run"}] * len(ran.last_run["shards"])
+        assert all(seconds["run"] > 0 for seconds in ran.last_run["worker_s"])
     # one worker or two: the same numbers (the shard sums merge in shard order)
     assert_same(run_on(workers1, computation, *args), run_on(workers2, computation, *args))
 
