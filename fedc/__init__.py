@@ -69,7 +69,7 @@ tensorflow = _Namespace(computation=tf_computation)
 
 #: The libraries on top of the API, imported when first used (``fedc.simulation.datasets…`` after ``import fedc``,
 #: as TFF's ``tff.simulation``), so that ``import fedc`` stays light and the API does not depend on them.
-_LIBRARIES = ("aggregators", "learning", "simulation")
+_LIBRARIES = ("aggregators", "learning", "privacy", "simulation")
 
 
 def __getattr__(name: str):

@@ -42,6 +42,7 @@ LAYER_OF = {
     "fedc.learning": "libraries",
     "fedc.aggregators": "libraries",
     "fedc.simulation": "libraries",
+    "fedc.privacy": "libraries",
     "fedc.cli": "tools",
     "fedc.__main__": "tools",
     "fedc.viz": "tools",
