@@ -13,6 +13,7 @@ TensorFlow is imported only when a payload is built or run.
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -250,10 +251,66 @@ def _graph(payload: bytes, parameter: Optional[Type], result: Type, what: str):
     return graph_def, input_names, output_names
 
 
-def _import(graph_def, input_names: list[str], output_names: list[str], flat: list, name: str) -> list:
+_LIBRARY_LOCK = threading.Lock()
+_REGISTERED: set[str] = set()  # digests of payloads whose library functions are in TensorFlow's eager context
+
+
+def _rename_functions(attr, names: dict) -> None:
+    if attr.HasField("func") and attr.func.name in names:
+        attr.func.name = names[attr.func.name]
+    for func in attr.list.func:
+        if func.name in names:
+            func.name = names[func.name]
+
+
+@functools.lru_cache(maxsize=256)
+def _with_library(payload: bytes, graph_def_bytes: bytes):
+    """The payload's GraphDef with its function library made callable from a function being traced.
+
+    A graph imported into a ``tf.function`` keeps its own functions (a
+    ``tf.while_loop``'s body and condition, a nested ``tf.function``) in the
+    traced graph only, where TensorFlow 2.21's runtime does not look for them
+    ("Op type not registered 'while_cond_3'"). So they are registered in
+    TensorFlow's context — under names made unique by the payload's digest, so
+    that two payloads' ``while_cond_3`` do not collide — and the graph and its
+    functions refer to them by those names.
+    """
+    import hashlib
+
+    import tensorflow as tf
+    from tensorflow.python.eager import context
+
+    graph_def = tf.compat.v1.GraphDef.FromString(graph_def_bytes)
+    if not graph_def.library.function:
+        return graph_def
+    digest = hashlib.sha256(payload).hexdigest()[:16]
+    names = {f.signature.name: f"fedc_{digest}_{f.signature.name}" for f in graph_def.library.function}
+    for node in graph_def.node:
+        for attr in node.attr.values():
+            _rename_functions(attr, names)
+    for function in graph_def.library.function:
+        function.signature.name = names[function.signature.name]
+        for node in function.node_def:
+            for attr in node.attr.values():
+                _rename_functions(attr, names)
+    for gradient in graph_def.library.gradient:
+        gradient.function_name = names.get(gradient.function_name, gradient.function_name)
+        gradient.gradient_func = names.get(gradient.gradient_func, gradient.gradient_func)
+    with _LIBRARY_LOCK:
+        if digest not in _REGISTERED:
+            for function in graph_def.library.function:
+                context.context().add_function_def(function)
+            _REGISTERED.add(digest)
+    return graph_def
+
+
+def _import(graph_def, input_names: list[str], output_names: list[str], flat: list, name: str,
+            payload: Optional[bytes] = None) -> list:
     """Imports a payload's graph into the graph being built, its inputs bound to ``flat``; its outputs."""
     import tensorflow as tf
 
+    if payload is not None and graph_def.library.function:
+        graph_def = _with_library(payload, graph_def.SerializeToString())
     return tf.compat.v1.import_graph_def(
         graph_def, input_map=dict(zip(input_names, flat)), return_elements=output_names, name=name
     )
@@ -273,7 +330,7 @@ def call_in_graph(node, flat: list) -> list:
     t = node.type_signature
     what = describe(node)
     graph_def, input_names, output_names = _graph(node.payload, t.parameter, t.result, what)
-    outputs = _import(graph_def, input_names, output_names, flat, node.name or "compiled")
+    outputs = _import(graph_def, input_names, output_names, flat, node.name or "compiled", node.payload)
     return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
 

@@ -272,3 +272,23 @@ def test_fedc_run_refuses_a_meaningless_timeout(value, tmp_path, capsys):
     path.write_text("computation f(x: float32@SERVER) -> float32@SERVER {\n  return x\n}\n")
     assert fedc_main(["run", str(path), "--timeout", value]) == 2
     assert "--timeout" in capsys.readouterr().err
+
+
+def test_loaded_payloads_with_loops_run_on_the_tf_backend_in_a_fresh_process(tmp_path):
+    """A payload's own functions (a while_loop's body and condition) are found when it runs inside a traced
+    function, in a process that never made them — and two payloads' equally named functions do not collide."""
+    import subprocess
+    import sys
+
+    def count_to(limit):
+        return lambda x: tf.while_loop(lambda v: v < limit, lambda v: v + 1.0, [tf.abs(x)])[0]
+
+    for name, limit in (("ten", 10.0), ("twenty", 20.0)):  # both graphs name their functions while_cond_3, …
+        (tmp_path / f"{name}.fedpb").write_bytes(ir.serialize(module_of(graph_payload(count_to(limit)))))
+    code = ("import numpy as np, fedc, sys\n"
+            "for name in ('ten', 'twenty'):\n"
+            "    m = fedc.ir.deserialize(open(sys.argv[1] + f'/{name}.fedpb', 'rb').read())\n"
+            "    print(fedc.context.get_backend('tf').compile(m, 'step')(np.float32(1.0)))\n")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["10.0", "20.0"]
