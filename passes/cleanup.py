@@ -19,7 +19,9 @@ a value nobody uses can go, and two equal expressions compute equal values.
     ``fn(y) -> y``). So chains merge: two broadcasts of the same value,
     then the two maps of the broadcasts, then their aggregations. A local may
     merge with a local of an enclosing block of the same function, never with
-    one outside a lambda (a local lambda would capture it). Statistic:
+    one outside a lambda (a local lambda would capture it). A value that draws
+    random numbers (a ``local.random_normal``, or a call of a function that
+    draws) never merges: two draws are two values. Statistic:
     ``locals-merged``.
 
 ``canonicalize``
@@ -127,9 +129,34 @@ def _binder_prefix(root: bb.Node) -> str:
     return prefix
 
 
-def _cse(root: bb.Node, ctx: PassContext) -> bb.Node:
+def _drawing_symbols(module: Module) -> set[str]:
+    """The module's computations that draw random numbers when they run (themselves, or through those they use)."""
+    uses = {symbol: {n.name for n in node.walk() if isinstance(n, bb.SymbolRef)} for symbol, node in module.items()}
+    drawing = {symbol for symbol, node in module.items()
+               if any(isinstance(n, bb.Intrinsic) and n.definition.random for n in node.walk())}
+    grew = True
+    while grew:
+        more = {symbol for symbol, used in uses.items() if symbol not in drawing and used & drawing}
+        grew = bool(more)
+        drawing |= more
+    return drawing
+
+
+def _draws(node: bb.Node, functions: set[str], symbols: set[str]) -> bool:
+    """Whether evaluating ``node`` draws random numbers: it has a random op, or uses a function (a local in
+    ``functions``, a computation in ``symbols``) that does."""
+    for n in node.walk():
+        if isinstance(n, bb.Intrinsic) and n.definition.random:
+            return True
+        if isinstance(n, bb.Reference) and n.name in functions or isinstance(n, bb.SymbolRef) and n.name in symbols:
+            return True
+    return False
+
+
+def _cse(root: bb.Node, ctx: PassContext, symbols: frozenset = frozenset()) -> bb.Node:
     prefix = _binder_prefix(root)
     replacements: dict[str, str] = {}  # merged local -> the earlier local it merged into
+    drawing: set[str] = set()  # locals bound to functions that draw random numbers
 
     def visit(node: bb.Node, available: dict) -> bb.Node:
         if isinstance(node, bb.Reference):
@@ -148,6 +175,11 @@ def _cse(root: bb.Node, ctx: PassContext) -> bb.Node:
             for name, value in node.locals:
                 new_value = visit(value, inner)
                 changed |= new_value is not value
+                if _draws(new_value, drawing, symbols):
+                    if not isinstance(new_value, bb.Lambda):  # two draws are two values, however alike
+                        kept.append((name, new_value))
+                        continue
+                    drawing.add(name)  # a function that draws: equal functions still merge; calls of it do not
                 # Function values compare up to the names of their binders (inlining the
                 # same function twice gives renamed copies); other values structurally.
                 key = alpha_normal(new_value, prefix) if isinstance(new_value, bb.Lambda) else new_value
@@ -176,8 +208,10 @@ def _cse(root: bb.Node, ctx: PassContext) -> bb.Node:
 @register("cse")
 @deep_recursion
 def cse(module: Module, ctx: PassContext) -> Module:
-    """Merges locals that compute the same value (duplicate broadcasts, identical aggregations)."""
-    return transform_computations(module, lambda symbol, node: _cse(node, ctx))
+    """Merges locals that compute the same value (duplicate broadcasts, identical aggregations); never two
+    random draws."""
+    symbols = frozenset(_drawing_symbols(module))
+    return transform_computations(module, lambda symbol, node: _cse(node, ctx, symbols))
 
 
 # --------------------------------------------------------------------------

@@ -64,9 +64,10 @@ class IntrinsicFunction:
         impl = RULES.get(node.uri)
         if impl is None:
             raise FedcError(f"the reference backend does not implement {node.uri}")
-        # Local ops take batched operands; everything else is evaluated per value.
-        if definition.is_federated or definition.kind.value == "sequence":
-            if _contains_batched(argument):
+        # Local ops take batched operands; everything else is evaluated per value. A random draw inside a
+        # function mapped over clients batched would be one draw for them all: it is evaluated per client.
+        if definition.is_federated or definition.kind.value == "sequence" or definition.random:
+            if _contains_batched(argument) or (definition.random and self.interpreter.batching):
                 raise NotBatchable(node.uri)
         try:
             return impl(self.interpreter, argument, node.type_signature, definition.attr_values(dict(node.attrs)))
@@ -107,6 +108,8 @@ class Interpreter(Evaluator):
     """Evaluates the computations of one module, for one invocation (the walk: :class:`fedc.ir.evaluation.Evaluator`)."""
 
     backend = "the reference backend"
+    #: > 0 while a function is applied to all clients' values at once (batched)
+    batching = 0
 
     def select(self, source: Any, index: int) -> Any:
         if isinstance(source, Batched):
@@ -129,11 +132,14 @@ class Interpreter(Evaluator):
         """Applies a local function to each client's value, batched when it can be."""
         stacked = value.stacked() if value.count else None
         if stacked is not None and isinstance(function, (Closure, IntrinsicFunction)):
+            self.batching += 1
             try:
                 result = function(_batched_leaves(stacked))
             except NotBatchable:
-                pass
-            else:
+                result = NotBatchable
+            finally:
+                self.batching -= 1
+            if result is not NotBatchable:
                 return Clients.from_stacked(_materialize(result, value.count), value.count)
         return Clients.from_items([function(item) for item in value.items()])
 

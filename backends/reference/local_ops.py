@@ -263,6 +263,20 @@ def _filled(t, value):
     return np.full(t.shape, value, dtype=t.dtype)
 
 
+def _random_normal(_, attrs):
+    """Standard normal samples, from a Philox generator keyed by 128 fresh bits of the OS's CSPRNG."""
+    import secrets
+
+    generator = np.random.Generator(np.random.Philox(key=secrets.randbits(128)))
+
+    def draw(t):
+        if isinstance(t, StructType):
+            return tuple(draw(e) for e in t)
+        return generator.standard_normal(t.shape).astype(t.dtype)
+
+    return draw(attrs["type"])
+
+
 IMPLS: dict[str, Callable[[Any, dict], Any]] = {
     "add": _binary(_add),
     "subtract": _binary(np.subtract),
@@ -301,6 +315,7 @@ IMPLS: dict[str, Callable[[Any, dict], Any]] = {
     "reduce_min": _reduction(np.min, "reduce_min"),
     "zeros": _fill(0),
     "ones": _fill(1),
+    "random_normal": _random_normal,
 }
 
 

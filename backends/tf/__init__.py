@@ -43,6 +43,7 @@ import numpy as np
 
 from fedc.backends.base import Backend
 from fedc.errors import FedcError, FedcWarning
+from fedc.ir import building_blocks as bb
 from fedc.ir.module import Module
 from fedc.limits import deep_recursion
 from fedc.types import FunctionType
@@ -82,6 +83,8 @@ class TFExecutable:
         self._traced: dict[tuple, Any] = {}
         self._inputs: dict[tuple, list] = {}
         self._lock = threading.Lock()
+        #: whether the module draws random numbers: each call then gets a fresh key, its last input
+        self._random = _draws_random(module)
 
     @property
     def traces(self) -> int:
@@ -98,6 +101,8 @@ class TFExecutable:
         result_type = t.result if is_function else t
         flat: list = []
         skeleton = ingest(argument, parameter, flat) if parameter is not None else ("n",)
+        if self._random:
+            flat.append(_fresh_key())
         key = (skeleton, tuple((a.shape, a.dtype.str) for a in flat), num_clients)
         with self._lock:
             traced = self._traced.get(key)
@@ -167,6 +172,8 @@ class TFExecutable:
 
         def traced(*tensors):
             graph = Graph(self.module, num_clients, RULES, lower_compiled)
+            if self._random:
+                graph.entropy, tensors = tensors[-1], tensors[:-1]
             argument = rebuild(skeleton, iter(tensors))
             result = self._body(graph, argument, is_function)
             out: list = []
@@ -193,7 +200,10 @@ class TFExecutable:
         import tensorflow as tf
 
         graph = Graph(self.module, num_clients, RULES, lower_compiled, eager=True)
-        argument = rebuild(skeleton, iter([eager_tensor(a) for a in flat]))
+        tensors = [eager_tensor(a) for a in flat]
+        if self._random:
+            graph.entropy, tensors = tensors[-1], tensors[:-1]
+        argument = rebuild(skeleton, iter(tensors))
         try:
             result = self._body(graph, argument, is_function)
             out: list = []
@@ -201,6 +211,18 @@ class TFExecutable:
         except tf.errors.OpError as e:
             raise FedcError(f"TensorFlow failed while running @{self.symbol} on the tf backend: {e.message}") from None
         return restore(out_skeleton, iter([np.asarray(o) for o in out]), result_type)
+
+
+def _draws_random(module: Module) -> bool:
+    """Whether a computation of ``module`` draws random numbers (a ``local.random_normal``, say)."""
+    return any(isinstance(n, bb.Intrinsic) and n.definition.random for _, node in module.items() for n in node.walk())
+
+
+def _fresh_key() -> np.ndarray:
+    """128 bits from the operating system's CSPRNG, as TensorFlow's stateless generators take a key: int64[2]."""
+    import secrets
+
+    return np.frombuffer(secrets.token_bytes(16), dtype=np.int64).copy()
 
 
 class TFBackend(Backend):

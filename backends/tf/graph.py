@@ -262,6 +262,10 @@ class Graph(Evaluator):
                  eager: bool = False):
         super().__init__(module, num_clients)
         self.lower_compiled = lower_compiled  # (graph, Compiled node) -> its function value
+        #: the call's random key (int64[2], fresh from the OS's CSPRNG each call) when the module draws random
+        #: numbers, and how many draws were made from it so far
+        self.entropy = None
+        self.draws = 0
         self.rules = rules
         self.eager = eager
         self.checks: list[Check] = []

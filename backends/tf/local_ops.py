@@ -358,6 +358,32 @@ def _fill(value):
     return lambda graph, _, signature, attrs: zeros_of(attrs["type"], value)
 
 
+def _random_normal(graph, _, signature, attrs):
+    """Standard normal samples from TensorFlow's stateless Philox generator, keyed by the call's fresh 128-bit key
+    (``graph.entropy``, from the OS's CSPRNG) folded with this draw's number in the call."""
+    from fedc.errors import FedcError
+
+    from .graph import NotVectorizable
+
+    tf = _tf()
+    if graph.vectorizing:  # one draw would serve every client: the function runs client by client instead
+        raise NotVectorizable("a random draw per client")
+    if graph.checks_captured() and not graph.eager:
+        raise FedcError("local.random_normal inside an aggregation's accumulate is not supported by the tf backend "
+                        "(the loop would repeat one draw); draw the numbers in the clients' work instead")
+    if graph.entropy is None:
+        raise FedcError("local.random_normal: this tf backend graph was built without a random key")
+
+    def draw(t):
+        if isinstance(t, StructType):
+            return tuple(draw(e) for e in t)
+        graph.draws += 1
+        seed = tf.random.experimental.stateless_fold_in(graph.entropy, graph.draws)
+        return tf.random.stateless_normal(list(t.shape), seed=seed, dtype=tf_dtype_of(t.dtype))
+
+    return draw(attrs["type"])
+
+
 def _tf_op(name):
     def fn(*xs):
         tf = _tf()
@@ -422,4 +448,5 @@ LOWERINGS: dict[str, Callable[[Any, Any, FunctionType, dict], Any]] = {
     "reduce_min": _extremum("reduce_min"),
     "zeros": _fill(0),
     "ones": _fill(1),
+    "random_normal": _random_normal,
 }

@@ -113,6 +113,20 @@ def _operands(d: IntrinsicDef, p: Type, count: int) -> list[Type]:
 # --------------------------------------------------------------------------
 # Rules
 
+
+def _rule_random(d, p, attrs):
+    t = attrs["type"]
+    if t is None:
+        raise FedcTypeError(f"{d.uri} needs the attribute type")
+    _check_local(t)
+    for leaf in t.walk():
+        if isinstance(leaf, TensorType):
+            if not leaf.is_fully_defined():
+                raise FedcTypeError(f"{d.uri} needs fully known shapes, but {t} has {leaf}")
+            if leaf.dtype.kind != "f":
+                raise FedcTypeError(f"{d.uri} draws floating-point numbers, but {t} has {leaf}")
+    return t
+
 _KIND_WORDS = {
     "numeric": ("iufc", "numeric"),
     "real": ("iuf", "real numeric"),
@@ -384,10 +398,11 @@ _UNARY = [
 LOCAL_OPS: list[IntrinsicDef] = []
 
 
-def _op(uri, signature, rule, doc, attrs=(), operands=("x",)):
+def _op(uri, signature, rule, doc, attrs=(), operands=("x",), random=False):
     definition = IntrinsicDef(
         uri, signature, IntrinsicKind.LOCAL, rule, doc, attrs=tuple(attrs), has_parameter=bool(operands),
         op_name="local." + uri, operands=tuple(Operand(name, None, OperandRole.VALUE) for name in operands),
+        random=random,
     )
     LOCAL_OPS.append(register(definition))
 
@@ -421,6 +436,9 @@ for _name, _kinds, _doc in [
 for _name, _doc in [("zeros", "zeros of a type"), ("ones", "ones of a type")]:
     _op(_name, "( -> T)", _rule_fill, _doc,
         [AttrSpec("type", _norm_type, None, "the type of the result")], operands=())
+_op("random_normal", "( -> T)", _rule_random, "standard normal samples of a floating-point type, drawn afresh each "
+    "time the op runs from a generator keyed by 128 bits of the operating system's cryptographic random source",
+    [AttrSpec("type", _norm_type, None, "the type of the result")], operands=(), random=True)
 
 
 def run_time_result_type(uri: str, signature, actual: Type, attrs: dict) -> Type:

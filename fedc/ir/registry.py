@@ -151,6 +151,9 @@ class IntrinsicDef:
     originates_at_clients: bool = False
     # Why insert-secure-aggregation cannot make it secure (None: it is secure, or not an aggregation).
     insecure_reason: Optional[str] = None
+    # Its value is drawn afresh each time it runs (random numbers): two calls are never the same value, so
+    # passes do not merge them (cse), and backends do not evaluate it once for many clients or iterations.
+    random: bool = False
 
     def __post_init__(self):
         if not self.op_name:

@@ -19,7 +19,7 @@ UNARY = {
     "sqrt": "floating", "exp": "floating", "log": "floating", "logical_not": "bool",
 }
 REDUCTIONS = {"reduce_sum": "numeric", "reduce_mean": "floating", "reduce_max": "real", "reduce_min": "real"}
-OTHERS = ["divide", "where", "clip", "cast", "reshape", "matmul", "zeros", "ones", "check"]
+OTHERS = ["divide", "where", "clip", "cast", "reshape", "matmul", "zeros", "ones", "check", "random_normal"]
 ALL_LOCAL = set(BINARY_NUMERIC + BINARY_REAL + COMPARISONS + EQUALITIES + LOGICAL + OTHERS) | set(UNARY) | set(REDUCTIONS)
 
 
@@ -430,6 +430,17 @@ def test_zeros_and_ones_errors():
     assert "not on {float32}@CLIENTS" in error("zeros", type="{float32}@CLIENTS")
     assert "it takes no argument" in error("zeros", ref("float32"), type="float32")
     assert "zeros attribute type: unknown dtype 'flot'" in error("zeros", type="flot")
+
+
+def test_random_normal_is_of_a_known_floating_point_type_and_a_random_op():
+    assert result("random_normal", type="<w=float32[784,10],b=float64[10]>") == "<w=float32[784,10],b=float64[10]>"
+    assert ir.registry.lookup("random_normal").random
+    assert not any(d.random for d in LOCAL_OPS if d.uri != "random_normal")
+    assert "random_normal draws floating-point numbers, but int32[3] has int32[3]" in error("random_normal",
+                                                                                              type="int32[3]")
+    assert "random_normal needs fully known shapes" in error("random_normal", type="float32[?]")
+    assert "random_normal needs the attribute type" in error("random_normal")
+    assert "it takes no argument" in error("random_normal", ref("float32"), type="float32")
 
 
 # --------------------------------------------------------------------------

@@ -264,6 +264,7 @@ _ATTRS = {
     "reduce_mean": {"axis": [1]},
     "zeros": {"type": StructType([("a", TensorType(np.float32, [2])), I32])},
     "ones": {"type": TensorType(np.float32, [2])},
+    "random_normal": {"type": TensorType(np.float32, [2])},
 }
 
 

@@ -57,7 +57,8 @@ def _same(actual, expected):
         np.testing.assert_array_equal(actual, expected)
 
 
-@pytest.mark.parametrize("uri", sorted(CASES))
+# (random draws have no oracle value: tests/backends/conformance/test_random_draws.py checks them)
+@pytest.mark.parametrize("uri", sorted(u for u in CASES if u != "random_normal"))
 def test_local_op_equals_the_oracle(backend, uri):
     operands, attrs, _ = CASES[uri]
     computation = Computation(_module(uri, operands, attrs, mapped=False), "op")
@@ -66,7 +67,7 @@ def test_local_op_equals_the_oracle(backend, uri):
     _same(computation(), expected)
 
 
-@pytest.mark.parametrize("uri", sorted(u for u in CASES if u not in ("zeros", "ones")))
+@pytest.mark.parametrize("uri", sorted(u for u in CASES if u not in ("zeros", "ones", "random_normal")))
 def test_local_op_mapped_over_clients_equals_the_oracle(backend, uri):
     operands, attrs, _ = CASES[uri]
     first = np.asarray(operands[0])

@@ -66,6 +66,7 @@ CASES = {
     "reduce_min": ((x,), {}, x.min()),
     "zeros": ((), {"type": types.parse("<float32[2],int32>")}, None),
     "ones": ((), {"type": types.parse("float32[2,2]")}, np.ones([2, 2], F32)),
+    "random_normal": ((), {"type": types.parse("<float32[500],float64[3]>")}, None),
 }
 
 
@@ -81,10 +82,16 @@ def test_local_op_values(uri):
     if uri == "zeros":
         assert isinstance(result, tuple) and result[0].tolist() == [0.0, 0.0] and result[1] == 0
         return
+    if uri == "random_normal":  # standard normal, of the type's dtypes, and another draw each run
+        again = run(uri, *operands, **attrs)
+        assert result[0].dtype == np.float32 and result[1].dtype == np.float64 and result[1].shape == (3,)
+        assert abs(result[0].mean()) < 0.3 and 0.8 < result[0].std() < 1.2
+        assert not np.array_equal(result[0], again[0])
+        return
     np.testing.assert_allclose(np.asarray(result, dtype=np.float64), np.asarray(expected, dtype=np.float64), rtol=1e-6)
 
 
-@pytest.mark.parametrize("uri", sorted(u for u in CASES if u not in ("zeros", "ones")))
+@pytest.mark.parametrize("uri", sorted(u for u in CASES if u not in ("zeros", "ones", "random_normal")))
 def test_batched_evaluation_equals_per_client_evaluation(uri):
     """Mapping over clients batched (one numpy call) matches running each client alone."""
     operands, attrs, _ = CASES[uri]
